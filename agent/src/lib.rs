@@ -1,0 +1,9 @@
+//! mailpulse agent: everything that runs on a mail host.
+//!
+//! Data flows one way: [`source`] (bytes + offsets) → [`parse`] (typed records) → [`track`]
+//! (per-message lifecycle events) → [`report`] (summaries).
+
+pub mod parse;
+pub mod report;
+pub mod source;
+pub mod track;

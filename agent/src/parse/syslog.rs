@@ -1,0 +1,618 @@
+//! Syslog envelope parsing: timestamp, host, program, pid and message of one log line.
+//!
+//! Supported: BSD syslog (RFC 3164, space-padded day, optional year, optional `<PRI>`), RFC 3339
+//! timestamps as written by rsyslog, RFC 5424, Postfix's own `maillog_file` format and journald's
+//! `journalctl -o json` export. Parsing is zero-copy except where journald JSON escapes force a copy.
+
+use std::borrow::Cow;
+
+use nom::{
+    IResult, Parser,
+    branch::alt,
+    bytes::complete::{tag, take_while_m_n, take_while1},
+    character::complete::{char, digit1},
+    combinator::{map_res, opt},
+};
+use serde::{Deserialize, Serialize};
+
+use super::time::{LogTime, civil_from_days};
+
+/// Log line format of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Detect from the first parseable line of each file.
+    #[default]
+    Auto,
+    Bsd,
+    Rfc3339,
+    Rfc5424,
+    /// Postfix `maillog_file` (BSD-like, zero-padded day, microseconds).
+    Maillog,
+    JournalJson,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "auto" => Self::Auto,
+            "bsd" => Self::Bsd,
+            "rfc3339" => Self::Rfc3339,
+            "rfc5424" => Self::Rfc5424,
+            "maillog" => Self::Maillog,
+            "journal-json" => Self::JournalJson,
+            other => {
+                return Err(format!(
+                    "unknown log format {other:?} (expected auto, bsd, rfc3339, rfc5424, maillog or journal-json)"
+                ));
+            }
+        })
+    }
+}
+
+/// The envelope of one log line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyslogLine<'a> {
+    pub time: LogTime,
+    pub host: Cow<'a, str>,
+    /// Program as logged, e.g. `postfix/smtpd`, `postfix-out/smtp`, `postfix/submission/smtpd`.
+    pub program: Cow<'a, str>,
+    pub pid: Option<u32>,
+    pub message: Cow<'a, str>,
+}
+
+/// Why an envelope could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("empty line")]
+    Empty,
+    #[error("line does not match the {0:?} format")]
+    Format(LogFormat),
+    #[error("no known log format matches the line")]
+    Unknown,
+    #[error("journal entry: {0}")]
+    Journal(String),
+}
+
+/// Parses lines of one file; with [`LogFormat::Auto`] the format is detected on the first line
+/// that parses and reused, falling back to detection again for lines that do not match it.
+#[derive(Debug, Clone)]
+pub struct EnvelopeParser {
+    configured: LogFormat,
+    detected: Option<LogFormat>,
+}
+
+impl EnvelopeParser {
+    pub fn new(format: LogFormat) -> Self {
+        Self {
+            configured: format,
+            detected: None,
+        }
+    }
+
+    /// The format in use: the configured one, or what auto-detection found so far.
+    pub fn format(&self) -> LogFormat {
+        match self.configured {
+            LogFormat::Auto => self.detected.unwrap_or(LogFormat::Auto),
+            f => f,
+        }
+    }
+
+    pub fn parse<'a>(&mut self, line: &'a str) -> Result<SyslogLine<'a>, EnvelopeError> {
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line.trim().is_empty() {
+            return Err(EnvelopeError::Empty);
+        }
+        if self.configured != LogFormat::Auto {
+            return parse_as(self.configured, line);
+        }
+        if let Some(f) = self.detected
+            && let Ok(l) = parse_as(f, line)
+        {
+            return Ok(l);
+        }
+        for f in detection_order(line) {
+            if let Ok(l) = parse_as(f, line) {
+                self.detected = Some(f);
+                return Ok(l);
+            }
+        }
+        Err(EnvelopeError::Unknown)
+    }
+}
+
+fn detection_order(line: &str) -> [LogFormat; 4] {
+    let b = line.as_bytes();
+    if b.first() == Some(&b'{') {
+        [
+            LogFormat::JournalJson,
+            LogFormat::Rfc5424,
+            LogFormat::Rfc3339,
+            LogFormat::Bsd,
+        ]
+    } else if b.first().is_some_and(u8::is_ascii_digit) {
+        [
+            LogFormat::Rfc3339,
+            LogFormat::Bsd,
+            LogFormat::Rfc5424,
+            LogFormat::JournalJson,
+        ]
+    } else if b.first() == Some(&b'<') && after_pri(line).starts_with("1 ") {
+        [
+            LogFormat::Rfc5424,
+            LogFormat::Rfc3339,
+            LogFormat::Bsd,
+            LogFormat::JournalJson,
+        ]
+    } else {
+        [
+            LogFormat::Bsd,
+            LogFormat::Rfc3339,
+            LogFormat::Rfc5424,
+            LogFormat::JournalJson,
+        ]
+    }
+}
+
+/// Parses one line in the given format (`Auto` detects for this line only).
+pub fn parse_as(format: LogFormat, line: &str) -> Result<SyslogLine<'_>, EnvelopeError> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    let res = match format {
+        LogFormat::Auto => return EnvelopeParser::new(LogFormat::Auto).parse(line),
+        LogFormat::Bsd | LogFormat::Maillog => bsd_line(after_pri(line)),
+        LogFormat::Rfc3339 => rfc3339_line(after_pri(line)),
+        LogFormat::Rfc5424 => rfc5424_line(line),
+        LogFormat::JournalJson => return journal_line(line),
+    };
+    res.map(|(_, l)| l)
+        .map_err(|_| EnvelopeError::Format(format))
+}
+
+fn after_pri(line: &str) -> &str {
+    let Some(rest) = line.strip_prefix('<') else {
+        return line;
+    };
+    match rest.find('>') {
+        Some(i) if (1..=3).contains(&i) && rest[..i].bytes().all(|b| b.is_ascii_digit()) => {
+            &rest[i + 1..]
+        }
+        _ => line,
+    }
+}
+
+fn uint<T: std::str::FromStr>(n: usize) -> impl Fn(&str) -> IResult<&str, T> {
+    move |i| {
+        map_res(
+            take_while_m_n(n, n, |c: char| c.is_ascii_digit()),
+            str::parse::<T>,
+        )
+        .parse(i)
+    }
+}
+
+fn month(i: &str) -> IResult<&str, u8> {
+    let (rest, name) = take_while_m_n(3, 3, |c: char| c.is_ascii_alphabetic())(i)?;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    match MONTHS.iter().position(|m| m.eq_ignore_ascii_case(name)) {
+        Some(p) => Ok((rest, p as u8 + 1)),
+        None => Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::Tag,
+        ))),
+    }
+}
+
+/// `hh:mm:ss[.fraction]`
+fn clock(i: &str) -> IResult<&str, (u8, u8, u8, u32)> {
+    let (i, (h, _, m, _, s)) = (
+        uint::<u8>(2),
+        char(':'),
+        uint::<u8>(2),
+        char(':'),
+        uint::<u8>(2),
+    )
+        .parse(i)?;
+    let (i, frac) = opt((alt((char('.'), char(','))), digit1)).parse(i)?;
+    let nanos = frac.map_or(0, |(_, d)| fraction_nanos(d));
+    if h > 23 || m > 59 || s > 60 {
+        return Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::Verify,
+        )));
+    }
+    Ok((i, (h, m, s, nanos)))
+}
+
+fn fraction_nanos(digits: &str) -> u32 {
+    let mut n: u32 = 0;
+    for b in digits.bytes().take(9) {
+        n = n * 10 + u32::from(b - b'0');
+    }
+    let len = digits.len().min(9) as u32;
+    n * 10u32.pow(9 - len)
+}
+
+/// BSD timestamp: `Oct  6 18:13:50`, `Oct 06 18:13:50.123456`, `Oct  6 2024 18:13:50`.
+fn bsd_time(i: &str) -> IResult<&str, LogTime> {
+    let (i, month) = month(i)?;
+    let (i, _) = take_while1(|c| c == ' ').parse(i)?;
+    let (i, day) = map_res(
+        take_while_m_n(1, 2, |c: char| c.is_ascii_digit()),
+        str::parse::<u8>,
+    )
+    .parse(i)?;
+    let (i, _) = char(' ')(i)?;
+    let (i, year) = opt((uint::<i32>(4), char(' '))).parse(i)?;
+    let (i, (hour, minute, second, nanos)) = clock(i)?;
+    let (i, trailing_year) = opt((char(' '), uint::<i32>(4))).parse(i)?;
+    if !(1..=31).contains(&day) {
+        return Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::Verify,
+        )));
+    }
+    let year = year.map(|(y, _)| y).or(trailing_year.map(|(_, y)| y));
+    Ok((
+        i,
+        LogTime {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            nanos,
+            offset_secs: None,
+        },
+    ))
+}
+
+/// RFC 3339: `2024-10-26T18:13:50.123456+02:00` (also `Z`, and a space instead of `T`).
+fn rfc3339_time(i: &str) -> IResult<&str, LogTime> {
+    let (i, (year, _, month, _, day)) = (
+        uint::<i32>(4),
+        char('-'),
+        uint::<u8>(2),
+        char('-'),
+        uint::<u8>(2),
+    )
+        .parse(i)?;
+    let (i, _) = alt((char('T'), char('t'), char(' '))).parse(i)?;
+    let (i, (hour, minute, second, nanos)) = clock(i)?;
+    let (i, offset) = opt(alt((
+        |i| char('Z')(i).map(|(i, _)| (i, 0i32)),
+        |i| char('z')(i).map(|(i, _)| (i, 0i32)),
+        |i| {
+            let (i, (sign, h, _, m)) = (
+                alt((char('+'), char('-'))),
+                uint::<i32>(2),
+                opt(char(':')),
+                uint::<i32>(2),
+            )
+                .parse(i)?;
+            let secs = h * 3600 + m * 60;
+            Ok((i, if sign == '-' { -secs } else { secs }))
+        },
+    )))
+    .parse(i)?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::Verify,
+        )));
+    }
+    Ok((
+        i,
+        LogTime {
+            year: Some(year),
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            nanos,
+            offset_secs: offset,
+        },
+    ))
+}
+
+fn is_token(c: char) -> bool {
+    !c.is_whitespace()
+}
+
+/// `host program[pid]: message` (pid optional, `program:` alone accepted).
+fn tag_and_message<'a>(i: &'a str, time: LogTime) -> IResult<&'a str, SyslogLine<'a>> {
+    let (i, _) = take_while1(|c| c == ' ').parse(i)?;
+    let (i, host) = take_while1(is_token).parse(i)?;
+    let (i, _) = take_while1(|c| c == ' ').parse(i)?;
+    let (i, program) =
+        take_while1(|c: char| !c.is_whitespace() && c != '[' && c != ':').parse(i)?;
+    let (i, pid) = opt((char('['), map_res(digit1, str::parse::<u32>), char(']'))).parse(i)?;
+    let (i, _) = char(':')(i)?;
+    let message = i.strip_prefix(' ').unwrap_or(i);
+    Ok((
+        "",
+        SyslogLine {
+            time,
+            host: Cow::Borrowed(host),
+            program: Cow::Borrowed(program),
+            pid: pid.map(|(_, p, _)| p),
+            message: Cow::Borrowed(message),
+        },
+    ))
+}
+
+fn bsd_line(i: &str) -> IResult<&str, SyslogLine<'_>> {
+    let (i, time) = bsd_time(i)?;
+    tag_and_message(i, time)
+}
+
+fn rfc3339_line(i: &str) -> IResult<&str, SyslogLine<'_>> {
+    let (i, time) = rfc3339_time(i)?;
+    tag_and_message(i, time)
+}
+
+/// `<PRI>1 TIMESTAMP HOST APP-NAME PROCID MSGID STRUCTURED-DATA [MSG]`
+fn rfc5424_line(line: &str) -> IResult<&str, SyslogLine<'_>> {
+    let (i, _) = (
+        char('<'),
+        take_while_m_n(1, 3, |c: char| c.is_ascii_digit()),
+        char('>'),
+    )
+        .parse(line)?;
+    let (i, _) = tag("1 ")(i)?;
+    let (i, time) = rfc3339_time(i)?;
+    let (i, _) = char(' ')(i)?;
+    let (i, host) = take_while1(is_token).parse(i)?;
+    let (i, _) = char(' ')(i)?;
+    let (i, app) = take_while1(is_token).parse(i)?;
+    let (i, _) = char(' ')(i)?;
+    let (i, procid) = take_while1(is_token).parse(i)?;
+    let (i, _) = char(' ')(i)?;
+    let (i, _msgid) = take_while1(is_token).parse(i)?;
+    let (i, _) = char(' ')(i)?;
+    let i = skip_structured_data(i)?;
+    let message = i.strip_prefix(' ').unwrap_or(i);
+    let message = message.strip_prefix('\u{feff}').unwrap_or(message);
+    Ok((
+        "",
+        SyslogLine {
+            time,
+            host: Cow::Borrowed(host),
+            program: Cow::Borrowed(if app == "-" { "" } else { app }),
+            pid: procid.parse().ok(),
+            message: Cow::Borrowed(message),
+        },
+    ))
+}
+
+/// Skips `-` or one or more `[id k="v" ...]` elements, honouring `\]` and `\"` escapes.
+fn skip_structured_data(i: &str) -> Result<&str, nom::Err<nom::error::Error<&str>>> {
+    if let Some(rest) = i.strip_prefix('-') {
+        return Ok(rest);
+    }
+    let err = || nom::Err::Error(nom::error::Error::new(i, nom::error::ErrorKind::Verify));
+    let bytes = i.as_bytes();
+    let mut pos = 0;
+    if bytes.first() != Some(&b'[') {
+        return Err(err());
+    }
+    while bytes.get(pos) == Some(&b'[') {
+        let mut in_quotes = false;
+        pos += 1;
+        loop {
+            match bytes.get(pos) {
+                None => return Err(err()),
+                Some(b'\\') if in_quotes => pos += 2,
+                Some(b'"') => {
+                    in_quotes = !in_quotes;
+                    pos += 1;
+                }
+                Some(b']') if !in_quotes => {
+                    pos += 1;
+                    break;
+                }
+                Some(_) => pos += 1,
+            }
+        }
+    }
+    // `pos` always lands on a char boundary: it only stops right after an ASCII `]`.
+    i.get(pos..).ok_or_else(err)
+}
+
+#[derive(Deserialize)]
+struct JournalEntry<'a> {
+    #[serde(rename = "__REALTIME_TIMESTAMP", borrow)]
+    realtime_usecs: Option<Cow<'a, str>>,
+    #[serde(rename = "_HOSTNAME", borrow)]
+    hostname: Option<Cow<'a, str>>,
+    #[serde(rename = "SYSLOG_IDENTIFIER", borrow)]
+    identifier: Option<Cow<'a, str>>,
+    #[serde(rename = "_PID", borrow)]
+    pid: Option<Cow<'a, str>>,
+    #[serde(rename = "SYSLOG_PID", borrow)]
+    syslog_pid: Option<Cow<'a, str>>,
+    #[serde(rename = "MESSAGE", borrow)]
+    message: Option<JournalMessage<'a>>,
+}
+
+/// journald writes MESSAGE as an array of bytes when it is not valid UTF-8.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JournalMessage<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Bytes(Vec<u8>),
+}
+
+fn journal_line(line: &str) -> Result<SyslogLine<'_>, EnvelopeError> {
+    let entry: JournalEntry<'_> =
+        serde_json::from_str(line).map_err(|e| EnvelopeError::Journal(e.to_string()))?;
+    let micros: i64 = entry
+        .realtime_usecs
+        .as_deref()
+        .ok_or_else(|| EnvelopeError::Journal("no __REALTIME_TIMESTAMP".into()))?
+        .parse()
+        .map_err(|_| EnvelopeError::Journal("__REALTIME_TIMESTAMP is not a number".into()))?;
+    let message = match entry
+        .message
+        .ok_or_else(|| EnvelopeError::Journal("no MESSAGE".into()))?
+    {
+        JournalMessage::Text(t) => t,
+        JournalMessage::Bytes(b) => Cow::Owned(String::from_utf8_lossy(&b).into_owned()),
+    };
+    let secs = micros.div_euclid(1_000_000);
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let day_secs = secs.rem_euclid(86_400);
+    Ok(SyslogLine {
+        time: LogTime {
+            year: Some(year),
+            month,
+            day,
+            hour: (day_secs / 3600) as u8,
+            minute: (day_secs / 60 % 60) as u8,
+            second: (day_secs % 60) as u8,
+            nanos: (micros.rem_euclid(1_000_000) * 1000) as u32,
+            offset_secs: Some(0),
+        },
+        host: entry.hostname.unwrap_or(Cow::Borrowed("")),
+        program: entry.identifier.unwrap_or(Cow::Borrowed("")),
+        pid: entry.syslog_pid.or(entry.pid).and_then(|p| p.parse().ok()),
+        message,
+    })
+}
+
+/// How a syslog program name splits into Postfix instance and service.
+///
+/// `postfix/smtpd` → instance `postfix`, service `smtpd`; `postfix-out/smtp` → `postfix-out`,
+/// `smtp`; `postfix/submission/smtpd` → instance `postfix`, sub-service `submission`, service `smtpd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgramName<'a> {
+    /// Everything before the last `/` (Postfix's `syslog_name`), e.g. `postfix/submission`.
+    pub syslog_name: &'a str,
+    /// The first path component: the Postfix instance the queue belongs to.
+    pub instance: &'a str,
+    /// The last path component: the daemon (`smtpd`, `qmgr`, ...).
+    pub service: &'a str,
+}
+
+impl<'a> ProgramName<'a> {
+    pub fn split(program: &'a str) -> Self {
+        match program.rsplit_once('/') {
+            Some((syslog_name, service)) => Self {
+                syslog_name,
+                instance: syslog_name.split('/').next().unwrap_or(syslog_name),
+                service,
+            },
+            None => Self {
+                syslog_name: "",
+                instance: program,
+                service: program,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::time::Timestamp;
+
+    fn utc(l: &SyslogLine<'_>) -> String {
+        let reference = Timestamp {
+            unix_secs: 1_735_000_000, // 2024-12-24
+            nanos: 0,
+        };
+        l.time.resolve(reference, 0).to_rfc3339()
+    }
+
+    #[test]
+    fn bsd_space_padded_day() {
+        let l = parse_as(
+            LogFormat::Bsd,
+            "Oct  6 18:13:50 mx1 postfix/smtpd[1234]: connect from a[1.2.3.4]",
+        )
+        .unwrap();
+        assert_eq!(l.host, "mx1");
+        assert_eq!(l.program, "postfix/smtpd");
+        assert_eq!(l.pid, Some(1234));
+        assert_eq!(l.message, "connect from a[1.2.3.4]");
+        assert_eq!(utc(&l), "2024-10-06T18:13:50.000000Z");
+    }
+
+    #[test]
+    fn bsd_with_pri_and_year() {
+        let l = parse_as(
+            LogFormat::Bsd,
+            "<22>Oct 26 2023 18:13:50 mx1 postfix-out/smtp[9]: x",
+        )
+        .unwrap();
+        assert_eq!(l.program, "postfix-out/smtp");
+        assert_eq!(utc(&l), "2023-10-26T18:13:50.000000Z");
+    }
+
+    #[test]
+    fn maillog_file_format() {
+        let l = parse_as(
+            LogFormat::Maillog,
+            "Nov 05 10:00:01.123456 mail postfix/qmgr[77]: ABC: removed",
+        )
+        .unwrap();
+        assert_eq!(utc(&l), "2024-11-05T10:00:01.123456Z");
+        assert_eq!(l.message, "ABC: removed");
+    }
+
+    #[test]
+    fn rfc3339_with_offset() {
+        let l = parse_as(
+            LogFormat::Rfc3339,
+            "2024-10-26T20:13:50.250+02:00 mx postfix/submission/smtpd[5]: hi",
+        )
+        .unwrap();
+        assert_eq!(utc(&l), "2024-10-26T18:13:50.250000Z");
+        let p = ProgramName::split(&l.program);
+        assert_eq!(
+            (p.instance, p.syslog_name, p.service),
+            ("postfix", "postfix/submission", "smtpd")
+        );
+    }
+
+    #[test]
+    fn rfc5424_with_structured_data() {
+        let l = parse_as(
+            LogFormat::Rfc5424,
+            r#"<22>1 2024-10-26T18:13:50.1Z mx postfix/qmgr 77 - [meta a="x\]y"] ABC: removed"#,
+        )
+        .unwrap();
+        assert_eq!(l.program, "postfix/qmgr");
+        assert_eq!(l.pid, Some(77));
+        assert_eq!(l.message, "ABC: removed");
+        assert_eq!(utc(&l), "2024-10-26T18:13:50.100000Z");
+    }
+
+    #[test]
+    fn journal_json() {
+        let line = r#"{"__REALTIME_TIMESTAMP":"1729966430123456","_HOSTNAME":"mx","SYSLOG_IDENTIFIER":"postfix/smtp","_PID":"42","MESSAGE":"ABC: to=<a@b>, status=sent (ok \"q\")"}"#;
+        let l = parse_as(LogFormat::JournalJson, line).unwrap();
+        assert_eq!(l.program, "postfix/smtp");
+        assert_eq!(l.pid, Some(42));
+        assert_eq!(l.message, "ABC: to=<a@b>, status=sent (ok \"q\")");
+        assert_eq!(utc(&l), "2024-10-26T18:13:50.123456Z");
+    }
+
+    #[test]
+    fn auto_detection_sticks_and_recovers() {
+        let mut p = EnvelopeParser::new(LogFormat::Auto);
+        assert!(
+            p.parse("2024-10-26T18:13:50Z mx postfix/smtp[1]: a")
+                .is_ok()
+        );
+        assert_eq!(p.format(), LogFormat::Rfc3339);
+        assert!(p.parse("Oct 26 18:13:50 mx postfix/smtp[1]: a").is_ok());
+        assert_eq!(p.parse("garbage"), Err(EnvelopeError::Unknown));
+        assert_eq!(p.parse("   "), Err(EnvelopeError::Empty));
+    }
+}
