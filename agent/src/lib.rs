@@ -4,6 +4,7 @@
 //! (per-message lifecycle events) → [`report`] (summaries).
 
 pub mod parse;
+pub mod pipeline;
 pub mod report;
 pub mod source;
 pub mod track;

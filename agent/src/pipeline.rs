@@ -1,0 +1,162 @@
+//! One log line in, message events out: envelope → Postfix record → tracker.
+
+use serde::Serialize;
+
+use crate::parse::record::Record;
+use crate::parse::{EnvelopeParser, LogFormat, ProgramName, Timestamp, postfix};
+use crate::track::{MessageEvent, RecordOrigin, Tracker, TrackerConfig};
+
+/// Counters of what the processor has seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LineStats {
+    pub lines: u64,
+    /// Lines that produced no typed record: bad envelope, a non-Postfix program, or a Postfix
+    /// message no parser understands.
+    pub unparsed: u64,
+    pub bytes: u64,
+}
+
+/// What became of one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineOutcome {
+    Parsed,
+    Unparsed(&'static str),
+}
+
+/// Parses and tracks the lines of one log stream (one file, or several files of one host read in
+/// order). Not thread-safe; one per stream.
+#[derive(Debug)]
+pub struct LineProcessor {
+    envelope: EnvelopeParser,
+    tracker: Tracker,
+    reference: Timestamp,
+    default_offset_secs: i32,
+    stats: LineStats,
+}
+
+impl LineProcessor {
+    /// `reference` resolves year-less timestamps (normally now, or the file's modification time).
+    pub fn new(format: LogFormat, reference: Timestamp) -> Self {
+        Self::with_tracker(format, reference, TrackerConfig::default())
+    }
+
+    pub fn with_tracker(format: LogFormat, reference: Timestamp, tracker: TrackerConfig) -> Self {
+        Self {
+            envelope: EnvelopeParser::new(format),
+            tracker: Tracker::new(tracker),
+            reference,
+            default_offset_secs: 0,
+            stats: LineStats::default(),
+        }
+    }
+
+    /// The UTC offset assumed for timestamps that carry none (BSD syslog, maillog_file).
+    pub fn set_default_offset_secs(&mut self, offset: i32) {
+        self.default_offset_secs = offset;
+    }
+
+    /// Sets the reference time for year-less timestamps (e.g. when switching to another file).
+    pub fn set_reference(&mut self, reference: Timestamp) {
+        self.reference = reference;
+    }
+
+    pub fn stats(&self) -> LineStats {
+        self.stats
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// The format in use (what auto-detection found, once it has).
+    pub fn format(&self) -> LogFormat {
+        self.envelope.format()
+    }
+
+    /// Processes one line (trailing newline optional) and appends the events it completes.
+    pub fn process(&mut self, line: &str, out: &mut Vec<MessageEvent>) -> LineOutcome {
+        self.stats.lines += 1;
+        self.stats.bytes += line.len() as u64 + 1;
+        let outcome = self.process_inner(line, out);
+        if matches!(outcome, LineOutcome::Unparsed(_)) {
+            self.stats.unparsed += 1;
+        }
+        outcome
+    }
+
+    fn process_inner(&mut self, line: &str, out: &mut Vec<MessageEvent>) -> LineOutcome {
+        let env = match self.envelope.parse(line) {
+            Ok(env) => env,
+            Err(_) => return LineOutcome::Unparsed("no syslog envelope"),
+        };
+        let program = ProgramName::split(&env.program);
+        if program.syslog_name.is_empty() || !is_postfix_service(program.service) {
+            return LineOutcome::Unparsed("not a Postfix program");
+        }
+        let record = postfix::parse(program.service, &env.message);
+        if let Record::Unparsed(u) = &record {
+            return LineOutcome::Unparsed(u.reason);
+        }
+        let origin = RecordOrigin {
+            host: &env.host,
+            program,
+            pid: env.pid,
+            at: env.time.resolve(self.reference, self.default_offset_secs),
+        };
+        self.tracker.observe(origin, &record, out);
+        LineOutcome::Parsed
+    }
+}
+
+/// Postfix programs log as `<syslog_name>/<service>`; these are the services Postfix 3.x has.
+fn is_postfix_service(service: &str) -> bool {
+    matches!(
+        service,
+        "anvil"
+            | "bounce"
+            | "cleanup"
+            | "defer"
+            | "discard"
+            | "dnsblog"
+            | "error"
+            | "flush"
+            | "lmtp"
+            | "local"
+            | "master"
+            | "nqmgr"
+            | "oqmgr"
+            | "pickup"
+            | "pipe"
+            | "postalias"
+            | "postcat"
+            | "postconf"
+            | "postdrop"
+            | "postfix"
+            | "postfix-script"
+            | "postkick"
+            | "postlock"
+            | "postlog"
+            | "postlogd"
+            | "postmap"
+            | "postmulti"
+            | "postqueue"
+            | "postscreen"
+            | "postsuper"
+            | "proxymap"
+            | "qmgr"
+            | "qmqpd"
+            | "retry"
+            | "scache"
+            | "sendmail"
+            | "showq"
+            | "smtp"
+            | "smtpd"
+            | "spawn"
+            | "tlsmgr"
+            | "tlsproxy"
+            | "trace"
+            | "trivial-rewrite"
+            | "verify"
+            | "virtual"
+    )
+}
