@@ -1,13 +1,22 @@
 //! `mailpulse events`: message events as JSON Lines, optionally following files with checkpoints.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use mailpulse_agent::parse::LogFormat;
 use mailpulse_agent::pipeline::LineProcessor;
+use mailpulse_agent::source::{Checkpoints, TailConfig, Tailer};
+use mailpulse_agent::track::MessageEvent;
 
 use crate::input;
+
+/// Name of the checkpoint file inside `--state-dir`.
+const STATE_FILE: &str = "checkpoints.json";
+/// Most lines handled between two checkpoints.
+const BATCH_LINES: usize = 4096;
 
 pub struct EventsArgs {
     pub follow: bool,
@@ -18,33 +27,105 @@ pub struct EventsArgs {
 }
 
 pub fn run(args: EventsArgs) -> Result<()> {
-    if args.follow || args.state_dir.is_some() {
-        anyhow::bail!("--follow and --state-dir are not available yet");
-    }
     let mut processor = LineProcessor::new(args.format, input::now());
     processor.set_default_offset_secs(args.utc_offset_secs);
+    if args.follow || args.state_dir.is_some() {
+        tail(&args, processor)
+    } else {
+        read_whole(&args, processor)
+    }
+}
+
+/// Writes events as JSON Lines.
+struct EventWriter<W: Write> {
+    out: W,
+}
+
+impl<W: Write> EventWriter<W> {
+    fn write_all(&mut self, events: &mut Vec<MessageEvent>) -> Result<()> {
+        for ev in events.drain(..) {
+            serde_json::to_writer(&mut self.out, &ev).context("writing events")?;
+            self.out.write_all(b"\n").context("writing events")?;
+        }
+        Ok(())
+    }
+}
+
+fn read_whole(args: &EventsArgs, mut processor: LineProcessor) -> Result<()> {
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut w = EventWriter {
+        out: std::io::BufWriter::with_capacity(1 << 16, stdout.lock()),
+    };
     let mut events = Vec::new();
-    let mut write_err = None;
     for path in &args.files {
+        let mut result = Ok(());
         input::for_each_line(path, &mut processor, |processor, line| {
             processor.process(line, &mut events);
-            for ev in events.drain(..) {
-                if write_err.is_none()
-                    && let Err(e) = serde_json::to_writer(&mut out, &ev).and_then(|()| {
-                        out.write_all(b"\n").map_err(serde_json::Error::io)
-                    })
-                {
-                    write_err = Some(e);
-                }
+            if result.is_ok() {
+                result = w.write_all(&mut events);
             }
+            events.clear();
         })
         .with_context(|| format!("reading {}", path.display()))?;
-        if let Some(e) = write_err.take() {
-            return Err(e).context("writing events");
+        result?;
+    }
+    w.out.flush()?;
+    Ok(())
+}
+
+/// Tails the files; after each batch: flush stdout, then acknowledge and save the checkpoint.
+/// Without `--follow` it stops at the first moment no file has a complete new line.
+fn tail(args: &EventsArgs, mut processor: LineProcessor) -> Result<()> {
+    if args.files.iter().any(|f| f.as_os_str() == "-") {
+        bail!("`-` (standard input) cannot be followed or checkpointed");
+    }
+    let state_path = args.state_dir.as_ref().map(|d| d.join(STATE_FILE));
+    if let Some(dir) = &args.state_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut checkpoints = match &state_path {
+        Some(p) => Checkpoints::load(p).with_context(|| format!("loading {}", p.display()))?,
+        None => Checkpoints::default(),
+    };
+    let config = TailConfig {
+        paths: args.files.clone(),
+        ..TailConfig::default()
+    };
+    let mut tailer = Tailer::new(config, &checkpoints).context("opening log files")?;
+    let stdout = std::io::stdout();
+    let mut w = EventWriter {
+        out: std::io::BufWriter::with_capacity(1 << 16, stdout.lock()),
+    };
+    let mut events = Vec::new();
+    let timeout = if args.follow {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_millis(100)
+    };
+    loop {
+        let batch = tailer.next_batch(BATCH_LINES, timeout)?;
+        if batch.is_empty() {
+            if args.follow {
+                processor.set_reference(input::now());
+                continue;
+            }
+            return Ok(());
+        }
+        let mut acks = HashMap::new();
+        for line in &batch {
+            processor.process(&line.text, &mut events);
+            w.write_all(&mut events)?;
+            acks.insert(line.file, line.end_offset);
+        }
+        // Durable output first, checkpoint second: a crash in between repeats, never loses.
+        w.out.flush().context("flushing events")?;
+        if let Some(p) = &state_path {
+            for (file, offset) in acks {
+                checkpoints.ack(file, offset);
+            }
+            checkpoints
+                .save(p)
+                .with_context(|| format!("saving {}", p.display()))?;
         }
     }
-    out.flush()?;
-    Ok(())
 }

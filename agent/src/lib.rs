@@ -7,4 +7,5 @@ pub mod parse;
 pub mod pipeline;
 pub mod report;
 pub mod source;
+pub mod synth;
 pub mod track;

@@ -16,12 +16,22 @@ pub enum Record<'a> {
     Qmgr(Qmgr<'a>),
     /// A per-recipient delivery attempt by smtp, lmtp, local, virtual, pipe, error, retry or discard.
     Delivery(Delivery<'a>),
+    /// smtp/lmtp client events other than per-recipient deliveries: connection failures, server
+    /// replies, lost connections, TLS failures.
+    Smtp(Smtp<'a>),
     /// bounce/defer/trace: a notification message was created for a queue id.
     Notification(Notification<'a>),
     Pickup(Pickup<'a>),
     Anvil(Anvil<'a>),
     Tls(TlsConnection<'a>),
     Postsuper(Postsuper<'a>),
+    Master(Master<'a>),
+    /// scache (shared connection cache) statistics.
+    Scache(Scache<'a>),
+    /// dnsblog: a DNS block or allow list reported an address.
+    Dnsbl(DnsblListing<'a>),
+    /// postscreen or verify cache cleanup statistics.
+    CacheCleanup(CacheCleanup<'a>),
     /// Any other service line that is understood but carries no message-lifecycle meaning
     /// (master, scache, dnsblog, verify, tlsmgr, postmap, ...).
     Service(ServiceNote<'a>),
@@ -106,9 +116,11 @@ pub enum Smtpd<'a> {
         reply: Reply<'a>,
         envelope: Envelope<'a>,
     },
-    /// `lost connection after DATA (1234 bytes) from host[ip]`
+    /// `lost connection after DATA (1234 bytes) from host[ip]`: `after` is the SMTP stage
+    /// (`DATA`), `bytes` the byte count Postfix adds after DATA/BDAT.
     LostConnection {
         after: &'a str,
+        bytes: Option<u64>,
         client: Endpoint<'a>,
     },
     Timeout {
@@ -125,6 +137,26 @@ pub enum Smtpd<'a> {
         method: &'a str,
         reason: &'a str,
         sasl_username: Option<&'a str>,
+    },
+    /// `proxy-accept: END-OF-MESSAGE: 250 2.0.0 …; from=<…> …` and `proxy-reject: …` of a
+    /// before-queue content filter (`smtpd_proxy_filter`).
+    Proxy {
+        queue_id: Option<&'a str>,
+        accepted: bool,
+        stage: &'a str,
+        reply: Reply<'a>,
+        envelope: Envelope<'a>,
+    },
+    /// Other per-client events: `improper command pipelining after EHLO from h[ip]: …`,
+    /// `bare <LF> received after DATA from h[ip]`, `SSL_accept error from h[ip]: …`.
+    ClientEvent {
+        /// The event as Postfix words it, e.g. `improper command pipelining`.
+        kind: &'a str,
+        /// SMTP stage after which it happened, when logged.
+        after: Option<&'a str>,
+        client: Endpoint<'a>,
+        /// Text after `host[ip]: `, empty when none.
+        text: &'a str,
     },
     /// Other smtpd lines that are understood (e.g. `improper command pipelining`, `proxy-accept`).
     Note {
@@ -172,14 +204,22 @@ pub enum Postscreen<'a> {
         client: Endpoint<'a>,
         stage: &'a str,
     },
+    /// `COMMAND TIME LIMIT`, `COMMAND COUNT LIMIT`, `COMMAND LENGTH LIMIT`, `BARE NEWLINE`,
+    /// `NON-SMTP COMMAND`: `KIND from [ip]:port after STAGE[: text]`.
+    Violation {
+        kind: &'a str,
+        client: Endpoint<'a>,
+        stage: &'a str,
+        text: &'a str,
+    },
     Reject {
         stage: &'a str,
         client: Endpoint<'a>,
         reply: Reply<'a>,
         envelope: Envelope<'a>,
     },
-    /// Other understood postscreen lines: WHITELISTED, BLACKLISTED, cache cleanup, NOQUEUE: reject
-    /// of other kinds, COMMAND TIME LIMIT, BARE NEWLINE, ...
+    /// Other understood postscreen lines: `WHITELISTED`, `BLACKLISTED`, `ALLOWLISTED`,
+    /// `DENYLISTED`, `WHITELIST VETO`, `ALLOWLIST VETO` (kind = that word, client set).
     Note {
         kind: &'a str,
         client: Option<Endpoint<'a>>,
@@ -203,9 +243,16 @@ pub enum Cleanup<'a> {
         source: &'a str,
         stage: Option<&'a str>,
         client: Option<Endpoint<'a>>,
+        /// The rejection text: the tail after the envelope of a header/body `reject`, or the
+        /// reply of a `milter-reject`.
         reply: Option<Reply<'a>>,
         envelope: Envelope<'a>,
+        /// What was checked: the header or body line (`Subject: win big`), empty for milter
+        /// stage actions.
         detail: &'a str,
+        /// The action's own text when it is not a rejection: the redirect target, the prepended or
+        /// replacement header, a warn/hold/discard/info comment.
+        argument: Option<&'a str>,
     },
     /// Other understood cleanup lines (e.g. `resent-message-id=`).
     Note {
@@ -269,6 +316,26 @@ pub struct Relay<'a> {
     pub host: &'a str,
     pub ip: Option<&'a str>,
     pub port: Option<u16>,
+    /// UNIX-domain socket of an lmtp relay: `host[private/dovecot-lmtp]` (then `ip` is `None`).
+    pub socket: Option<&'a str>,
+}
+
+/// `tls=` of a delivery line: `level[?][:downgrade][/[!]requiretls[?][:downgrade]]`, e.g.
+/// `dane`, `may?`, `may:none`, `dane/requiretls`, `dane/!requiretls:nostarttls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TlsFeatures<'a> {
+    pub raw: &'a str,
+    /// TLS security level (`none`, `may`, `encrypt`, `dane`, `verify`, `secure`, ...).
+    pub level: &'a str,
+    /// `?`: the policy was not decided yet.
+    pub level_undecided: bool,
+    /// The level the connection was downgraded to (`:none`).
+    pub downgrade: Option<&'a str>,
+    pub requiretls: bool,
+    /// `!requiretls`: REQUIRETLS was requested but not met.
+    pub requiretls_violated: bool,
+    pub requiretls_undecided: bool,
+    pub requiretls_downgrade: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -285,6 +352,68 @@ pub struct Delivery<'a> {
     pub status_text: &'a str,
     /// `conn_use=N` when a cached connection was reused.
     pub conn_use: Option<u32>,
+    /// `tls=` TLS features of the delivery (newer Postfix).
+    pub tls: Option<TlsFeatures<'a>>,
+}
+
+/// Client-side events of smtp and lmtp that are not per-recipient deliveries.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Smtp<'a> {
+    /// `connect to mx[ip]:25: Connection refused` (also timed out, no route, unreachable).
+    ConnectFailed {
+        queue_id: Option<&'a str>,
+        server: Endpoint<'a>,
+        error: &'a str,
+    },
+    /// `QID: lost connection with mx[ip] while sending RCPT TO`
+    LostConnection {
+        queue_id: Option<&'a str>,
+        server: Endpoint<'a>,
+        /// What the client was doing (`receiving the initial server greeting`, `sending RCPT TO`).
+        stage: &'a str,
+    },
+    /// `QID: conversation with mx[ip] timed out while receiving the initial server greeting`
+    Timeout {
+        queue_id: Option<&'a str>,
+        server: Endpoint<'a>,
+        stage: &'a str,
+    },
+    /// `QID: host mx[ip] said: 450 4.7.1 … (in reply to RCPT TO command)`
+    ServerReply {
+        queue_id: Option<&'a str>,
+        server: Endpoint<'a>,
+        reply: Reply<'a>,
+        /// The command the reply answered (`RCPT TO`, `end of DATA`, `MAIL FROM`).
+        in_reply_to: Option<&'a str>,
+    },
+    /// `QID: host mx[ip] refused to talk to me: 554 5.7.1 …` (rejected greeting).
+    RefusedToTalk {
+        queue_id: Option<&'a str>,
+        server: Endpoint<'a>,
+        reply: Reply<'a>,
+    },
+    /// `QID: SASL authentication failed; server mx[ip] said: 535 5.7.8 …`
+    SaslFailed {
+        queue_id: Option<&'a str>,
+        server: Endpoint<'a>,
+        reply: Reply<'a>,
+    },
+    /// `certificate verification failed for mx[ip]:25: …`, `SSL_connect error to mx[ip]:25: …`,
+    /// `server certificate verification failed for …`.
+    TlsFailure {
+        queue_id: Option<&'a str>,
+        /// The failure as Postfix words it, e.g. `certificate verification failed`.
+        kind: &'a str,
+        server: Endpoint<'a>,
+        text: &'a str,
+    },
+    /// `QID: enabling PIX workarounds: disable_esmtp delay_dotcrlf for mx[ip]:25`
+    PixWorkarounds {
+        queue_id: Option<&'a str>,
+        workarounds: &'a str,
+        server: Endpoint<'a>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -371,6 +500,65 @@ pub enum Postsuper<'a> {
     },
 }
 
+/// master daemon lifecycle: restarts and reloads are worth seeing next to queue anomalies.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Master<'a> {
+    /// `daemon started -- version 3.8.6, configuration /etc/postfix`
+    Started {
+        version: &'a str,
+        config_dir: &'a str,
+    },
+    /// `reload -- version 3.8.6, configuration /etc/postfix`
+    Reloaded {
+        version: &'a str,
+        config_dir: &'a str,
+    },
+    /// `terminating on signal 15`
+    Terminating { signal: u32 },
+}
+
+/// scache `statistics:` lines, logged every `connection_cache_status_update_time`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Scache<'a> {
+    /// `statistics: start interval Dec  6 21:20:35`
+    StartInterval { at: &'a str },
+    /// `statistics: domain lookup hits=0 miss=1 success=0%` (`kind` is `domain` or `address`).
+    Lookups {
+        kind: &'a str,
+        hits: u64,
+        misses: u64,
+        success_pct: u32,
+    },
+    /// `statistics: max simultaneous domains=1 addresses=1 connection=1`
+    MaxSimultaneous {
+        domains: u64,
+        addresses: u64,
+        connections: u64,
+    },
+}
+
+/// dnsblog: `addr 1.2.3.4 listed by domain zen.spamhaus.org as 127.0.0.2`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DnsblListing<'a> {
+    pub addr: &'a str,
+    pub domain: &'a str,
+    /// The A record the list answered with.
+    pub reply: &'a str,
+}
+
+/// `cache btree:/var/lib/postfix/postscreen_cache full cleanup: retained=242 dropped=7 entries`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CacheCleanup<'a> {
+    /// The cache table, e.g. `btree:/var/lib/postfix/verify_cache`.
+    pub table: &'a str,
+    /// `full` or `partial`.
+    pub scope: &'a str,
+    pub retained: u64,
+    pub dropped: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -389,9 +577,11 @@ pub struct Diagnostic<'a> {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceNote<'a> {
-    /// Short machine-readable kind, e.g. `daemon_started`, `scache_statistics`, `dnsblog_listed`.
+    /// Short machine-readable kind, e.g. `tlsproxy_connect`, `postfix_script`.
     pub kind: &'a str,
     pub queue_id: Option<&'a str>,
+    /// The remote endpoint the line is about, when it names one.
+    pub peer: Option<Endpoint<'a>>,
     pub text: &'a str,
 }
 

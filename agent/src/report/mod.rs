@@ -296,9 +296,17 @@ impl Summary {
             total(b.1).cmp(&total(a.1)).then(a.0.cmp(b.0))
         });
         let _ = writeln!(t, "\nRecipients by Domain\n--------------------");
-        let _ = writeln!(t, "{:>10} {:>10} {:>10}  domain", "delivered", "deferred", "bounced");
+        let _ = writeln!(
+            t,
+            "{:>10} {:>10} {:>10}  domain",
+            "delivered", "deferred", "bounced"
+        );
         for (name, c) in domains.iter().take(50) {
-            let _ = writeln!(t, "{:>10} {:>10} {:>10}  {name}", c.delivered, c.deferred, c.bounced);
+            let _ = writeln!(
+                t,
+                "{:>10} {:>10} {:>10}  {name}",
+                c.delivered, c.deferred, c.bounced
+            );
         }
 
         let mut relays: Vec<_> = self.by_relay.iter().collect();
@@ -329,7 +337,10 @@ impl Summary {
             v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             v
         };
-        let _ = writeln!(t, "\nMessages received by SASL user\n------------------------------");
+        let _ = writeln!(
+            t,
+            "\nMessages received by SASL user\n------------------------------"
+        );
         for (user, n) in ranked(&self.by_sasl_user) {
             let _ = writeln!(t, "{n:>10}   {user}");
         }
@@ -374,7 +385,9 @@ mod tests {
             "454 4.7.1 Relay access denied"
         );
         assert_eq!(
-            reject_reason_key("504 5.5.2 <aap@henk>: Sender address rejected: need fully-qualified address"),
+            reject_reason_key(
+                "504 5.5.2 <aap@henk>: Sender address rejected: need fully-qualified address"
+            ),
             "504 5.5.2 Sender address rejected: need fully-qualified address"
         );
     }

@@ -252,7 +252,12 @@ impl Tracker {
     }
 
     /// Takes one record and appends the events it completes to `out`.
-    pub fn observe(&mut self, origin: RecordOrigin<'_>, record: &Record<'_>, out: &mut Vec<MessageEvent>) {
+    pub fn observe(
+        &mut self,
+        origin: RecordOrigin<'_>,
+        record: &Record<'_>,
+        out: &mut Vec<MessageEvent>,
+    ) {
         self.observed += 1;
         if self.observed.is_multiple_of(65_536) {
             self.sweep(origin.at.unix_secs);
@@ -277,9 +282,7 @@ impl Tracker {
                 let tls = session_key
                     .and_then(|k| inst.sessions.get(&k))
                     .and_then(|s| s.tls.as_ref())
-                    .filter(|(peer_ip, _)| {
-                        d.relay.as_ref().and_then(|r| r.ip) == Some(&**peer_ip)
-                    })
+                    .filter(|(peer_ip, _)| d.relay.as_ref().and_then(|r| r.ip) == Some(&**peer_ip))
                     .map(|(_, tls)| tls.clone());
                 observe_delivery(inst, &ctx, d, tls, out);
             }
@@ -291,7 +294,13 @@ impl Tracker {
                 ..
             }) => {
                 let mut ev = ctx.event(EventKind::Rejected, "NOQUEUE");
-                fill_reject(&mut ev, Some(client), Some(reply), envelope.from, envelope.to);
+                fill_reject(
+                    &mut ev,
+                    Some(client),
+                    Some(reply),
+                    envelope.from,
+                    envelope.to,
+                );
                 out.push(ev);
             }
             Record::Cleanup(c) => observe_cleanup(inst, &ctx, c, out),
@@ -320,7 +329,9 @@ impl Tracker {
         }
         let s: Arc<str> = Arc::from(service);
         // Service names come from the log: bound the table; surplus names share one id.
-        let id = u16::try_from(self.services.len()).unwrap_or(u16::MAX).min(1023);
+        let id = u16::try_from(self.services.len())
+            .unwrap_or(u16::MAX)
+            .min(1023);
         if self.services.len() < 1023 {
             self.services.insert(service.into(), (s.clone(), id));
         }
@@ -414,7 +425,8 @@ impl Instance {
 
     fn message_mut(&mut self, queue_id: &str, now: i64) -> &mut MessageState {
         if !self.messages.contains_key(queue_id) {
-            self.messages.insert(queue_id.into(), MessageState::default());
+            self.messages
+                .insert(queue_id.into(), MessageState::default());
         }
         let m = self
             .messages
@@ -460,7 +472,12 @@ impl Ctx {
     }
 
     /// An event for a known queue id, carrying what the tracker knows of the message.
-    fn message_event(&self, kind: EventKind, queue_id: &str, m: Option<&MessageState>) -> MessageEvent {
+    fn message_event(
+        &self,
+        kind: EventKind,
+        queue_id: &str,
+        m: Option<&MessageState>,
+    ) -> MessageEvent {
         let mut ev = self.event(kind, queue_id);
         if let Some(m) = m {
             ev.sender = m.sender.clone();
@@ -632,7 +649,13 @@ fn observe_smtpd(
                     if !m.held {
                         m.held = true;
                         let mut ev = ctx.message_event(kind, q, Some(m));
-                        fill_reject(&mut ev, Some(client), Some(reply), envelope.from, envelope.to);
+                        fill_reject(
+                            &mut ev,
+                            Some(client),
+                            Some(reply),
+                            envelope.from,
+                            envelope.to,
+                        );
                         out.push(ev);
                     }
                 }
@@ -640,7 +663,13 @@ fn observe_smtpd(
                     let q = queue_id.unwrap_or("NOQUEUE");
                     let m = queue_id.and_then(|q| inst.messages.get(q));
                     let mut ev = ctx.message_event(kind, q, m);
-                    fill_reject(&mut ev, Some(client), Some(reply), envelope.from, envelope.to);
+                    fill_reject(
+                        &mut ev,
+                        Some(client),
+                        Some(reply),
+                        envelope.from,
+                        envelope.to,
+                    );
                     out.push(ev);
                 }
             }
@@ -680,7 +709,13 @@ fn observe_cleanup(inst: &mut Instance, ctx: &Ctx, c: &Cleanup<'_>, out: &mut Ve
                 m.held = true;
             }
             let mut ev = ctx.message_event(kind, queue_id, Some(m));
-            fill_reject(&mut ev, client.as_ref(), reply.as_ref(), envelope.from, envelope.to);
+            fill_reject(
+                &mut ev,
+                client.as_ref(),
+                reply.as_ref(),
+                envelope.from,
+                envelope.to,
+            );
             out.push(ev);
             if kind != EventKind::Held {
                 // A rejected or discarded message never reaches qmgr: forget it now.
@@ -691,7 +726,12 @@ fn observe_cleanup(inst: &mut Instance, ctx: &Ctx, c: &Cleanup<'_>, out: &mut Ve
     }
 }
 
-fn observe_postsuper(inst: &mut Instance, ctx: &Ctx, p: &Postsuper<'_>, out: &mut Vec<MessageEvent>) {
+fn observe_postsuper(
+    inst: &mut Instance,
+    ctx: &Ctx,
+    p: &Postsuper<'_>,
+    out: &mut Vec<MessageEvent>,
+) {
     let now = ctx.at.unix_secs;
     match p {
         Postsuper::Held { queue_id } => {
@@ -749,7 +789,9 @@ fn tls_info(t: &TlsConnection<'_>) -> TlsInfo {
 /// The queue id a record refers to, if any.
 fn record_queue_id<'r>(record: &'r Record<'_>) -> Option<&'r str> {
     match record {
-        Record::Qmgr(Qmgr::From { queue_id, .. } | Qmgr::Expired { queue_id, .. }) => Some(queue_id),
+        Record::Qmgr(Qmgr::From { queue_id, .. } | Qmgr::Expired { queue_id, .. }) => {
+            Some(queue_id)
+        }
         Record::Delivery(d) => Some(d.queue_id),
         Record::Smtpd(Smtpd::Client { queue_id, .. }) => Some(queue_id),
         Record::Cleanup(Cleanup::MessageId { queue_id, .. }) => Some(queue_id),
