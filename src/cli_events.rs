@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use mailpulse_agent::parse::LogFormat;
@@ -17,6 +17,9 @@ use crate::input;
 const STATE_FILE: &str = "checkpoints.json";
 /// Most lines handled between two checkpoints.
 const BATCH_LINES: usize = 4096;
+/// How often checkpoints of files gone for good are pruned, and how long they are kept.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const KEEP_MISSING_FOR: Duration = Duration::from_secs(7 * 86_400);
 
 pub struct EventsArgs {
     pub follow: bool,
@@ -102,6 +105,7 @@ fn tail(args: &EventsArgs, mut processor: LineProcessor) -> Result<()> {
     } else {
         Duration::from_millis(100)
     };
+    let mut last_prune = Instant::now();
     loop {
         let batch = tailer.next_batch(BATCH_LINES, timeout)?;
         if batch.is_empty() {
@@ -111,17 +115,22 @@ fn tail(args: &EventsArgs, mut processor: LineProcessor) -> Result<()> {
             }
             return Ok(());
         }
+        // The last line read of each file: acknowledging it covers the lines before it.
         let mut acks = HashMap::new();
         for line in &batch {
             processor.process(&line.text, &mut events);
             w.write_all(&mut events)?;
-            acks.insert(line.file, line.end_offset);
+            acks.insert(line.file, line);
         }
         // Durable output first, checkpoint second: a crash in between repeats, never loses.
         w.out.flush().context("flushing events")?;
         if let Some(p) = &state_path {
-            for (file, offset) in acks {
-                checkpoints.ack(file, offset);
+            for line in acks.into_values() {
+                checkpoints.ack_line(line);
+            }
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                checkpoints.forget_missing(tailer.paths(), KEEP_MISSING_FOR);
+                last_prune = Instant::now();
             }
             checkpoints
                 .save(p)

@@ -36,14 +36,21 @@ pub fn for_each_line(
         Box::new(io::stdin().lock())
     } else {
         let file = File::open(path)?;
-        let mtime = file.metadata()?.modified().map(system_time).unwrap_or_else(|_| now());
+        let mtime = file
+            .metadata()?
+            .modified()
+            .map(system_time)
+            .unwrap_or_else(|_| now());
         processor.set_reference(mtime);
         Box::new(file)
     };
     let mut reader = BufReader::with_capacity(1 << 20, reader);
     let is_gzip = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
     let mut reader: Box<dyn BufRead> = if is_gzip {
-        Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(reader)))
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            MultiGzDecoder::new(reader),
+        ))
     } else {
         Box::new(reader)
     };

@@ -56,7 +56,9 @@ enum SummaryFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Read whole log files and print a delivery summary (counts, domains, relays, delays, rejects).
-    #[command(after_help = "Examples:\n  mailpulse parse /var/log/mail.log\n  mailpulse parse --summary json mail.log.2.gz mail.log.1 mail.log\n  journalctl -u postfix -o json | mailpulse parse --format journal-json -\n\nFiles are read in the order given, as one stream (give rotated files oldest first).\n`-` reads standard input; files ending in .gz are decompressed.")]
+    #[command(
+        after_help = "Examples:\n  mailpulse parse /var/log/mail.log\n  mailpulse parse --summary json mail.log.2.gz mail.log.1 mail.log\n  journalctl -u postfix -o json | mailpulse parse --format journal-json -\n\nFiles are read in the order given, as one stream (give rotated files oldest first).\n`-` reads standard input; files ending in .gz are decompressed."
+    )]
     Parse {
         /// Log line format; `auto` detects it per file.
         #[arg(long, value_enum, default_value = "auto")]
@@ -72,7 +74,9 @@ enum Command {
         files: Vec<PathBuf>,
     },
     /// Print one JSON object per message event (JSON Lines); optionally follow and checkpoint.
-    #[command(after_help = "Examples:\n  mailpulse events /var/log/mail.log\n  mailpulse events --follow --state-dir /var/lib/mailpulse /var/log/mail.log\n\nWith --state-dir, the read position of every file is checkpointed (after stdout is flushed)\nand a restart resumes from it: no line is lost, even after kill -9. Events of lines read after\nthe last checkpoint may be printed again after a crash.")]
+    #[command(
+        after_help = "Examples:\n  mailpulse events /var/log/mail.log\n  mailpulse events --follow --state-dir /var/lib/mailpulse /var/log/mail.log\n\nWith --state-dir, the read position of every file is checkpointed (after stdout is flushed)\nand a restart resumes from it: no line is lost, even after kill -9. Events of lines read after\nthe last checkpoint may be printed again after a crash."
+    )]
     Events {
         /// Keep reading as the files grow and rotate.
         #[arg(long)]
@@ -142,7 +146,12 @@ fn run() -> Result<()> {
     }
 }
 
-fn parse(format: LogFormat, summary: SummaryFormat, utc_offset_secs: i32, files: &[PathBuf]) -> Result<()> {
+fn parse(
+    format: LogFormat,
+    summary: SummaryFormat,
+    utc_offset_secs: i32,
+    files: &[PathBuf],
+) -> Result<()> {
     let mut processor = LineProcessor::new(format, input::now());
     processor.set_default_offset_secs(utc_offset_secs);
     let mut builder = SummaryBuilder::new();

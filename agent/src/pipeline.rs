@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::parse::record::Record;
+use crate::parse::time::TimeResolver;
 use crate::parse::{EnvelopeParser, LogFormat, ProgramName, Timestamp, postfix};
 use crate::track::{MessageEvent, RecordOrigin, Tracker, TrackerConfig};
 
@@ -29,8 +30,7 @@ pub enum LineOutcome {
 pub struct LineProcessor {
     envelope: EnvelopeParser,
     tracker: Tracker,
-    reference: Timestamp,
-    default_offset_secs: i32,
+    time: TimeResolver,
     stats: LineStats,
 }
 
@@ -44,20 +44,19 @@ impl LineProcessor {
         Self {
             envelope: EnvelopeParser::new(format),
             tracker: Tracker::new(tracker),
-            reference,
-            default_offset_secs: 0,
+            time: TimeResolver::new(reference, 0),
             stats: LineStats::default(),
         }
     }
 
     /// The UTC offset assumed for timestamps that carry none (BSD syslog, maillog_file).
     pub fn set_default_offset_secs(&mut self, offset: i32) {
-        self.default_offset_secs = offset;
+        self.time.set_default_offset_secs(offset);
     }
 
     /// Sets the reference time for year-less timestamps (e.g. when switching to another file).
     pub fn set_reference(&mut self, reference: Timestamp) {
-        self.reference = reference;
+        self.time.set_reference(reference);
     }
 
     pub fn stats(&self) -> LineStats {
@@ -101,7 +100,7 @@ impl LineProcessor {
             host: &env.host,
             program,
             pid: env.pid,
-            at: env.time.resolve(self.reference, self.default_offset_secs),
+            at: self.time.resolve(&env.time),
         };
         self.tracker.observe(origin, &record, out);
         LineOutcome::Parsed

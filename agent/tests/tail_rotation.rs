@@ -247,7 +247,7 @@ fn run_rotation_scenario(style: Rotation, mut cfg: TailConfig) {
 
 fn test_config() -> TailConfig {
     TailConfig {
-        rotate_wait: Duration::from_millis(800),
+        rotate_wait: Duration::from_secs(2),
         ..TailConfig::default()
     }
 }
@@ -439,6 +439,11 @@ fn gzip_backfill_reads_generations_oldest_first_once() {
     fs::write(&live, numbered(400..450)).unwrap();
 
     let mut tailer = Tailer::new(cfg, &checkpoints).unwrap();
+    assert_eq!(
+        tailer.stats().files_opened,
+        1,
+        "fully read rotated files (plain and gzip) must not even be opened again"
+    );
     let lines = read_lines(&mut tailer, 50, Duration::from_secs(10));
     let numbers: Vec<usize> = lines.iter().map(number_of).collect();
     assert_eq!(numbers, (400..450).collect::<Vec<_>>());

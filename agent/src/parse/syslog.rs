@@ -11,7 +11,7 @@ use nom::{
     branch::alt,
     bytes::complete::{tag, take_while_m_n, take_while1},
     character::complete::{char, digit1},
-    combinator::{map_res, opt},
+    combinator::opt,
 };
 use serde::{Deserialize, Serialize};
 
@@ -182,49 +182,82 @@ fn after_pri(line: &str) -> &str {
     }
 }
 
-fn uint<T: std::str::FromStr>(n: usize) -> impl Fn(&str) -> IResult<&str, T> {
-    move |i| {
-        map_res(
-            take_while_m_n(n, n, |c: char| c.is_ascii_digit()),
-            str::parse::<T>,
-        )
-        .parse(i)
+fn verify_error(i: &str) -> nom::Err<nom::error::Error<&str>> {
+    nom::Err::Error(nom::error::Error::new(i, nom::error::ErrorKind::Verify))
+}
+
+/// Exactly `n` (≤ 9) ASCII digits as a number. Hand-rolled: this runs several times per line.
+fn uint<T: TryFrom<u32>>(n: usize) -> impl Fn(&str) -> IResult<&str, T> {
+    move |i: &str| {
+        let b = i.as_bytes();
+        if b.len() < n || n > 9 {
+            return Err(verify_error(i));
+        }
+        let mut v: u32 = 0;
+        for &c in &b[..n] {
+            if !c.is_ascii_digit() {
+                return Err(verify_error(i));
+            }
+            v = v * 10 + u32::from(c - b'0');
+        }
+        // The first `n` bytes are ASCII digits, so `n` is a char boundary.
+        T::try_from(v)
+            .map(|v| (&i[n..], v))
+            .map_err(|_| verify_error(i))
     }
 }
 
 fn month(i: &str) -> IResult<&str, u8> {
-    let (rest, name) = take_while_m_n(3, 3, |c: char| c.is_ascii_alphabetic())(i)?;
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    match MONTHS.iter().position(|m| m.eq_ignore_ascii_case(name)) {
-        Some(p) => Ok((rest, p as u8 + 1)),
-        None => Err(nom::Err::Error(nom::error::Error::new(
-            i,
-            nom::error::ErrorKind::Tag,
-        ))),
+    let b = i.as_bytes();
+    if b.len() < 3 {
+        return Err(verify_error(i));
     }
+    let m = match [b[0] | 0x20, b[1] | 0x20, b[2] | 0x20] {
+        [b'j', b'a', b'n'] => 1,
+        [b'f', b'e', b'b'] => 2,
+        [b'm', b'a', b'r'] => 3,
+        [b'a', b'p', b'r'] => 4,
+        [b'm', b'a', b'y'] => 5,
+        [b'j', b'u', b'n'] => 6,
+        [b'j', b'u', b'l'] => 7,
+        [b'a', b'u', b'g'] => 8,
+        [b's', b'e', b'p'] => 9,
+        [b'o', b'c', b't'] => 10,
+        [b'n', b'o', b'v'] => 11,
+        [b'd', b'e', b'c'] => 12,
+        _ => return Err(verify_error(i)),
+    };
+    // Three ASCII letters matched, so 3 is a char boundary.
+    Ok((&i[3..], m))
 }
 
 /// `hh:mm:ss[.fraction]`
 fn clock(i: &str) -> IResult<&str, (u8, u8, u8, u32)> {
-    let (i, (h, _, m, _, s)) = (
-        uint::<u8>(2),
-        char(':'),
-        uint::<u8>(2),
-        char(':'),
-        uint::<u8>(2),
-    )
-        .parse(i)?;
-    let (i, frac) = opt((alt((char('.'), char(','))), digit1)).parse(i)?;
-    let nanos = frac.map_or(0, |(_, d)| fraction_nanos(d));
+    let b = i.as_bytes();
+    let two = |p: usize| match (b.get(p), b.get(p + 1)) {
+        (Some(&x), Some(&y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+            Some((x - b'0') * 10 + (y - b'0'))
+        }
+        _ => None,
+    };
+    let (Some(h), Some(b':'), Some(m), Some(b':'), Some(s)) =
+        (two(0), b.get(2), two(3), b.get(5), two(6))
+    else {
+        return Err(verify_error(i));
+    };
     if h > 23 || m > 59 || s > 60 {
-        return Err(nom::Err::Error(nom::error::Error::new(
-            i,
-            nom::error::ErrorKind::Verify,
-        )));
+        return Err(verify_error(i));
     }
-    Ok((i, (h, m, s, nanos)))
+    // Eight ASCII bytes matched: 8 is a char boundary.
+    let rest = &i[8..];
+    let (rest, nanos) = match rest.as_bytes().first() {
+        Some(b'.' | b',') => {
+            let (r, d) = digit1(&rest[1..])?;
+            (r, fraction_nanos(d))
+        }
+        _ => (rest, 0),
+    };
+    Ok((rest, (h, m, s, nanos)))
 }
 
 fn fraction_nanos(digits: &str) -> u32 {
@@ -238,26 +271,39 @@ fn fraction_nanos(digits: &str) -> u32 {
 
 /// BSD timestamp: `Oct  6 18:13:50`, `Oct 06 18:13:50.123456`, `Oct  6 2024 18:13:50`.
 fn bsd_time(i: &str) -> IResult<&str, LogTime> {
-    let (i, month) = month(i)?;
-    let (i, _) = take_while1(|c| c == ' ').parse(i)?;
-    let (i, day) = map_res(
-        take_while_m_n(1, 2, |c: char| c.is_ascii_digit()),
-        str::parse::<u8>,
-    )
-    .parse(i)?;
-    let (i, _) = char(' ')(i)?;
-    let (i, year) = opt((uint::<i32>(4), char(' '))).parse(i)?;
-    let (i, (hour, minute, second, nanos)) = clock(i)?;
-    let (i, trailing_year) = opt((char(' '), uint::<i32>(4))).parse(i)?;
-    if !(1..=31).contains(&day) {
-        return Err(nom::Err::Error(nom::error::Error::new(
-            i,
-            nom::error::ErrorKind::Verify,
-        )));
+    let (rest, month) = month(i)?;
+    let b = rest.as_bytes();
+    // One or more spaces, a 1- or 2-digit day, a space ("Oct  6", "Oct 06", "Oct 6").
+    let spaces = b.iter().position(|&c| c != b' ').unwrap_or(b.len());
+    let digits = b[spaces..]
+        .iter()
+        .take(3)
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(0);
+    if spaces == 0 || !(1..=2).contains(&digits) || b.get(spaces + digits) != Some(&b' ') {
+        return Err(verify_error(i));
     }
-    let year = year.map(|(y, _)| y).or(trailing_year.map(|(_, y)| y));
+    let day = b[spaces..spaces + digits]
+        .iter()
+        .fold(0u8, |d, c| d * 10 + (c - b'0'));
+    if !(1..=31).contains(&day) {
+        return Err(verify_error(i));
+    }
+    // Everything consumed so far is ASCII.
+    let rest = &rest[spaces + digits + 1..];
+    let (rest, year) = match uint::<i32>(4)(rest) {
+        Ok((r, y)) if r.starts_with(' ') => (&r[1..], Some(y)),
+        _ => (rest, None),
+    };
+    let (rest, (hour, minute, second, nanos)) = clock(rest)?;
+    let (rest, year) = match rest.strip_prefix(' ').map(uint::<i32>(4)) {
+        Some(Ok((r, y))) if year.is_none() && !r.starts_with(|c: char| c.is_ascii_digit()) => {
+            (r, Some(y))
+        }
+        _ => (rest, year),
+    };
     Ok((
-        i,
+        rest,
         LogTime {
             year,
             month,
@@ -326,21 +372,64 @@ fn is_token(c: char) -> bool {
 
 /// `host program[pid]: message` (pid optional, `program:` alone accepted).
 fn tag_and_message<'a>(i: &'a str, time: LogTime) -> IResult<&'a str, SyslogLine<'a>> {
-    let (i, _) = take_while1(|c| c == ' ').parse(i)?;
-    let (i, host) = take_while1(is_token).parse(i)?;
-    let (i, _) = take_while1(|c| c == ' ').parse(i)?;
-    let (i, program) =
-        take_while1(|c: char| !c.is_whitespace() && c != '[' && c != ':').parse(i)?;
-    let (i, pid) = opt((char('['), map_res(digit1, str::parse::<u32>), char(']'))).parse(i)?;
-    let (i, _) = char(':')(i)?;
-    let message = i.strip_prefix(' ').unwrap_or(i);
+    let b = i.as_bytes();
+    let skip = |p: usize| {
+        p + b
+            .get(p..)
+            .map_or(0, |r| r.iter().position(|&c| c != b' ').unwrap_or(r.len()))
+    };
+    let scan = |p: usize, stop: fn(u8) -> bool| {
+        p + b
+            .get(p..)
+            .map_or(0, |r| r.iter().position(|&c| stop(c)).unwrap_or(r.len()))
+    };
+    // All positions below stop at ASCII bytes (or the end), so they are char boundaries.
+    let host_start = skip(0);
+    if host_start == 0 {
+        return Err(verify_error(i));
+    }
+    let host_end = scan(host_start, |c| c.is_ascii_whitespace());
+    let prog_start = skip(host_end);
+    if host_end == host_start || prog_start == host_end {
+        return Err(verify_error(i));
+    }
+    let prog_end = scan(prog_start, |c| {
+        c.is_ascii_whitespace() || c == b'[' || c == b':'
+    });
+    if prog_end == prog_start {
+        return Err(verify_error(i));
+    }
+    let mut p = prog_end;
+    let mut pid = None;
+    if b.get(p) == Some(&b'[') {
+        let digits_start = p + 1;
+        let mut q = digits_start;
+        let mut v: u64 = 0;
+        while let Some(&c) = b.get(q) {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            v = (v * 10 + u64::from(c - b'0')).min(u64::from(u32::MAX) + 1);
+            q += 1;
+        }
+        if q == digits_start || b.get(q) != Some(&b']') || v > u64::from(u32::MAX) {
+            return Err(verify_error(i));
+        }
+        pid = Some(v as u32);
+        p = q + 1;
+    }
+    if b.get(p) != Some(&b':') {
+        return Err(verify_error(i));
+    }
+    let rest = &i[p + 1..];
+    let message = rest.strip_prefix(' ').unwrap_or(rest);
     Ok((
         "",
         SyslogLine {
             time,
-            host: Cow::Borrowed(host),
-            program: Cow::Borrowed(program),
-            pid: pid.map(|(_, p, _)| p),
+            host: Cow::Borrowed(&i[host_start..host_end]),
+            program: Cow::Borrowed(&i[prog_start..prog_end]),
+            pid,
             message: Cow::Borrowed(message),
         },
     ))

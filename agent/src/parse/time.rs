@@ -85,6 +85,61 @@ impl LogTime {
     }
 }
 
+/// Resolves [`LogTime`]s like [`LogTime::resolve`], caching the calendar arithmetic of the last
+/// date seen: consecutive log lines almost always share their date.
+#[derive(Debug, Clone)]
+pub struct TimeResolver {
+    reference: Timestamp,
+    reference_year: i32,
+    default_offset_secs: i32,
+    cached_date: Option<(Option<i32>, u8, u8)>,
+    /// Day numbers of the cached date in its year and, for year-less dates, the year before.
+    cached_days: (i64, i64),
+}
+
+impl TimeResolver {
+    pub fn new(reference: Timestamp, default_offset_secs: i32) -> Self {
+        Self {
+            reference,
+            reference_year: reference.year(),
+            default_offset_secs,
+            cached_date: None,
+            cached_days: (0, 0),
+        }
+    }
+
+    pub fn set_reference(&mut self, reference: Timestamp) {
+        *self = Self::new(reference, self.default_offset_secs);
+    }
+
+    pub fn set_default_offset_secs(&mut self, offset: i32) {
+        self.default_offset_secs = offset;
+    }
+
+    pub fn resolve(&mut self, t: &LogTime) -> Timestamp {
+        let date = (t.year, t.month, t.day);
+        if self.cached_date != Some(date) {
+            let year = t.year.unwrap_or(self.reference_year);
+            self.cached_days = (
+                days_from_civil(year, t.month, t.day),
+                days_from_civil(year - 1, t.month, t.day),
+            );
+            self.cached_date = Some(date);
+        }
+        let offset = t.offset_secs.unwrap_or(self.default_offset_secs) as i64;
+        let second_of_day =
+            t.hour as i64 * 3600 + t.minute as i64 * 60 + t.second.min(59) as i64 - offset;
+        let mut secs = self.cached_days.0 * 86_400 + second_of_day;
+        if t.year.is_none() && secs > self.reference.unix_secs + 86_400 {
+            secs = self.cached_days.1 * 86_400 + second_of_day;
+        }
+        Timestamp {
+            unix_secs: secs,
+            nanos: t.nanos,
+        }
+    }
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
 pub fn days_from_civil(year: i32, month: u8, day: u8) -> i64 {
     let y = year as i64 - i64::from(month <= 2);
@@ -143,6 +198,36 @@ mod tests {
             t.resolve(reference, 0).to_rfc3339(),
             "2024-12-31T23:59:59.000000Z"
         );
+    }
+
+    #[test]
+    fn cached_resolver_agrees_with_resolve() {
+        let reference = Timestamp {
+            unix_secs: days_from_civil(2025, 1, 1) * 86_400 + 3600,
+            nanos: 0,
+        };
+        let mut r = TimeResolver::new(reference, 3600);
+        for (year, month, day, hour) in [
+            (None, 12, 31, 23),
+            (None, 12, 31, 1),
+            (None, 1, 1, 0),
+            (None, 1, 1, 2),
+            (None, 1, 2, 0),
+            (Some(2020), 2, 29, 12),
+            (None, 1, 1, 0),
+        ] {
+            let t = LogTime {
+                year,
+                month,
+                day,
+                hour,
+                minute: 30,
+                second: 15,
+                nanos: 7,
+                offset_secs: None,
+            };
+            assert_eq!(r.resolve(&t), t.resolve(reference, 3600), "{t:?}");
+        }
     }
 
     #[test]

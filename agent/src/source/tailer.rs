@@ -295,7 +295,7 @@ impl Group {
         for (i, (candidate, start)) in candidates.into_iter().zip(starts).enumerate() {
             let Some(start) = start else { continue };
             let is_live = Some(i) == live_index;
-            if !is_live && !candidate.gzip && start >= candidate.size && start > 0 {
+            if !is_live && start > 0 && fully_read(&candidate, start) {
                 continue; // nothing left in a rotated file
             }
             match open_candidate(&candidate, start, cfg, stats) {
@@ -617,6 +617,21 @@ fn sibling_candidate(
             None
         }
     }
+}
+
+/// Whether a rotated file has nothing after `offset`. For gzip the trailer's ISIZE (decompressed
+/// length mod 2^32 of the last member) tells without decompressing everything at each start; a
+/// multi-member file just fails the test and gets decompressed, which is slow but correct.
+fn fully_read(c: &Candidate, offset: u64) -> bool {
+    if !c.gzip {
+        return offset >= c.size;
+    }
+    let mut isize = [0u8; 4];
+    c.size >= 18
+        && File::open(&c.path)
+            .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut isize, c.size - 4))
+            .is_ok()
+        && u64::from(u32::from_le_bytes(isize)) == offset & 0xffff_ffff
 }
 
 /// Identity and first bytes of a plain file; `None` if it does not exist.

@@ -38,6 +38,7 @@ pub enum TimestampStyle {
 /// What to generate. Rates are probabilities (0..1) unless stated otherwise.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SynthConfig {
+    /// Seeds every random choice; equal configs give byte-identical logs.
     pub seed: u64,
     /// Time of the first line.
     pub start_unix_secs: i64,
@@ -50,6 +51,7 @@ pub struct SynthConfig {
     pub local_domains: Vec<String>,
     /// Share of messages given long (`enable_long_queue_ids`) queue ids instead of short hex ones.
     pub long_queue_ids_ratio: f64,
+    /// Timestamp format of every line.
     pub style: TimestampStyle,
     /// Mean rate of accepted messages (before the diurnal modulation).
     pub messages_per_sec: f64,
@@ -118,23 +120,29 @@ impl Default for SynthConfig {
 /// Per recipient domain: delivery status lines written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct DomainCounts {
+    /// `status=sent` lines.
     pub sent: u64,
+    /// `status=deferred` lines (one per attempt).
     pub deferred: u64,
+    /// `status=bounced` lines.
     pub bounced: u64,
 }
 
 /// What the generator wrote. Counts are of lines unless the name says messages.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SynthTruth {
+    /// Lines written.
     pub lines: u64,
     /// Messages that got a queue id from smtpd (`client=`) or pickup (`uid=`), held and discarded
     /// ones included; equals [`SynthConfig::messages`].
     pub received: u64,
     /// Of `received`: port 25 on the main instance.
     pub received_smtpd: u64,
+    /// Of `received`: authenticated submission (`postfix/submission/smtpd`).
     pub received_submission: u64,
     /// Of `received`: via `postfix-out/smtpd`.
     pub received_outbound_instance: u64,
+    /// Of `received`: local submission through pickup.
     pub received_pickup: u64,
     /// Non-delivery notifications created (`sender non-delivery notification: QID`); each is a
     /// message of its own with a null sender that is then delivered.
@@ -165,8 +173,9 @@ pub struct SynthTruth {
     pub sasl_auth_failures: u64,
     /// `warning:` lines of any service (SASL failures included).
     pub warnings: u64,
-    /// Messages (notifications included) given a long / a short queue id.
+    /// Messages (notifications included) given a long queue id.
     pub long_queue_id_messages: u64,
+    /// Messages (notifications included) given a short hex queue id.
     pub short_queue_id_messages: u64,
     /// Delivery status lines per recipient domain.
     pub by_recipient_domain: BTreeMap<String, DomainCounts>,
@@ -180,6 +189,7 @@ pub struct SynthLog {
 }
 
 impl SynthLog {
+    /// A generator for `config`; lines are produced lazily as the iterator is advanced.
     pub fn new(config: SynthConfig) -> Self {
         Self {
             engine: engine::Engine::new(config),
@@ -191,6 +201,7 @@ impl SynthLog {
         self.engine.truth()
     }
 
+    /// The counts, consuming the generator (complete once it is exhausted).
     pub fn into_truth(self) -> SynthTruth {
         self.engine.into_truth()
     }

@@ -299,11 +299,3 @@ fn zero_messages_gives_an_empty_log() {
     assert!(text.is_empty());
     assert_eq!(truth, SynthTruth::default());
 }
-
-#[test]
-#[ignore = "writes a sample log for manual inspection"]
-fn dump_sample() {
-    let (text, truth) = generate(config(11, 4_000));
-    std::fs::write("/tmp/synth/full.log", text).unwrap();
-    println!("{truth:#?}");
-}

@@ -179,6 +179,7 @@ pub struct TrackerStats {
 
 #[derive(Debug, Default)]
 struct MessageState {
+    queue_id: Option<Arc<str>>,
     last_seen_secs: i64,
     received: bool,
     deferred: bool,
@@ -209,6 +210,39 @@ struct Instance {
     messages: FxHashMap<Box<str>, MessageState>,
     /// Keyed by (service id, pid): TLS and hold state of an smtpd/smtp process's current session.
     sessions: FxHashMap<(u16, u32), SessionState>,
+    /// Relay targets by their raw `relay=` text: a host talks to few relays, so events share them.
+    relays: Interner<RelayTarget>,
+    /// DSN codes (`2.0.0`, `4.7.1`, ...), shared the same way.
+    dsns: Interner<Arc<str>>,
+}
+
+/// A bounded cache of values built from log text, so repeated texts share one allocation.
+#[derive(Debug)]
+struct Interner<T> {
+    map: FxHashMap<Box<str>, T>,
+}
+
+impl<T: Clone> Interner<T> {
+    /// Most distinct texts kept; beyond it the cache starts over (values stay valid).
+    const MAX: usize = 4096;
+
+    fn new() -> Self {
+        Self {
+            map: FxHashMap::default(),
+        }
+    }
+
+    fn get(&mut self, key: &str, make: impl FnOnce() -> T) -> T {
+        if let Some(v) = self.map.get(key) {
+            return v.clone();
+        }
+        if self.map.len() >= Self::MAX {
+            self.map.clear();
+        }
+        let v = make();
+        self.map.insert(key.into(), v.clone());
+        v
+    }
 }
 
 /// Joins records into message events. Feed every record of a log in order with [`Tracker::observe`].
@@ -293,7 +327,7 @@ impl Tracker {
                 envelope,
                 ..
             }) => {
-                let mut ev = ctx.event(EventKind::Rejected, "NOQUEUE");
+                let mut ev = ctx.event(EventKind::Rejected, "NOQUEUE", None);
                 fill_reject(
                     &mut ev,
                     Some(client),
@@ -357,6 +391,8 @@ impl Tracker {
                     instance: Arc::from(instance),
                     messages: FxHashMap::default(),
                     sessions: FxHashMap::default(),
+                    relays: Interner::new(),
+                    dsns: Interner::new(),
                 });
                 self.instances.len() - 1
             }
@@ -425,8 +461,11 @@ impl Instance {
 
     fn message_mut(&mut self, queue_id: &str, now: i64) -> &mut MessageState {
         if !self.messages.contains_key(queue_id) {
-            self.messages
-                .insert(queue_id.into(), MessageState::default());
+            let state = MessageState {
+                queue_id: Some(Arc::from(queue_id)),
+                ..MessageState::default()
+            };
+            self.messages.insert(queue_id.into(), state);
         }
         let m = self
             .messages
@@ -445,12 +484,12 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn event(&self, kind: EventKind, queue_id: &str) -> MessageEvent {
+    fn event(&self, kind: EventKind, queue_id: &str, shared: Option<Arc<str>>) -> MessageEvent {
         MessageEvent {
             kind,
             host: self.host.clone(),
             instance: self.instance.clone(),
-            queue_id: Arc::from(queue_id),
+            queue_id: shared.unwrap_or_else(|| Arc::from(queue_id)),
             at: self.at,
             sender: None,
             recipient: None,
@@ -478,7 +517,7 @@ impl Ctx {
         queue_id: &str,
         m: Option<&MessageState>,
     ) -> MessageEvent {
-        let mut ev = self.event(kind, queue_id);
+        let mut ev = self.event(kind, queue_id, m.and_then(|m| m.queue_id.clone()));
         if let Some(m) = m {
             ev.sender = m.sender.clone();
             ev.size = m.size;
@@ -562,12 +601,14 @@ fn observe_delivery(
     ev.first_deferral = first_deferral;
     ev.recipient = Some(Arc::from(d.to));
     ev.orig_recipient = d.orig_to.map(Arc::from);
-    ev.relay = d.relay.as_ref().map(|r| RelayTarget {
-        host: Arc::from(r.host),
-        ip: r.ip.map(Arc::from),
-        port: r.port,
+    ev.relay = d.relay.as_ref().map(|r| {
+        inst.relays.get(r.raw, || RelayTarget {
+            host: Arc::from(r.host),
+            ip: r.ip.map(Arc::from),
+            port: r.port,
+        })
     });
-    ev.dsn = d.dsn.map(Arc::from);
+    ev.dsn = d.dsn.map(|dsn| inst.dsns.get(dsn, || Arc::from(dsn)));
     ev.status_text = (!d.status_text.is_empty()).then(|| Arc::from(d.status_text));
     ev.delay_secs = d.delay_secs;
     ev.delays = d.delays;

@@ -1,6 +1,6 @@
 //! cleanup: message-id logging and header/body/milter check actions.
 
-use super::{check_action, endpoint, reply, split_queue_id, split_trailer, unbracket};
+use super::{FindLit, check_action, endpoint, reply, split_queue_id, split_trailer, unbracket};
 use crate::parse::record::{CheckAction, Cleanup, Endpoint, Record};
 
 pub(super) fn parse(m: &str) -> Option<Record<'_>> {
@@ -17,7 +17,7 @@ pub(super) fn parse(m: &str) -> Option<Record<'_>> {
             text: rest,
         }));
     }
-    let (token, detail) = rest.split_once(": ")?;
+    let (token, detail) = rest.split_lit(": ")?;
     check(queue_id, token, detail).map(Record::Cleanup)
 }
 
@@ -34,7 +34,7 @@ fn check<'a>(queue_id: &'a str, token: &'a str, detail: &'a str) -> Option<Clean
     }
     // `SOURCE CONTENT from CLIENT; from=<…> to=<…>[ proto=… helo=<…>][: TEXT]`
     let (checked, envelope, tail) = split_trailer(detail)?;
-    let (source_and_content, client) = checked.rsplit_once(" from ")?;
+    let (source_and_content, client) = checked.rsplit_lit(" from ")?;
     let client = client_or_local(client)?;
     let (first_word, content) = source_and_content.split_once(' ')?;
     let tail = (!tail.is_empty()).then_some(tail);
@@ -58,7 +58,7 @@ fn milter_stage<'a>(
     action: CheckAction,
     detail: &'a str,
 ) -> Option<Cleanup<'a>> {
-    let (stage, rest) = detail.split_once(" from ")?;
+    let (stage, rest) = detail.split_lit(" from ")?;
     let (client, rest) = match rest.strip_prefix("local:") {
         Some(r) => (None, r),
         None => {

@@ -6,6 +6,11 @@ use crate::parse::record::{Delays, Delivery, DeliveryStatus, Record, Relay, TlsF
 
 pub(super) fn parse(m: &str) -> Option<Record<'_>> {
     let (queue_id, rest) = split_queue_id(m)?;
+    after_queue_id(queue_id, rest)
+}
+
+/// The delivery line after `QID: `, for callers that split the queue id off already.
+pub(super) fn after_queue_id<'a>(queue_id: &'a str, rest: &'a str) -> Option<Record<'a>> {
     if !rest.starts_with("to=") {
         return None;
     }
@@ -28,7 +33,9 @@ fn delivery<'a>(queue_id: &'a str, mut rest: &'a str) -> Option<Delivery<'a>> {
     };
     let mut seen_to = false;
     loop {
-        let (key, after_eq) = rest.split_once('=')?;
+        // Keys and values are short: plain byte scans beat memchr's per-call setup here.
+        let eq = rest.bytes().position(|b| b == b'=')?;
+        let (key, after_eq) = (rest.get(..eq)?, rest.get(eq + 1..)?);
         if key == "status" {
             let (word, text) = after_eq.split_once(' ').unwrap_or((after_eq, ""));
             d.status = status(word);
@@ -57,10 +64,11 @@ fn delivery<'a>(queue_id: &'a str, mut rest: &'a str) -> Option<Delivery<'a>> {
 
 /// A `key=value, ` value: `<…>` may contain `, ` (quoted local parts), bare values may not.
 fn field_value(s: &str) -> Option<(&str, &str)> {
+    let b = s.as_bytes();
     let end = if s.starts_with('<') {
-        s.find(">, ")? + 1
+        b.windows(3).position(|w| w == b">, ")? + 1
     } else {
-        s.find(", ")?
+        b.windows(2).position(|w| w == b", ")?
     };
     let (value, rest) = s.split_at_checked(end)?;
     Some((value, rest.get(2..)?))

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::{angle_value, is_queue_id, split_queue_id, whole_endpoint};
+use super::{FindLit, angle_value, is_queue_id, split_queue_id, whole_endpoint};
 use crate::parse::record::{
     Anvil, CacheCleanup, DnsblListing, Master, Notification, Pickup, Postsuper, Record, Scache,
     ServiceNote,
@@ -13,7 +13,7 @@ use crate::parse::record::{
 /// `sender delivery status notification`, `postmaster non-delivery notification`).
 pub(super) fn notification(m: &str) -> Option<Record<'_>> {
     let (queue_id, rest) = split_queue_id(m)?;
-    let (kind, notice_queue_id) = rest.rsplit_once(": ")?;
+    let (kind, notice_queue_id) = rest.rsplit_lit(": ")?;
     if !kind.ends_with(" notification") || !is_queue_id(notice_queue_id) {
         return None;
     }
@@ -46,14 +46,14 @@ pub(super) fn pickup(m: &str) -> Option<Record<'_>> {
 pub(super) fn anvil(m: &str) -> Option<Record<'_>> {
     let r = m.strip_prefix("statistics: max ")?;
     if let Some(r) = r.strip_prefix("cache size ") {
-        let (value, at) = r.split_once(" at ")?;
+        let (value, at) = r.split_lit(" at ")?;
         return Some(Record::Anvil(Anvil::CacheSize {
             value: value.parse().ok()?,
             at,
         }));
     }
-    let (measure, r) = r.split_once(" for (")?;
-    let (ident, at) = r.split_once(") at ")?;
+    let (measure, r) = r.split_lit(" for (")?;
+    let (ident, at) = r.split_lit(") at ")?;
     let (metric, value) = measure.rsplit_once(' ')?;
     let (service, client) = match anvil_ident(ident) {
         Some((s, c)) => (Some(s), Some(c)),
@@ -114,7 +114,7 @@ pub(super) fn postsuper(m: &str) -> Option<Record<'_>> {
         };
         return Some(Record::Postsuper(p));
     }
-    let (action, count) = m.split_once(": ")?;
+    let (action, count) = m.split_lit(": ")?;
     if !matches!(
         action,
         "Deleted" | "Requeued" | "Placed on hold" | "Released from hold"
@@ -138,8 +138,8 @@ pub(super) fn master(m: &str) -> Option<Record<'_>> {
             signal: signal.parse().ok()?,
         }));
     }
-    let (event, rest) = m.split_once(" -- version ")?;
-    let (version, config_dir) = rest.split_once(", configuration ")?;
+    let (event, rest) = m.split_lit(" -- version ")?;
+    let (version, config_dir) = rest.split_lit(", configuration ")?;
     let record = match event {
         "daemon started" => Master::Started {
             version,
@@ -174,7 +174,7 @@ pub(super) fn scache(m: &str) -> Option<Record<'_>> {
                 connections,
             }));
     }
-    let (kind, r) = r.split_once(" lookup ")?;
+    let (kind, r) = r.split_lit(" lookup ")?;
     let mut it = r.split(' ');
     let hits = key_value(it.next()?, "hits")?;
     let misses = key_value(it.next()?, "miss")?;
@@ -196,8 +196,8 @@ fn key_value(item: &str, key: &str) -> Option<u64> {
 /// `addr 1.2.3.4 listed by domain zen.spamhaus.org as 127.0.0.2`
 pub(super) fn dnsblog(m: &str) -> Option<Record<'_>> {
     let r = m.strip_prefix("addr ")?;
-    let (addr, r) = r.split_once(" listed by domain ")?;
-    let (domain, reply) = r.split_once(" as ")?;
+    let (addr, r) = r.split_lit(" listed by domain ")?;
+    let (domain, reply) = r.split_lit(" as ")?;
     Some(Record::Dnsbl(DnsblListing {
         addr,
         domain,
@@ -208,7 +208,7 @@ pub(super) fn dnsblog(m: &str) -> Option<Record<'_>> {
 /// `cache btree:/var/lib/postfix/verify_cache full cleanup: retained=724 dropped=6 entries`
 pub(super) fn cache_cleanup(m: &str) -> Option<Record<'_>> {
     let r = m.strip_prefix("cache ")?;
-    let (table_scope, counts) = r.rsplit_once(" cleanup: ")?;
+    let (table_scope, counts) = r.rsplit_lit(" cleanup: ")?;
     let (table, scope) = table_scope.rsplit_once(' ')?;
     let counts = counts.strip_suffix(" entries")?;
     let (retained, dropped) = counts.split_once(' ')?;

@@ -2,7 +2,7 @@
 
 use nom::{Parser, character::complete::u32 as dec_u32};
 
-use super::{endpoint_then, endpoint_with_text, misc, seconds, smtpd, whole_endpoint};
+use super::{FindLit, endpoint_then, endpoint_with_text, misc, seconds, smtpd, whole_endpoint};
 use crate::parse::record::{CheckAction, Postscreen, Record};
 
 /// `KIND from [ip]:port after STAGE[: text]` violations.
@@ -56,7 +56,7 @@ fn postscreen(m: &str) -> Option<Postscreen<'_>> {
         });
     }
     if let Some(r) = m.strip_prefix("DNSBL rank ") {
-        let (rank, r) = r.split_once(" for ")?;
+        let (rank, r) = r.split_lit(" for ")?;
         return Some(Postscreen::DnsblRank {
             client: whole_endpoint(r)?,
             rank: rank.parse().ok()?,
@@ -64,7 +64,7 @@ fn postscreen(m: &str) -> Option<Postscreen<'_>> {
     }
     if let Some(r) = m.strip_prefix("PREGREET ") {
         let (r, bytes) = dec_u32::<_, nom::error::Error<&str>>.parse(r).ok()?;
-        let (after, r) = r.strip_prefix(" after ")?.split_once(" from ")?;
+        let (after, r) = r.strip_prefix(" after ")?.split_lit(" from ")?;
         let (client, text) = endpoint_with_text(r)?;
         return Some(Postscreen::Pregreet {
             bytes,
@@ -74,7 +74,7 @@ fn postscreen(m: &str) -> Option<Postscreen<'_>> {
         });
     }
     if let Some(r) = m.strip_prefix("HANGUP after ") {
-        let (after, r) = r.split_once(" from ")?;
+        let (after, r) = r.split_lit(" from ")?;
         let (client, stage) = endpoint_then(r, " in ")?;
         return Some(Postscreen::Hangup {
             after_secs: seconds(after),
@@ -88,7 +88,7 @@ fn postscreen(m: &str) -> Option<Postscreen<'_>> {
         return Some(Postscreen::CommandPipelining { client, stage });
     }
     if let Some(r) = m.strip_prefix("NOQUEUE: ") {
-        let (word, rest) = r.split_once(": ")?;
+        let (word, rest) = r.split_lit(": ")?;
         let c = smtpd::check(word, rest)?;
         if c.action != CheckAction::Reject {
             return None;

@@ -1,6 +1,6 @@
 //! qmgr: messages entering the active queue, expiring and leaving the queue.
 
-use super::{delivery, split_queue_id};
+use super::{FindLit, delivery, split_queue_id};
 use crate::parse::record::{Qmgr, Record};
 
 pub(super) fn parse(m: &str) -> Option<Record<'_>> {
@@ -13,7 +13,7 @@ pub(super) fn parse(m: &str) -> Option<Record<'_>> {
     }
     if rest.starts_with("to=") {
         // qmgr itself defers or bounces recipients (`delivery temporarily suspended`, ...).
-        return delivery::parse(m);
+        return delivery::after_queue_id(queue_id, rest);
     }
     if rest == "skipped, still being delivered" {
         return Some(Record::Qmgr(Qmgr::Note {
@@ -27,15 +27,15 @@ pub(super) fn parse(m: &str) -> Option<Record<'_>> {
 /// After `QID: from=<`: `s>, size=N, nrcpt=N (queue active)` or
 /// `s>, status=expired, returned to sender`.
 fn from<'a>(queue_id: &'a str, r: &'a str) -> Option<Qmgr<'a>> {
-    if let Some((sender, text)) = r.rsplit_once(">, status=expired, ") {
+    if let Some((sender, text)) = r.rsplit_lit(">, status=expired, ") {
         return Some(Qmgr::Expired {
             queue_id,
             sender,
             text,
         });
     }
-    let (sender, rest) = r.rsplit_once(">, size=")?;
-    let (size, rest) = rest.split_once(", nrcpt=")?;
+    let (sender, rest) = r.rsplit_lit(">, size=")?;
+    let (size, rest) = rest.split_lit(", nrcpt=")?;
     let (nrcpt, rest) = rest.split_once(' ').unwrap_or((rest, ""));
     if !(rest.is_empty() || rest.starts_with("(queue ")) {
         return None;

@@ -1,7 +1,9 @@
 //! smtp and lmtp client: delivery lines plus connection-level events (connect failures, server
 //! replies, lost connections, TLS failures).
 
-use super::{delivery, endpoint_then, endpoint_with_text, reply, split_queue_id, tls_connection};
+use super::{
+    FindLit, delivery, endpoint_then, endpoint_with_text, reply, split_queue_id, tls_connection,
+};
 use crate::parse::record::{Record, Smtp};
 
 /// TLS failures worded `KIND for|to host[ip]:port: text`.
@@ -15,7 +17,7 @@ pub(super) fn parse(m: &str) -> Option<Record<'_>> {
     let (queue_id, rest) = match split_queue_id(m) {
         Some((q, rest)) => {
             if rest.starts_with("to=") {
-                return delivery::parse(m);
+                return delivery::after_queue_id(q, rest);
             }
             (Some(q), rest)
         }
@@ -43,7 +45,7 @@ fn smtp<'a>(queue_id: Option<&'a str>, m: &'a str) -> Option<Smtp<'a>> {
     if let Some(r) = m.strip_prefix("host ") {
         if let Some((server, r)) = endpoint_then(r, " said: ") {
             let (text, in_reply_to) = match r.strip_suffix(" command)") {
-                Some(r) => match r.rsplit_once(" (in reply to ") {
+                Some(r) => match r.rsplit_lit(" (in reply to ") {
                     Some((text, cmd)) => (text, Some(cmd)),
                     None => (r, None),
                 },
@@ -88,7 +90,7 @@ fn smtp<'a>(queue_id: Option<&'a str>, m: &'a str) -> Option<Smtp<'a>> {
         });
     }
     if let Some(r) = m.strip_prefix("enabling PIX workarounds: ") {
-        let (workarounds, r) = r.rsplit_once(" for ")?;
+        let (workarounds, r) = r.rsplit_lit(" for ")?;
         let (server, rest) = endpoint_with_text(r)?;
         return rest.is_empty().then_some(Smtp::PixWorkarounds {
             queue_id,

@@ -1,7 +1,7 @@
 //! smtpd: client sessions, queue-file creation (`client=`), access-restriction decisions.
 
 use super::{
-    check_action, endpoint, endpoint_then, endpoint_with_text, reply, split_queue_id,
+    FindLit, check_action, endpoint, endpoint_then, endpoint_with_text, reply, split_queue_id,
     split_trailer, tls_connection, whole_endpoint,
 };
 use crate::parse::record::{CheckAction, CommandCount, Endpoint, Envelope, Record, Reply, Smtpd};
@@ -89,9 +89,9 @@ fn disconnect(r: &str) -> Option<Smtpd<'_>> {
 
 /// `STAGE [(N bytes) ]from host[ip]` → (stage, bytes, client).
 fn after_from(r: &str) -> Option<(&str, Option<u64>, Endpoint<'_>)> {
-    let (stage, client) = r.split_once(" from ")?;
+    let (stage, client) = r.split_lit(" from ")?;
     let client = whole_endpoint(client)?;
-    let (stage, bytes) = match stage.split_once(" (") {
+    let (stage, bytes) = match stage.split_lit(" (") {
         Some((s, b)) => (s, Some(b.strip_suffix(" bytes)")?.parse().ok()?)),
         None => (stage, None),
     };
@@ -101,9 +101,9 @@ fn after_from(r: &str) -> Option<(&str, Option<u64>, Endpoint<'_>)> {
 /// `host[ip]: SASL LOGIN authentication failed: reason[, sasl_username=user]`
 fn sasl_failed(r: &str) -> Option<Smtpd<'_>> {
     let (client, rest) = endpoint_then(r, ": SASL ")?;
-    let (method, reason) = rest.split_once(" authentication failed")?;
+    let (method, reason) = rest.split_lit(" authentication failed")?;
     let reason = reason.strip_prefix(':').unwrap_or(reason).trim_start();
-    let (reason, sasl_username) = match reason.rsplit_once(", sasl_username=") {
+    let (reason, sasl_username) = match reason.rsplit_lit(", sasl_username=") {
         Some((reason, user)) => (reason, Some(user)),
         None => (reason, None),
     };
@@ -123,7 +123,7 @@ fn client<'a>(queue_id: &'a str, r: &'a str) -> Option<Smtpd<'a>> {
     let (mut sasl_method, mut sasl_username, mut sasl_sender) = (None, None, None);
     while let Some(item) = rest.strip_prefix(", ") {
         let (key, value_and_rest) = item.split_once('=')?;
-        let (value, next) = match value_and_rest.find(", ") {
+        let (value, next) = match value_and_rest.find_lit(", ") {
             Some(i) => value_and_rest.split_at_checked(i)?,
             None => (value_and_rest, ""),
         };
@@ -154,7 +154,7 @@ fn client<'a>(queue_id: &'a str, r: &'a str) -> Option<Smtpd<'a>> {
 /// After the queue id (or `NOQUEUE`): `ACTION: STAGE from host[ip]: REPLY; from=<…> …` or
 /// `proxy-accept|proxy-reject: STAGE: REPLY; from=<…> …`.
 fn check_or_proxy<'a>(queue_id: Option<&'a str>, r: &'a str) -> Option<Smtpd<'a>> {
-    let (word, rest) = r.split_once(": ")?;
+    let (word, rest) = r.split_lit(": ")?;
     let accepted = match word {
         "proxy-accept" => Some(true),
         "proxy-reject" => Some(false),
@@ -195,7 +195,7 @@ pub(super) struct CheckLine<'a> {
 /// The part shared with postscreen: `STAGE from host[ip]: REPLY[; from=<…> …]` after `ACTION: `.
 pub(super) fn check<'a>(action_word: &str, rest: &'a str) -> Option<CheckLine<'a>> {
     let action = check_action(action_word)?;
-    let (stage, rest) = rest.split_once(" from ")?;
+    let (stage, rest) = rest.split_lit(" from ")?;
     if stage.is_empty() || stage.contains(' ') {
         return None;
     }
@@ -225,7 +225,7 @@ fn client_event(m: &str) -> Option<Smtpd<'_>> {
     let rest = m.get(kind.len()..)?;
     let (after, rest) = match rest.strip_prefix(" after ") {
         Some(r) => {
-            let (stage, r) = r.split_once(" from ")?;
+            let (stage, r) = r.split_lit(" from ")?;
             (Some(stage), r)
         }
         None => (None, rest.strip_prefix(" from ")?),
