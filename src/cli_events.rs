@@ -17,6 +17,8 @@ use crate::input;
 const STATE_FILE: &str = "checkpoints.json";
 /// Most lines handled between two checkpoints.
 const BATCH_LINES: usize = 4096;
+/// Pause after catching up with the files when following (bounds wake-ups, adds this latency).
+const FOLLOW_PACE: Duration = Duration::from_millis(200);
 /// How often checkpoints of files gone for good are pruned, and how long they are kept.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const KEEP_MISSING_FOR: Duration = Duration::from_secs(7 * 86_400);
@@ -26,6 +28,7 @@ pub struct EventsArgs {
     pub state_dir: Option<PathBuf>,
     pub format: LogFormat,
     pub utc_offset_secs: i32,
+    pub checkpoint_interval: Duration,
     pub files: Vec<PathBuf>,
 }
 
@@ -106,9 +109,25 @@ fn tail(args: &EventsArgs, mut processor: LineProcessor) -> Result<()> {
         Duration::from_millis(100)
     };
     let mut last_prune = Instant::now();
+    let mut last_save = Instant::now();
+    let mut unsaved = false;
+    let mut last_batch_len = BATCH_LINES;
     loop {
+        // A short batch means we caught up with the writer: pause so that the next read
+        // collects many lines at once instead of waking for every line syslog appends.
+        if last_batch_len < BATCH_LINES && args.follow {
+            std::thread::sleep(FOLLOW_PACE);
+        }
         let batch = tailer.next_batch(BATCH_LINES, timeout)?;
+        last_batch_len = batch.len();
         if batch.is_empty() {
+            if let Some(p) = state_path.as_ref().filter(|_| unsaved) {
+                checkpoints
+                    .save(p)
+                    .with_context(|| format!("saving {}", p.display()))?;
+                unsaved = false;
+                last_save = Instant::now();
+            }
             if args.follow {
                 processor.set_reference(input::now());
                 continue;
@@ -132,9 +151,16 @@ fn tail(args: &EventsArgs, mut processor: LineProcessor) -> Result<()> {
                 checkpoints.forget_missing(tailer.paths(), KEEP_MISSING_FOR);
                 last_prune = Instant::now();
             }
-            checkpoints
-                .save(p)
-                .with_context(|| format!("saving {}", p.display()))?;
+            // A save costs two fsyncs: under a steady trickle of lines, save at most once per
+            // interval (a crash then repeats at most that much output; it never loses any).
+            unsaved = true;
+            if last_save.elapsed() >= args.checkpoint_interval {
+                checkpoints
+                    .save(p)
+                    .with_context(|| format!("saving {}", p.display()))?;
+                unsaved = false;
+                last_save = Instant::now();
+            }
         }
     }
 }
