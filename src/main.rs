@@ -1,5 +1,6 @@
 //! `mailpulse`: command-line entry point.
 
+mod cli_agent;
 mod cli_events;
 mod input;
 
@@ -61,7 +62,31 @@ enum SynthStyle {
 }
 
 #[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate an agent or collector configuration file (errors name the line and column).
+    #[command(
+        after_help = "Examples:\n  mailpulse config check /etc/mailpulse/agent.toml\n  mailpulse config check /etc/mailpulse/collector.toml\n\nThe kind is taken from the file: an agent file has an [agent] table."
+    )]
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// Run the agent: follow the mail logs and stream samples to the collector.
+    #[command(
+        after_help = "Examples:\n  mailpulse agent --config /etc/mailpulse/agent.toml\n\nSee packaging/agent.toml for every setting. Stop with SIGTERM: batches not yet acknowledged\nstay in the on-disk outbox and are resent on the next start."
+    )]
+    Agent {
+        /// Agent configuration file (TOML).
+        #[arg(long, default_value = "/etc/mailpulse/agent.toml")]
+        config: PathBuf,
+    },
+    /// Configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Write a realistic, deterministic (seeded) Postfix log to standard output.
     #[command(
         after_help = "Examples:\n  mailpulse synth-log --messages 5000 > mail.log\n  mailpulse synth-log --seed 7 --style maillog --messages 100000 | gzip > mail.log.gz\n\nThe same seed and options always give the same bytes. The log mixes postscreen, smtpd,\nsubmission, cleanup, qmgr, smtp/lmtp/virtual deliveries, deferrals with retries, bounces,\nexpiries, rejects, SASL failures and TLS lines, with both queue id styles."
@@ -159,6 +184,8 @@ fn run() -> Result<()> {
             utc_offset_secs,
             files,
         } => parse(format.into(), summary, utc_offset_secs, &files),
+        Command::Agent { config } => cli_agent::run(&config),
+        Command::Config(ConfigCommand::Check { file }) => config_check(&file),
         Command::SynthLog {
             seed,
             messages,
@@ -237,4 +264,21 @@ fn synth_log(seed: u64, messages: u64, style: SynthStyle, start_unix_secs: i64) 
     }
     out.flush()?;
     Ok(())
+}
+
+fn config_check(file: &std::path::Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let table: toml::Table = mailpulse_agent::config::parse_toml(file, &text)?;
+    if table.contains_key("agent") {
+        let config = mailpulse_agent::config::AgentConfig::load(file)?;
+        cli_agent::options(&config)?;
+        println!("{}: valid agent configuration", file.display());
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{}: not an agent configuration (no [agent] table); collector files are checked once the collector exists",
+            file.display()
+        )
+    }
 }

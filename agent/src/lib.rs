@@ -3,9 +3,12 @@
 //! Data flows one way: [`source`] (bytes + offsets) → [`parse`] (typed records) → [`track`]
 //! (per-message lifecycle events) → [`report`] (summaries).
 
+pub mod aggregate;
+pub mod config;
 pub mod parse;
 pub mod pipeline;
 pub mod report;
+pub mod ship;
 pub mod source;
 pub mod synth;
 pub mod track;

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::parse::record::Record;
 use crate::parse::time::TimeResolver;
-use crate::parse::{EnvelopeParser, LogFormat, ProgramName, Timestamp, postfix};
+use crate::parse::{EnvelopeParser, LogFormat, LogTime, ProgramName, Timestamp, postfix};
 use crate::track::{MessageEvent, RecordOrigin, Tracker, TrackerConfig};
 
 /// Counters of what the processor has seen.
@@ -31,6 +31,8 @@ pub struct LineProcessor {
     envelope: EnvelopeParser,
     tracker: Tracker,
     time: TimeResolver,
+    /// The last timestamp resolved: a busy log has hundreds of lines per second.
+    last_time: Option<(LogTime, Timestamp)>,
     stats: LineStats,
 }
 
@@ -45,6 +47,7 @@ impl LineProcessor {
             envelope: EnvelopeParser::new(format),
             tracker: Tracker::new(tracker),
             time: TimeResolver::new(reference, 0),
+            last_time: None,
             stats: LineStats::default(),
         }
     }
@@ -52,11 +55,13 @@ impl LineProcessor {
     /// The UTC offset assumed for timestamps that carry none (BSD syslog, maillog_file).
     pub fn set_default_offset_secs(&mut self, offset: i32) {
         self.time.set_default_offset_secs(offset);
+        self.last_time = None;
     }
 
     /// Sets the reference time for year-less timestamps (e.g. when switching to another file).
     pub fn set_reference(&mut self, reference: Timestamp) {
         self.time.set_reference(reference);
+        self.last_time = None;
     }
 
     pub fn stats(&self) -> LineStats {
@@ -100,32 +105,56 @@ impl LineProcessor {
             host: &env.host,
             program,
             pid: env.pid,
-            at: self.time.resolve(&env.time),
+            at: self.resolve(&env.time),
         };
         self.tracker.observe(origin, &record, out);
         LineOutcome::Parsed
     }
+
+    /// [`TimeResolver::resolve`], which depends on nothing but its input between reference and
+    /// offset changes, skipped for a line stamped like the one before.
+    fn resolve(&mut self, time: &LogTime) -> Timestamp {
+        if let Some((last, at)) = self.last_time
+            && last == *time
+        {
+            return at;
+        }
+        let at = self.time.resolve(time);
+        self.last_time = Some((*time, at));
+        at
+    }
 }
 
-/// Postfix programs log as `<syslog_name>/<service>`; these are the services Postfix 3.x has.
+/// Postfix programs log as `<syslog_name>/<service>`; these are the services Postfix 3.x has,
+/// the busiest first (the match tries them in this order).
 fn is_postfix_service(service: &str) -> bool {
     matches!(
         service,
-        "anvil"
-            | "bounce"
+        "smtpd"
+            | "qmgr"
+            | "postscreen"
             | "cleanup"
-            | "defer"
-            | "discard"
-            | "dnsblog"
-            | "error"
-            | "flush"
+            | "smtp"
             | "lmtp"
+            | "virtual"
             | "local"
+            | "pickup"
+            | "bounce"
+            | "dnsblog"
+            | "anvil"
+            | "pipe"
+            | "error"
+            | "defer"
+            | "trace"
+            | "discard"
+            | "postsuper"
             | "master"
+            | "scache"
+            | "verify"
+            | "tlsproxy"
+            | "flush"
             | "nqmgr"
             | "oqmgr"
-            | "pickup"
-            | "pipe"
             | "postalias"
             | "postcat"
             | "postconf"
@@ -139,23 +168,44 @@ fn is_postfix_service(service: &str) -> bool {
             | "postmap"
             | "postmulti"
             | "postqueue"
-            | "postscreen"
-            | "postsuper"
             | "proxymap"
-            | "qmgr"
             | "qmqpd"
             | "retry"
-            | "scache"
             | "sendmail"
             | "showq"
-            | "smtp"
-            | "smtpd"
             | "spawn"
             | "tlsmgr"
-            | "tlsproxy"
-            | "trace"
             | "trivial-rewrite"
-            | "verify"
-            | "virtual"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_time_follows_the_reference() {
+        let at = |unix_secs| Timestamp {
+            unix_secs,
+            nanos: 0,
+        };
+        let t = LogTime {
+            year: None,
+            month: 10,
+            day: 26,
+            hour: 18,
+            minute: 13,
+            second: 50,
+            nanos: 0,
+            offset_secs: None,
+        };
+        let (ref_2024, ref_2020) = (at(1_735_000_000), at(1_600_000_000));
+        let mut p = LineProcessor::new(LogFormat::Bsd, ref_2024);
+        assert_eq!(p.resolve(&t), TimeResolver::new(ref_2024, 0).resolve(&t));
+        assert_eq!(p.resolve(&t), TimeResolver::new(ref_2024, 0).resolve(&t));
+        p.set_reference(ref_2020);
+        assert_eq!(p.resolve(&t), TimeResolver::new(ref_2020, 0).resolve(&t));
+        p.set_default_offset_secs(3600);
+        assert_eq!(p.resolve(&t), TimeResolver::new(ref_2020, 3600).resolve(&t));
+    }
 }

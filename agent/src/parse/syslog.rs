@@ -82,6 +82,7 @@ pub enum EnvelopeError {
 pub struct EnvelopeParser {
     configured: LogFormat,
     detected: Option<LogFormat>,
+    last_time: TimeCache,
 }
 
 impl EnvelopeParser {
@@ -89,6 +90,7 @@ impl EnvelopeParser {
         Self {
             configured: format,
             detected: None,
+            last_time: TimeCache::default(),
         }
     }
 
@@ -101,25 +103,141 @@ impl EnvelopeParser {
     }
 
     pub fn parse<'a>(&mut self, line: &'a str) -> Result<SyslogLine<'a>, EnvelopeError> {
-        let line = line.trim_end_matches(['\n', '\r']);
-        if line.trim().is_empty() {
+        let line = trim_line_end(line);
+        if is_blank(line) {
             return Err(EnvelopeError::Empty);
         }
         if self.configured != LogFormat::Auto {
-            return parse_as(self.configured, line);
+            return self.parse_trimmed(self.configured, line);
         }
         if let Some(f) = self.detected
-            && let Ok(l) = parse_as(f, line)
+            && let Ok(l) = self.parse_trimmed(f, line)
         {
             return Ok(l);
         }
         for f in detection_order(line) {
-            if let Ok(l) = parse_as(f, line) {
+            if let Ok(l) = self.parse_trimmed(f, line) {
                 self.detected = Some(f);
                 return Ok(l);
             }
         }
         Err(EnvelopeError::Unknown)
+    }
+
+    /// [`parse_as`] on a line without its line end, reusing the timestamp of the previous line
+    /// when this one starts with the same text.
+    #[inline]
+    fn parse_trimmed<'a>(
+        &mut self,
+        format: LogFormat,
+        line: &'a str,
+    ) -> Result<SyslogLine<'a>, EnvelopeError> {
+        let (family, i) = match format {
+            LogFormat::Bsd | LogFormat::Maillog => (TimeFamily::Bsd, after_pri(line)),
+            LogFormat::Rfc3339 => (TimeFamily::Rfc3339, after_pri(line)),
+            _ => return parse_as(format, line),
+        };
+        let err = |_| EnvelopeError::Format(format);
+        let (rest, time) = match self.last_time.lookup(family, i) {
+            Some(hit) => hit,
+            None => {
+                let (rest, time) = family.parse(i).map_err(err)?;
+                self.last_time.store(family, i, rest, time);
+                (rest, time)
+            }
+        };
+        tag_and_message(rest, time).map(|(_, l)| l).map_err(err)
+    }
+}
+
+/// The timestamp grammars of the formats that start with one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeFamily {
+    /// BSD syslog and Postfix `maillog_file`.
+    Bsd,
+    Rfc3339,
+}
+
+impl TimeFamily {
+    fn parse(self, i: &str) -> IResult<&str, LogTime> {
+        match self {
+            Self::Bsd => bsd_time(i),
+            Self::Rfc3339 => rfc3339_time(i),
+        }
+    }
+}
+
+/// The timestamp text of the last line and what it parsed to. A busy log has hundreds of lines
+/// per second, all starting with the same text: they skip the timestamp grammar.
+#[derive(Debug, Clone)]
+struct TimeCache {
+    entry: Option<(TimeFamily, LogTime)>,
+    len: usize,
+    text: [u8; TimeCache::MAX_LEN],
+}
+
+impl Default for TimeCache {
+    fn default() -> Self {
+        Self {
+            entry: None,
+            len: 0,
+            text: [0; Self::MAX_LEN],
+        }
+    }
+}
+
+impl TimeCache {
+    /// Longest timestamp text kept (RFC 3339 with nanoseconds and an offset has 35 bytes).
+    const MAX_LEN: usize = 40;
+
+    /// The rest of `i` and its timestamp, when `i` starts with the cached timestamp text and what
+    /// follows cannot change how that text parses. The grammars look past the text only for
+    /// more fraction digits, an offset, or (BSD) a year after the time: a space followed by
+    /// anything but a digit rules all of these out; other lines are parsed in full.
+    fn lookup<'a>(&self, family: TimeFamily, i: &'a str) -> Option<(&'a str, LogTime)> {
+        let (cached, time) = self.entry?;
+        let (b, n) = (i.as_bytes(), self.len);
+        if cached != family || b.get(..n)? != self.text.get(..n)? {
+            return None;
+        }
+        match b.get(n..n + 2)? {
+            // The text and the space after it are ASCII: `n` is a char boundary.
+            [b' ', c] if !c.is_ascii_digit() => Some((i.get(n..)?, time)),
+            _ => None,
+        }
+    }
+
+    /// Remembers that `i` up to `rest` parsed to `time`.
+    fn store(&mut self, family: TimeFamily, i: &str, rest: &str, time: LogTime) {
+        let n = i.len() - rest.len();
+        match (self.text.get_mut(..n), i.as_bytes().get(..n)) {
+            (Some(slot), Some(text)) => {
+                slot.copy_from_slice(text);
+                self.len = n;
+                self.entry = Some((family, time));
+            }
+            _ => self.entry = None,
+        }
+    }
+}
+
+/// `line` without its trailing line end (`\n`, `\r\n`, any run of both).
+fn trim_line_end(line: &str) -> &str {
+    let b = line.as_bytes();
+    let mut end = b.len();
+    while end > 0 && matches!(b[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    // Only ASCII bytes were dropped.
+    line.get(..end).unwrap_or(line)
+}
+
+/// `line.trim().is_empty()`, deciding on the first byte when it is ASCII and not whitespace.
+fn is_blank(line: &str) -> bool {
+    match line.as_bytes().first() {
+        None => true,
+        Some(&b) if b.is_ascii() && !matches!(b, b'\t'..=b'\r' | b' ') => false,
+        _ => line.trim().is_empty(),
     }
 }
 
@@ -158,7 +276,7 @@ fn detection_order(line: &str) -> [LogFormat; 4] {
 
 /// Parses one line in the given format (`Auto` detects for this line only).
 pub fn parse_as(format: LogFormat, line: &str) -> Result<SyslogLine<'_>, EnvelopeError> {
-    let line = line.trim_end_matches(['\n', '\r']);
+    let line = trim_line_end(line);
     let res = match format {
         LogFormat::Auto => return EnvelopeParser::new(LogFormat::Auto).parse(line),
         LogFormat::Bsd | LogFormat::Maillog => bsd_line(after_pri(line)),
@@ -170,6 +288,7 @@ pub fn parse_as(format: LogFormat, line: &str) -> Result<SyslogLine<'_>, Envelop
         .map_err(|_| EnvelopeError::Format(format))
 }
 
+#[inline]
 fn after_pri(line: &str) -> &str {
     let Some(rest) = line.strip_prefix('<') else {
         return line;
@@ -371,68 +490,140 @@ fn is_token(c: char) -> bool {
 }
 
 /// `host program[pid]: message` (pid optional, `program:` alone accepted).
+#[inline(always)]
 fn tag_and_message<'a>(i: &'a str, time: LogTime) -> IResult<&'a str, SyslogLine<'a>> {
     let b = i.as_bytes();
-    let skip = |p: usize| {
-        p + b
-            .get(p..)
-            .map_or(0, |r| r.iter().position(|&c| c != b' ').unwrap_or(r.len()))
-    };
-    let scan = |p: usize, stop: fn(u8) -> bool| {
-        p + b
-            .get(p..)
-            .map_or(0, |r| r.iter().position(|&c| stop(c)).unwrap_or(r.len()))
-    };
     // All positions below stop at ASCII bytes (or the end), so they are char boundaries.
-    let host_start = skip(0);
+    let host_start = skip_spaces(b, 0);
     if host_start == 0 {
         return Err(verify_error(i));
     }
-    let host_end = scan(host_start, |c| c.is_ascii_whitespace());
-    let prog_start = skip(host_end);
+    let host_end = scan_until(b, host_start, ENDS_HOST);
+    let prog_start = skip_spaces(b, host_end);
     if host_end == host_start || prog_start == host_end {
         return Err(verify_error(i));
     }
-    let prog_end = scan(prog_start, |c| {
-        c.is_ascii_whitespace() || c == b'[' || c == b':'
-    });
+    let prog_end = scan_until(b, prog_start, ENDS_PROGRAM);
     if prog_end == prog_start {
         return Err(verify_error(i));
     }
     let mut p = prog_end;
     let mut pid = None;
     if b.get(p) == Some(&b'[') {
-        let digits_start = p + 1;
-        let mut q = digits_start;
-        let mut v: u64 = 0;
-        while let Some(&c) = b.get(q) {
-            if !c.is_ascii_digit() {
-                break;
-            }
-            v = (v * 10 + u64::from(c - b'0')).min(u64::from(u32::MAX) + 1);
-            q += 1;
+        let (digits, value) = pid_digits(b.get(p + 1..).unwrap_or_default());
+        p += 1 + digits;
+        match value {
+            Some(v) if digits > 0 && b.get(p) == Some(&b']') => pid = Some(v),
+            _ => return Err(verify_error(i)),
         }
-        if q == digits_start || b.get(q) != Some(&b']') || v > u64::from(u32::MAX) {
-            return Err(verify_error(i));
-        }
-        pid = Some(v as u32);
-        p = q + 1;
+        p += 1;
     }
     if b.get(p) != Some(&b':') {
         return Err(verify_error(i));
     }
-    let rest = &i[p + 1..];
+    let (Some(host), Some(program), Some(rest)) = (
+        i.get(host_start..host_end),
+        i.get(prog_start..prog_end),
+        i.get(p + 1..),
+    ) else {
+        return Err(verify_error(i));
+    };
     let message = rest.strip_prefix(' ').unwrap_or(rest);
     Ok((
         "",
         SyslogLine {
             time,
-            host: Cow::Borrowed(&i[host_start..host_end]),
-            program: Cow::Borrowed(&i[prog_start..prog_end]),
+            host: Cow::Borrowed(host),
+            program: Cow::Borrowed(program),
             pid,
             message: Cow::Borrowed(message),
         },
     ))
+}
+
+/// Byte classes of [`scan_until`]: the ASCII whitespace that ends a host name, and what else ends
+/// a program name.
+const ENDS_HOST: u8 = 1;
+const ENDS_PROGRAM: u8 = 2;
+
+const TAG_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_whitespace() {
+            ENDS_HOST | ENDS_PROGRAM
+        } else if b == b'[' || b == b':' {
+            ENDS_PROGRAM
+        } else {
+            0
+        };
+        c += 1;
+    }
+    t
+};
+
+/// The position of the first byte from `p` on whose class has a bit of `ends` (or the end).
+///
+/// Eight bytes at a time: every byte that ends a host or program is below `!` or is `:` or `[`,
+/// so a word without such a byte is skipped whole, and the first candidate is checked against
+/// the table.
+#[inline(always)]
+fn scan_until(b: &[u8], mut p: usize, ends: u8) -> usize {
+    const LANES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = LANES * 0x80;
+    // `0x80` in the lanes below `n` (ASCII only: `!v` drops bytes with the high bit set); the
+    // lowest flagged lane is always a real one, borrows only run upwards.
+    let below = |v: u64, n: u8| v.wrapping_sub(LANES * u64::from(n)) & !v & HIGH;
+    while let Some(chunk) = b.get(p..p + 8) {
+        let w = chunk.try_into().map_or(0, u64::from_le_bytes);
+        // Whitespace is below `!`; `:` and `[` are the lanes that XOR to zero.
+        let colon = w ^ (LANES * u64::from(b':'));
+        let bracket = w ^ (LANES * u64::from(b'['));
+        let hits = below(w, b'!') | below(colon, 1) | below(bracket, 1);
+        if hits == 0 {
+            p += 8;
+            continue;
+        }
+        let q = p + (hits.trailing_zeros() / 8) as usize;
+        if TAG_CLASS[usize::from(b[q])] & ends != 0 {
+            return q;
+        }
+        p = q + 1;
+    }
+    while let Some(&c) = b.get(p) {
+        if TAG_CLASS[usize::from(c)] & ends != 0 {
+            break;
+        }
+        p += 1;
+    }
+    p
+}
+
+/// The position of the first byte from `p` on that is not a space (or the end).
+#[inline(always)]
+fn skip_spaces(b: &[u8], mut p: usize) -> usize {
+    while b.get(p) == Some(&b' ') {
+        p += 1;
+    }
+    p
+}
+
+/// The leading ASCII digits of `b`: their count, and their value when it fits a pid (`u32`).
+fn pid_digits(b: &[u8]) -> (usize, Option<u32>) {
+    let mut v: u64 = 0;
+    let mut n = 0;
+    while let Some(&c) = b.get(n) {
+        if !c.is_ascii_digit() {
+            break;
+        }
+        // Past `u32::MAX` the value stays there: it is no pid, however many digits follow.
+        if v <= u64::from(u32::MAX) {
+            v = v * 10 + u64::from(c - b'0');
+        }
+        n += 1;
+    }
+    (n, u32::try_from(v).ok())
 }
 
 fn bsd_line(i: &str) -> IResult<&str, SyslogLine<'_>> {
@@ -590,12 +781,24 @@ pub struct ProgramName<'a> {
 
 impl<'a> ProgramName<'a> {
     pub fn split(program: &'a str) -> Self {
-        match program.rsplit_once('/') {
-            Some((syslog_name, service)) => Self {
-                syslog_name,
-                instance: syslog_name.split('/').next().unwrap_or(syslog_name),
-                service,
-            },
+        // One byte scan for the first and the last `/`: program names are short, and this runs
+        // on every line.
+        let (mut first, mut last) = (None, None);
+        for (i, &c) in program.as_bytes().iter().enumerate() {
+            if c == b'/' {
+                first = first.or(Some(i));
+                last = Some(i);
+            }
+        }
+        match first.zip(last) {
+            Some((first, slash)) => {
+                // `/` is ASCII: both sides of it are char boundaries.
+                Self {
+                    syslog_name: program.get(..slash).unwrap_or_default(),
+                    instance: program.get(..first).unwrap_or_default(),
+                    service: program.get(slash + 1..).unwrap_or_default(),
+                }
+            }
             None => Self {
                 syslog_name: "",
                 instance: program,
@@ -703,5 +906,100 @@ mod tests {
         assert!(p.parse("Oct 26 18:13:50 mx postfix/smtp[1]: a").is_ok());
         assert_eq!(p.parse("garbage"), Err(EnvelopeError::Unknown));
         assert_eq!(p.parse("   "), Err(EnvelopeError::Empty));
+    }
+
+    #[test]
+    fn pids_and_program_names() {
+        let pid = |line: &str| parse_as(LogFormat::Bsd, line).map(|l| l.pid);
+        assert_eq!(
+            pid("Oct 26 18:13:50 mx smtpd[0000000000000042]: a"),
+            Ok(Some(42))
+        );
+        assert_eq!(
+            pid("Oct 26 18:13:50 mx smtpd[4294967295]: a"),
+            Ok(Some(u32::MAX))
+        );
+        for bad in [
+            "Oct 26 18:13:50 mx smtpd[4294967296]: a",
+            "Oct 26 18:13:50 mx smtpd[99999999999999999999999]: a",
+            "Oct 26 18:13:50 mx smtpd[]: a",
+            "Oct 26 18:13:50 mx smtpd[12: a",
+        ] {
+            assert_eq!(
+                pid(bad),
+                Err(EnvelopeError::Format(LogFormat::Bsd)),
+                "{bad}"
+            );
+        }
+        assert_eq!(pid("Oct 26 18:13:50 mx smtpd: a"), Ok(None));
+        let split = |p| {
+            let n = ProgramName::split(p);
+            (n.syslog_name, n.instance, n.service)
+        };
+        assert_eq!(split("smtpd"), ("", "smtpd", "smtpd"));
+        assert_eq!(split("postfix/smtpd"), ("postfix", "postfix", "smtpd"));
+        assert_eq!(split("a/b/c/smtpd"), ("a/b/c", "a", "smtpd"));
+        assert_eq!(split("/smtpd"), ("", "", "smtpd"));
+        assert_eq!(split("postfix/"), ("postfix", "postfix", ""));
+    }
+
+    /// A line parsed right after another: by a parser that has just cached the other's timestamp,
+    /// and by a fresh one.
+    fn after(format: LogFormat, first: &str, second: &str) -> [String; 2] {
+        let mut warm = EnvelopeParser::new(format);
+        let _ = warm.parse(first);
+        let mut cold = EnvelopeParser::new(format);
+        [
+            format!("{:?}", warm.parse(second)),
+            format!("{:?}", cold.parse(second)),
+        ]
+    }
+
+    #[test]
+    fn cached_timestamps_never_change_a_parse() {
+        let first = "Oct 26 18:13:50 mx postfix/smtp[1]: a";
+        for second in [
+            "Oct 26 18:13:50 mx postfix/smtp[2]: b",
+            "Oct 26 18:13:50 2024 mx postfix/smtp[2]: b",
+            "Oct 26 18:13:50 2024mx postfix/smtp[2]: b",
+            "Oct 26 18:13:50.25 mx postfix/smtp[2]: b",
+            "Oct 26 18:13:50. mx postfix/smtp[2]: b",
+            "Oct 26 18:13:50  mx postfix/smtp[2]: b",
+            "Oct 26 18:13:50 1mx postfix/smtp[2]: b",
+            "Oct 26 18:13:50",
+            "Oct 26 18:13:50 ",
+            "Oct 26 18:13:5",
+        ] {
+            for format in [LogFormat::Auto, LogFormat::Bsd, LogFormat::Maillog] {
+                let [warm, cold] = after(format, first, second);
+                assert_eq!(warm, cold, "{second:?} after {first:?} ({format:?})");
+            }
+        }
+        let first = "2024-10-26T18:13:50.123+02:00 mx postfix/smtp[1]: a";
+        for second in [
+            "2024-10-26T18:13:50.123+02:00 mx postfix/smtp[2]: b",
+            "2024-10-26T18:13:50.1234+02:00 mx postfix/smtp[2]: b",
+            "2024-10-26T18:13:50.123+02:00x mx postfix/smtp[2]: b",
+            "2024-10-26T18:13:50.123+02:00 2024 postfix/smtp[2]: b",
+        ] {
+            let [warm, cold] = after(LogFormat::Rfc3339, first, second);
+            assert_eq!(warm, cold, "{second:?} after {first:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever follows a shared timestamp, the cache gives what a full parse gives.
+        #[test]
+        fn cached_timestamps_agree_with_full_parses(
+            first in "(Oct 26 18:13:50|Nov 05 10:00:01\\.123456|Oct  6 18:13:50 2024)[ 0-9.:a-z]{0,12}",
+            tail in "[ 0-9.:a-z\\[\\]]{0,24}",
+        ) {
+            let stamp = first.get(..15).unwrap_or(&first);
+            let second = format!("{stamp}{tail}");
+            for format in [LogFormat::Auto, LogFormat::Bsd, LogFormat::Rfc3339] {
+                let [warm, cold] = after(format, &format!("{first} x[1]: a"), &second);
+                proptest::prop_assert_eq!(warm, cold);
+            }
+        }
     }
 }

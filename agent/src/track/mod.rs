@@ -177,9 +177,10 @@ pub struct TrackerStats {
     pub removed: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct MessageState {
-    queue_id: Option<Arc<str>>,
+    /// The queue id, shared with the key of the map the state is in and with its events.
+    queue_id: Arc<str>,
     last_seen_secs: i64,
     received: bool,
     deferred: bool,
@@ -193,13 +194,66 @@ struct MessageState {
     message_id: Option<Arc<str>>,
 }
 
+impl MessageState {
+    fn new(queue_id: Arc<str>, now: i64) -> Self {
+        Self {
+            queue_id,
+            last_seen_secs: now,
+            received: false,
+            deferred: false,
+            held: false,
+            sender: None,
+            size: None,
+            nrcpt: None,
+            client: None,
+            sasl_user: None,
+            tls: None,
+            message_id: None,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct SessionState {
     last_seen_secs: i64,
     /// Peer IP and parameters of the TLS connection this process logged last.
-    tls: Option<(Arc<str>, TlsInfo)>,
+    tls: Option<(PeerAddr, TlsInfo)>,
     /// An smtpd `NOQUEUE: hold` waiting for the queue id its session will get.
     pending_hold: bool,
+}
+
+/// A peer address kept without a heap allocation when it fits (every IPv4 and IPv6 address
+/// does): one is stored for each TLS handshake.
+#[derive(Debug, Clone)]
+enum PeerAddr {
+    Inline {
+        len: u8,
+        bytes: [u8; PeerAddr::INLINE],
+    },
+    Heap(Box<str>),
+}
+
+impl PeerAddr {
+    /// Longest inline address: an IPv6 address with an IPv4 tail has 45 characters.
+    const INLINE: usize = 46;
+
+    fn new(addr: &str) -> Self {
+        let mut bytes = [0; Self::INLINE];
+        match (bytes.get_mut(..addr.len()), u8::try_from(addr.len())) {
+            (Some(prefix), Ok(len)) => {
+                prefix.copy_from_slice(addr.as_bytes());
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Heap(addr.into()),
+        }
+    }
+
+    fn is(&self, addr: &str) -> bool {
+        match self {
+            Self::Inline { len, bytes } => bytes.get(..usize::from(*len)) == Some(addr.as_bytes()),
+            Self::Heap(s) => **s == *addr,
+        }
+    }
 }
 
 /// One Postfix instance on one host: its live queue ids and daemon sessions.
@@ -207,13 +261,22 @@ struct SessionState {
 struct Instance {
     host: Arc<str>,
     instance: Arc<str>,
-    messages: FxHashMap<Box<str>, MessageState>,
+    state: InstanceState,
+}
+
+/// What the tracker keeps about one instance, apart from its name (which events borrow while the
+/// state changes).
+#[derive(Debug)]
+struct InstanceState {
+    messages: FxHashMap<Arc<str>, MessageState>,
     /// Keyed by (service id, pid): TLS and hold state of an smtpd/smtp process's current session.
     sessions: FxHashMap<(u16, u32), SessionState>,
     /// Relay targets by their raw `relay=` text: a host talks to few relays, so events share them.
     relays: Interner<RelayTarget>,
     /// DSN codes (`2.0.0`, `4.7.1`, ...), shared the same way.
     dsns: Interner<Arc<str>>,
+    /// TLS parameters of recent handshakes: a host uses a handful, so sessions share them.
+    recent_tls: Vec<TlsInfo>,
 }
 
 /// A bounded cache of values built from log text, so repeated texts share one allocation.
@@ -253,8 +316,33 @@ pub struct Tracker {
     last_instance: usize,
     observed: u64,
     stats: TrackerStats,
-    /// Interned service names; the index is the service id used in session keys.
-    services: FxHashMap<Box<str>, (Arc<str>, u16)>,
+    services: ServiceTable,
+}
+
+/// Interned service names. The id of a name is its index, used in session keys.
+#[derive(Debug, Default)]
+struct ServiceTable {
+    ids: FxHashMap<Box<str>, u16>,
+    names: Vec<Arc<str>>,
+}
+
+impl ServiceTable {
+    /// Service names come from the log: the table is bounded, surplus names share this id.
+    const OVERFLOW_ID: u16 = 1023;
+
+    /// The id of `name`, registering it when new; `None` for a surplus name.
+    fn id(&mut self, name: &str) -> Option<u16> {
+        if let Some(&id) = self.ids.get(name) {
+            return Some(id);
+        }
+        let id = u16::try_from(self.names.len()).ok()?;
+        if id >= Self::OVERFLOW_ID {
+            return None;
+        }
+        self.ids.insert(name.into(), id);
+        self.names.push(Arc::from(name));
+        Some(id)
+    }
 }
 
 /// Where a record came from.
@@ -274,13 +362,13 @@ impl Tracker {
             last_instance: 0,
             observed: 0,
             stats: TrackerStats::default(),
-            services: FxHashMap::default(),
+            services: ServiceTable::default(),
         }
     }
 
     pub fn stats(&self) -> TrackerStats {
         TrackerStats {
-            live_messages: self.instances.iter().map(|i| i.messages.len()).sum(),
+            live_messages: self.instances.iter().map(|i| i.state.messages.len()).sum(),
             ..self.stats
         }
     }
@@ -296,14 +384,25 @@ impl Tracker {
         if self.observed.is_multiple_of(65_536) {
             self.sweep(origin.at.unix_secs);
         }
-        let (service, service_id) = self.service_name(origin.program.service);
         let idx = self.instance_index(origin.host, origin.program.instance);
+        let surplus_name;
+        let (service, service_id) = match self.services.id(origin.program.service) {
+            Some(id) => (&self.services.names[usize::from(id)], id),
+            None => {
+                surplus_name = Arc::from(origin.program.service);
+                (&surplus_name, ServiceTable::OVERFLOW_ID)
+            }
+        };
         let now = origin.at.unix_secs;
         let max_sessions = self.config.max_sessions;
-        let inst = &mut self.instances[idx];
+        let Instance {
+            host,
+            instance,
+            state: inst,
+        } = &mut self.instances[idx];
         let ctx = Ctx {
-            host: inst.host.clone(),
-            instance: inst.instance.clone(),
+            host,
+            instance,
             at: origin.at,
             service,
         };
@@ -313,10 +412,11 @@ impl Tracker {
             Record::Delivery(d) => {
                 // Outbound TLS is logged by the same smtp/lmtp process just before the delivery,
                 // for the connection to the relay the delivery line names.
+                let relay_ip = d.relay.as_ref().and_then(|r| r.ip);
                 let tls = session_key
                     .and_then(|k| inst.sessions.get(&k))
                     .and_then(|s| s.tls.as_ref())
-                    .filter(|(peer_ip, _)| d.relay.as_ref().and_then(|r| r.ip) == Some(&**peer_ip))
+                    .filter(|(peer_ip, _)| relay_ip.is_some_and(|ip| peer_ip.is(ip)))
                     .map(|(_, tls)| tls.clone());
                 observe_delivery(inst, &ctx, d, tls, out);
             }
@@ -341,41 +441,22 @@ impl Tracker {
             Record::Postsuper(p) => observe_postsuper(inst, &ctx, p, out),
             Record::Tls(t) => {
                 if let Some(key) = session_key {
+                    let tls = inst.tls_info(t);
                     let s = inst.session_mut(key, now, max_sessions);
-                    s.tls = Some((Arc::from(t.peer.ip), tls_info(t)));
+                    s.tls = Some((PeerAddr::new(t.peer.ip), tls));
                 }
             }
             _ => {}
-        }
-        if let Some(q) = record_queue_id(record)
-            && let Some(m) = inst.messages.get_mut(q)
-        {
-            m.last_seen_secs = now;
         }
         if inst.messages.len() > self.config.max_messages {
             self.evict_overflow();
         }
     }
 
-    fn service_name(&mut self, service: &str) -> (Arc<str>, u16) {
-        if let Some(s) = self.services.get(service) {
-            return s.clone();
-        }
-        let s: Arc<str> = Arc::from(service);
-        // Service names come from the log: bound the table; surplus names share one id.
-        let id = u16::try_from(self.services.len())
-            .unwrap_or(u16::MAX)
-            .min(1023);
-        if self.services.len() < 1023 {
-            self.services.insert(service.into(), (s.clone(), id));
-        }
-        (s, id)
-    }
-
     fn instance_index(&mut self, host: &str, instance: &str) -> usize {
         if let Some(i) = self.instances.get(self.last_instance)
-            && &*i.host == host
-            && &*i.instance == instance
+            && same_text(&i.host, host)
+            && same_text(&i.instance, instance)
         {
             return self.last_instance;
         }
@@ -389,10 +470,13 @@ impl Tracker {
                 self.instances.push(Instance {
                     host: Arc::from(host),
                     instance: Arc::from(instance),
-                    messages: FxHashMap::default(),
-                    sessions: FxHashMap::default(),
-                    relays: Interner::new(),
-                    dsns: Interner::new(),
+                    state: InstanceState {
+                        messages: FxHashMap::default(),
+                        sessions: FxHashMap::default(),
+                        relays: Interner::new(),
+                        dsns: Interner::new(),
+                        recent_tls: Vec::new(),
+                    },
                 });
                 self.instances.len() - 1
             }
@@ -405,6 +489,7 @@ impl Tracker {
     fn sweep(&mut self, now_secs: i64) {
         let cutoff = now_secs.saturating_sub(self.config.max_idle_secs);
         for inst in &mut self.instances {
+            let inst = &mut inst.state;
             let before = inst.messages.len();
             inst.messages.retain(|_, m| m.last_seen_secs >= cutoff);
             self.stats.evicted_idle += (before - inst.messages.len()) as u64;
@@ -418,14 +503,14 @@ impl Tracker {
         let mut ages: Vec<i64> = self
             .instances
             .iter()
-            .flat_map(|i| i.messages.values().map(|m| m.last_seen_secs))
+            .flat_map(|i| i.state.messages.values().map(|m| m.last_seen_secs))
             .collect();
         let drop = (ages.len() / 10).max(1);
         let (_, cutoff, _) = ages.select_nth_unstable(drop - 1);
         let cutoff = *cutoff;
         let mut budget = drop;
         for inst in &mut self.instances {
-            inst.messages.retain(|_, m| {
+            inst.state.messages.retain(|_, m| {
                 if budget > 0 && m.last_seen_secs <= cutoff {
                     budget -= 1;
                     false
@@ -444,7 +529,34 @@ impl Default for Tracker {
     }
 }
 
-impl Instance {
+/// `a == b` for the short names compared on every record (host, instance, service) in a few
+/// word loads, without the call to `bcmp` that `==` makes.
+#[inline(always)]
+fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    // Two loads that cover all `n` bytes, overlapping in the middle.
+    let same = |i: usize, w: usize| a.get(i..i + w) == b.get(i..i + w);
+    match n {
+        0 => true,
+        1..=3 => same(0, 1) && same(n / 2, 1) && same(n - 1, 1),
+        4..=7 => same_word::<4>(a, b, 0) && same_word::<4>(a, b, n - 4),
+        8..=16 => same_word::<8>(a, b, 0) && same_word::<8>(a, b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// Whether `a` and `b` have the same `W` bytes at `i`, compared as one array.
+#[inline(always)]
+fn same_word<const W: usize>(a: &[u8], b: &[u8], i: usize) -> bool {
+    let word = |s: &[u8]| -> Option<[u8; W]> { s.get(i..i + W)?.try_into().ok() };
+    word(a) == word(b)
+}
+
+impl InstanceState {
     fn session_mut(&mut self, key: (u16, u32), now: i64, max_sessions: usize) -> &mut SessionState {
         if self.sessions.len() >= max_sessions {
             // Keep memory bounded: a mail host has at most a few hundred concurrent sessions, so
@@ -459,37 +571,76 @@ impl Instance {
         s
     }
 
-    fn message_mut(&mut self, queue_id: &str, now: i64) -> &mut MessageState {
-        if !self.messages.contains_key(queue_id) {
-            let state = MessageState {
-                queue_id: Some(Arc::from(queue_id)),
-                ..MessageState::default()
-            };
-            self.messages.insert(queue_id.into(), state);
+    /// Runs `f` on the state of `queue_id`, created when missing, and marks it seen at `now`.
+    /// A closure rather than a returned `&mut`: that way a known id costs one hash lookup.
+    fn with_message<R>(
+        &mut self,
+        queue_id: &str,
+        now: i64,
+        f: impl FnOnce(&mut MessageState) -> R,
+    ) -> R {
+        if let Some(m) = self.messages.get_mut(queue_id) {
+            m.last_seen_secs = now;
+            return f(m);
         }
+        let id: Arc<str> = Arc::from(queue_id);
         let m = self
             .messages
-            .get_mut(queue_id)
-            .expect("inserted above when missing");
+            .entry(id.clone())
+            .or_insert_with(|| MessageState::new(id, now));
+        f(m)
+    }
+
+    /// Marks a known queue id seen at `now`; returns its state.
+    fn touch(&mut self, queue_id: &str, now: i64) -> Option<&MessageState> {
+        let m = self.messages.get_mut(queue_id)?;
         m.last_seen_secs = now;
-        m
+        Some(m)
+    }
+
+    /// TLS parameters of a handshake, shared with recent handshakes that had the same.
+    fn tls_info(&mut self, t: &TlsConnection<'_>) -> TlsInfo {
+        /// Distinct parameter sets kept: enough for the few a host negotiates.
+        const RECENT: usize = 8;
+        let known = self.recent_tls.iter().position(|k| {
+            same_text(&k.trust, t.trust)
+                && same_text(&k.protocol, t.protocol)
+                && same_text(&k.cipher, t.cipher)
+        });
+        match known {
+            Some(i) => self.recent_tls[i].clone(),
+            None => {
+                let info = TlsInfo {
+                    trust: Arc::from(t.trust),
+                    protocol: Arc::from(t.protocol),
+                    cipher: Arc::from(t.cipher),
+                };
+                if self.recent_tls.len() >= RECENT {
+                    self.recent_tls.pop();
+                }
+                self.recent_tls.insert(0, info.clone());
+                info
+            }
+        }
     }
 }
 
-struct Ctx {
-    host: Arc<str>,
-    instance: Arc<str>,
+/// What every event of one record shares. Borrows the instance's names: events clone them, lines
+/// without events cost no reference counting.
+struct Ctx<'t> {
+    host: &'t Arc<str>,
+    instance: &'t Arc<str>,
     at: Timestamp,
-    service: Arc<str>,
+    service: &'t Arc<str>,
 }
 
-impl Ctx {
-    fn event(&self, kind: EventKind, queue_id: &str, shared: Option<Arc<str>>) -> MessageEvent {
+impl Ctx<'_> {
+    fn event(&self, kind: EventKind, queue_id: &str, shared: Option<&Arc<str>>) -> MessageEvent {
         MessageEvent {
             kind,
             host: self.host.clone(),
             instance: self.instance.clone(),
-            queue_id: shared.unwrap_or_else(|| Arc::from(queue_id)),
+            queue_id: shared.map_or_else(|| Arc::from(queue_id), Arc::clone),
             at: self.at,
             sender: None,
             recipient: None,
@@ -517,7 +668,7 @@ impl Ctx {
         queue_id: &str,
         m: Option<&MessageState>,
     ) -> MessageEvent {
-        let mut ev = self.event(kind, queue_id, m.and_then(|m| m.queue_id.clone()));
+        let mut ev = self.event(kind, queue_id, m.map(|m| &m.queue_id));
         if let Some(m) = m {
             ev.sender = m.sender.clone();
             ev.size = m.size;
@@ -531,7 +682,12 @@ impl Ctx {
     }
 }
 
-fn observe_qmgr(inst: &mut Instance, ctx: &Ctx, q: &Qmgr<'_>, out: &mut Vec<MessageEvent>) {
+fn observe_qmgr(
+    inst: &mut InstanceState,
+    ctx: &Ctx<'_>,
+    q: &Qmgr<'_>,
+    out: &mut Vec<MessageEvent>,
+) {
     let now = ctx.at.unix_secs;
     match q {
         Qmgr::From {
@@ -539,8 +695,7 @@ fn observe_qmgr(inst: &mut Instance, ctx: &Ctx, q: &Qmgr<'_>, out: &mut Vec<Mess
             sender,
             size_bytes,
             nrcpt,
-        } => {
-            let m = inst.message_mut(queue_id, now);
+        } => inst.with_message(queue_id, now, |m| {
             if m.sender.as_deref() != Some(*sender) {
                 m.sender = Some(Arc::from(*sender));
             }
@@ -550,13 +705,13 @@ fn observe_qmgr(inst: &mut Instance, ctx: &Ctx, q: &Qmgr<'_>, out: &mut Vec<Mess
                 m.received = true;
                 out.push(ctx.message_event(EventKind::Received, queue_id, Some(m)));
             }
-        }
+        }),
         Qmgr::Expired {
             queue_id,
             sender,
             text,
         } => {
-            let m = inst.messages.get(*queue_id);
+            let m = inst.touch(queue_id, now);
             let mut ev = ctx.message_event(EventKind::Expired, queue_id, m);
             if ev.sender.is_none() {
                 ev.sender = Some(Arc::from(*sender));
@@ -572,12 +727,13 @@ fn observe_qmgr(inst: &mut Instance, ctx: &Ctx, q: &Qmgr<'_>, out: &mut Vec<Mess
 }
 
 fn observe_delivery(
-    inst: &mut Instance,
-    ctx: &Ctx,
+    inst: &mut InstanceState,
+    ctx: &Ctx<'_>,
     d: &Delivery<'_>,
     session_tls: Option<TlsInfo>,
     out: &mut Vec<MessageEvent>,
 ) {
+    let now = ctx.at.unix_secs;
     let kind = match d.status {
         DeliveryStatus::Sent => EventKind::Delivered,
         DeliveryStatus::Deferred => EventKind::Deferred,
@@ -586,19 +742,21 @@ fn observe_delivery(
         DeliveryStatus::Expired => EventKind::Expired,
         // Address verification probes (`sendmail -bv`, verify(8)) deliver nothing.
         DeliveryStatus::Deliverable | DeliveryStatus::Undeliverable | DeliveryStatus::Other => {
+            inst.touch(d.queue_id, now);
             return;
         }
     };
-    let now = ctx.at.unix_secs;
-    let first_deferral = if kind == EventKind::Deferred {
-        let m = inst.message_mut(d.queue_id, now);
-        !std::mem::replace(&mut m.deferred, true)
+    let mut ev = if kind == EventKind::Deferred {
+        inst.with_message(d.queue_id, now, |m| {
+            let first_deferral = !std::mem::replace(&mut m.deferred, true);
+            let mut ev = ctx.message_event(kind, d.queue_id, Some(m));
+            ev.first_deferral = first_deferral;
+            ev
+        })
     } else {
-        false
+        let m = inst.touch(d.queue_id, now);
+        ctx.message_event(kind, d.queue_id, m)
     };
-    let m = inst.messages.get(d.queue_id);
-    let mut ev = ctx.message_event(kind, d.queue_id, m);
-    ev.first_deferral = first_deferral;
     ev.recipient = Some(Arc::from(d.to));
     ev.orig_recipient = d.orig_to.map(Arc::from);
     ev.relay = d.relay.as_ref().map(|r| {
@@ -618,8 +776,8 @@ fn observe_delivery(
 }
 
 fn observe_smtpd(
-    inst: &mut Instance,
-    ctx: &Ctx,
+    inst: &mut InstanceState,
+    ctx: &Ctx<'_>,
     session_key: Option<(u16, u32)>,
     s: &Smtpd<'_>,
     max_sessions: usize,
@@ -655,14 +813,15 @@ fn observe_smtpd(
                 }
                 None => (None, false),
             };
-            let m = inst.message_mut(queue_id, now);
-            m.client = Some(client_info(client));
-            m.sasl_user = sasl_username.map(Arc::from);
-            m.tls = tls;
-            if pending_hold && !m.held {
-                m.held = true;
-                out.push(ctx.message_event(EventKind::Held, queue_id, Some(m)));
-            }
+            inst.with_message(queue_id, now, |m| {
+                m.client = Some(client_info(client));
+                m.sasl_user = sasl_username.map(Arc::from);
+                m.tls = tls;
+                if pending_hold && !m.held {
+                    m.held = true;
+                    out.push(ctx.message_event(EventKind::Held, queue_id, Some(m)));
+                }
+            });
         }
         Smtpd::Check {
             queue_id,
@@ -685,8 +844,7 @@ fn observe_smtpd(
                         inst.session_mut(key, now, max_sessions).pending_hold = true;
                     }
                 }
-                (EventKind::Held, Some(q)) => {
-                    let m = inst.message_mut(q, now);
+                (EventKind::Held, Some(q)) => inst.with_message(q, now, |m| {
                     if !m.held {
                         m.held = true;
                         let mut ev = ctx.message_event(kind, q, Some(m));
@@ -699,7 +857,7 @@ fn observe_smtpd(
                         );
                         out.push(ev);
                     }
-                }
+                }),
                 _ => {
                     let q = queue_id.unwrap_or("NOQUEUE");
                     let m = queue_id.and_then(|q| inst.messages.get(q));
@@ -719,15 +877,20 @@ fn observe_smtpd(
     }
 }
 
-fn observe_cleanup(inst: &mut Instance, ctx: &Ctx, c: &Cleanup<'_>, out: &mut Vec<MessageEvent>) {
+fn observe_cleanup(
+    inst: &mut InstanceState,
+    ctx: &Ctx<'_>,
+    c: &Cleanup<'_>,
+    out: &mut Vec<MessageEvent>,
+) {
     let now = ctx.at.unix_secs;
     match c {
         Cleanup::MessageId {
             queue_id,
             message_id,
-        } => {
-            inst.message_mut(queue_id, now).message_id = Some(Arc::from(*message_id));
-        }
+        } => inst.with_message(queue_id, now, |m| {
+            m.message_id = Some(Arc::from(*message_id));
+        }),
         Cleanup::Check {
             queue_id,
             action,
@@ -742,14 +905,18 @@ fn observe_cleanup(inst: &mut Instance, ctx: &Ctx, c: &Cleanup<'_>, out: &mut Ve
                 CheckAction::Hold => EventKind::Held,
                 _ => return,
             };
-            let m = inst.message_mut(queue_id, now);
-            if kind == EventKind::Held {
-                if m.held {
-                    return;
+            let ev = inst.with_message(queue_id, now, |m| {
+                if kind == EventKind::Held {
+                    if m.held {
+                        return None;
+                    }
+                    m.held = true;
                 }
-                m.held = true;
-            }
-            let mut ev = ctx.message_event(kind, queue_id, Some(m));
+                Some(ctx.message_event(kind, queue_id, Some(m)))
+            });
+            let Some(mut ev) = ev else {
+                return;
+            };
             fill_reject(
                 &mut ev,
                 client.as_ref(),
@@ -768,23 +935,21 @@ fn observe_cleanup(inst: &mut Instance, ctx: &Ctx, c: &Cleanup<'_>, out: &mut Ve
 }
 
 fn observe_postsuper(
-    inst: &mut Instance,
-    ctx: &Ctx,
+    inst: &mut InstanceState,
+    ctx: &Ctx<'_>,
     p: &Postsuper<'_>,
     out: &mut Vec<MessageEvent>,
 ) {
     let now = ctx.at.unix_secs;
     match p {
-        Postsuper::Held { queue_id } => {
-            let m = inst.message_mut(queue_id, now);
+        Postsuper::Held { queue_id } => inst.with_message(queue_id, now, |m| {
             m.held = true;
             out.push(ctx.message_event(EventKind::Held, queue_id, Some(m)));
-        }
-        Postsuper::Released { queue_id } => {
-            let m = inst.message_mut(queue_id, now);
+        }),
+        Postsuper::Released { queue_id } => inst.with_message(queue_id, now, |m| {
             m.held = false;
             out.push(ctx.message_event(EventKind::Released, queue_id, Some(m)));
-        }
+        }),
         Postsuper::Removed { queue_id } => {
             inst.messages.remove(*queue_id);
         }
@@ -819,23 +984,42 @@ fn client_info(c: &Endpoint<'_>) -> ClientInfo {
     }
 }
 
-fn tls_info(t: &TlsConnection<'_>) -> TlsInfo {
-    TlsInfo {
-        trust: Arc::from(t.trust),
-        protocol: Arc::from(t.protocol),
-        cipher: Arc::from(t.cipher),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The queue id a record refers to, if any.
-fn record_queue_id<'r>(record: &'r Record<'_>) -> Option<&'r str> {
-    match record {
-        Record::Qmgr(Qmgr::From { queue_id, .. } | Qmgr::Expired { queue_id, .. }) => {
-            Some(queue_id)
+    #[test]
+    fn peer_addresses_inline_and_long() {
+        for addr in [
+            "192.0.2.1",
+            "",
+            "0000:0000:0000:0000:0000:ffff:255.255.255.255",
+        ] {
+            let p = PeerAddr::new(addr);
+            assert!(matches!(p, PeerAddr::Inline { .. }), "{addr} fits inline");
+            assert!(p.is(addr));
+            assert!(!p.is("192.0.2.10"));
         }
-        Record::Delivery(d) => Some(d.queue_id),
-        Record::Smtpd(Smtpd::Client { queue_id, .. }) => Some(queue_id),
-        Record::Cleanup(Cleanup::MessageId { queue_id, .. }) => Some(queue_id),
-        _ => None,
+        let long = "x".repeat(PeerAddr::INLINE + 1);
+        let p = PeerAddr::new(&long);
+        assert!(matches!(p, PeerAddr::Heap(_)));
+        assert!(p.is(&long) && !p.is(&long[1..]));
+    }
+
+    #[test]
+    fn service_ids_are_bounded() {
+        let mut t = ServiceTable::default();
+        assert_eq!(t.id("smtpd"), Some(0));
+        assert_eq!(t.id("qmgr"), Some(1));
+        assert_eq!(t.id("smtpd"), Some(0));
+        for i in 2..ServiceTable::OVERFLOW_ID {
+            assert_eq!(t.id(&format!("svc{i}")), Some(i));
+        }
+        assert_eq!(
+            t.id("one-too-many"),
+            None,
+            "surplus names share the overflow id"
+        );
+        assert_eq!(t.id("qmgr"), Some(1));
     }
 }

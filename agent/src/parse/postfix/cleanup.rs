@@ -24,7 +24,7 @@ pub(super) fn parse(m: &str) -> Option<Record<'_>> {
 /// `QID: ACTION: …` after the queue id; `token` is `reject`, `milter-reject`,
 /// `milter-header-redirect`, ...
 fn check<'a>(queue_id: &'a str, token: &'a str, detail: &'a str) -> Option<Cleanup<'a>> {
-    let (prefix, word) = match token.rsplit_once('-') {
+    let (prefix, word) = match token.rsplit_byte(b'-') {
         Some((prefix, word)) if prefix.starts_with("milter") => (Some(prefix), word),
         _ => (None, token),
     };
@@ -36,7 +36,7 @@ fn check<'a>(queue_id: &'a str, token: &'a str, detail: &'a str) -> Option<Clean
     let (checked, envelope, tail) = split_trailer(detail)?;
     let (source_and_content, client) = checked.rsplit_lit(" from ")?;
     let client = client_or_local(client)?;
-    let (first_word, content) = source_and_content.split_once(' ')?;
+    let (first_word, content) = source_and_content.split_byte(b' ')?;
     let tail = (!tail.is_empty()).then_some(tail);
     let (reply, argument) = split_tail(action, tail);
     Some(Cleanup::Check {

@@ -1,7 +1,7 @@
 //! Per-recipient delivery lines of smtp, lmtp, local, virtual, pipe, error, retry, discard (and
 //! qmgr): `QID: to=<r>, orig_to=<o>, relay=…, delay=…, delays=a/b/c/d, dsn=…, status=… (text)`.
 
-use super::{endpoint, seconds, split_queue_id, unbracket};
+use super::{FindLit, endpoint, find_byte, parse_uint, seconds, split_queue_id, unbracket};
 use crate::parse::record::{Delays, Delivery, DeliveryStatus, Record, Relay, TlsFeatures};
 
 pub(super) fn parse(m: &str) -> Option<Record<'_>> {
@@ -17,6 +17,8 @@ pub(super) fn after_queue_id<'a>(queue_id: &'a str, rest: &'a str) -> Option<Rec
     delivery(queue_id, rest).map(Record::Delivery)
 }
 
+// Not inlined: the loop keeps its registers instead of sharing them with all of `parse`.
+#[inline(never)]
 fn delivery<'a>(queue_id: &'a str, mut rest: &'a str) -> Option<Delivery<'a>> {
     let mut d = Delivery {
         queue_id,
@@ -32,46 +34,90 @@ fn delivery<'a>(queue_id: &'a str, mut rest: &'a str) -> Option<Delivery<'a>> {
         tls: None,
     };
     let mut seen_to = false;
+    // One left-to-right pass over `key=value, ` pairs up to `status=`, which ends the line.
     loop {
-        // Keys and values are short: plain byte scans beat memchr's per-call setup here.
-        let eq = rest.bytes().position(|b| b == b'=')?;
-        let (key, after_eq) = (rest.get(..eq)?, rest.get(eq + 1..)?);
-        if key == "status" {
-            let (word, text) = after_eq.split_once(' ').unwrap_or((after_eq, ""));
+        let (key, value_at) = field_key(rest.as_bytes())?;
+        // `value_at` is just after an ASCII `=`: a char boundary.
+        let after_eq = rest.get(value_at..)?;
+        if let Key::Status = key {
+            let (word, text) = after_eq.split_byte(b' ').unwrap_or((after_eq, ""));
             d.status = status(word);
             d.status_text = status_text(text);
             break;
         }
         let (value, next) = field_value(after_eq)?;
         match key {
-            "to" => {
+            Key::To => {
                 d.to = unbracket(value);
                 seen_to = true;
             }
-            "orig_to" => d.orig_to = Some(unbracket(value)),
-            "relay" => d.relay = Some(relay(value)),
-            "delay" => d.delay_secs = Some(seconds(value)?),
-            "delays" => d.delays = Some(delays(value)?),
-            "dsn" => d.dsn = Some(value),
-            "conn_use" => d.conn_use = Some(value.parse().ok()?),
-            "tls" => d.tls = Some(tls_features(value)),
-            _ => {}
+            Key::OrigTo => d.orig_to = Some(unbracket(value)),
+            Key::Relay => d.relay = Some(relay(value)),
+            Key::Delay => d.delay_secs = Some(seconds(value)?),
+            Key::Delays => d.delays = Some(delays(value)?),
+            Key::Dsn => d.dsn = Some(value),
+            Key::ConnUse => d.conn_use = Some(parse_uint(value)?),
+            Key::Tls => d.tls = Some(tls_features(value)),
+            Key::Status | Key::Other => {}
         }
         rest = next;
     }
     seen_to.then_some(d)
 }
 
+/// The keys of a delivery line that the record keeps.
+#[derive(Debug, Clone, Copy)]
+enum Key {
+    To,
+    OrigTo,
+    Relay,
+    ConnUse,
+    Delay,
+    Delays,
+    Dsn,
+    Tls,
+    Status,
+    Other,
+}
+
+/// The key that `b` starts with (the text before its first `=`) and where its value starts;
+/// `None` when there is no `=`. Known keys are recognised by their first bytes, without a scan.
+#[inline]
+fn field_key(b: &[u8]) -> Option<(Key, usize)> {
+    let known = match b.first()? {
+        b't' if b.starts_with(b"to=") => Some((Key::To, 3)),
+        b't' if b.starts_with(b"tls=") => Some((Key::Tls, 4)),
+        b'o' if b.starts_with(b"orig_to=") => Some((Key::OrigTo, 8)),
+        b'r' if b.starts_with(b"relay=") => Some((Key::Relay, 6)),
+        b'c' if b.starts_with(b"conn_use=") => Some((Key::ConnUse, 9)),
+        b'd' if b.starts_with(b"delay=") => Some((Key::Delay, 6)),
+        b'd' if b.starts_with(b"delays=") => Some((Key::Delays, 7)),
+        b'd' if b.starts_with(b"dsn=") => Some((Key::Dsn, 4)),
+        b's' if b.starts_with(b"status=") => Some((Key::Status, 7)),
+        _ => None,
+    };
+    match known {
+        Some(k) => Some(k),
+        None => Some((Key::Other, 1 + find_byte(b, b'=')?)),
+    }
+}
+
 /// A `key=value, ` value: `<…>` may contain `, ` (quoted local parts), bare values may not.
 fn field_value(s: &str) -> Option<(&str, &str)> {
     let b = s.as_bytes();
-    let end = if s.starts_with('<') {
-        b.windows(3).position(|w| w == b">, ")? + 1
-    } else {
-        b.windows(2).position(|w| w == b", ")?
+    // The value ends before the first `, ` (bare) or `>, ` (bracketed; the value keeps its `>`).
+    let close = if b.first() == Some(&b'<') { b'>' } else { b',' };
+    let mut from = 0;
+    let end = loop {
+        let p = from + find_byte(b.get(from..)?, close)?;
+        let sep = if close == b'>' { p + 1 } else { p };
+        if b.get(sep..sep + 2) == Some(b", ") {
+            break sep;
+        }
+        from = p + 1;
     };
-    let (value, rest) = s.split_at_checked(end)?;
-    Some((value, rest.get(2..)?))
+    // `end` is at an ASCII `,`: a char boundary, and so is `end + 2` after the space.
+    Some((s.get(..end)?, s.get(end + 2..)?))
 }
 
 fn status(word: &str) -> DeliveryStatus {
@@ -97,7 +143,7 @@ fn status_text(s: &str) -> &str {
 /// `virtual`, `dovecot`, `private/dovecot-lmtp`.
 pub(super) fn relay(raw: &str) -> Relay<'_> {
     match endpoint(raw) {
-        Ok(("", ep)) if ep.ip.contains('/') => Relay {
+        Ok(("", ep)) if find_byte(ep.ip.as_bytes(), b'/').is_some() => Relay {
             raw,
             host: ep.host,
             ip: None,
@@ -116,27 +162,34 @@ pub(super) fn relay(raw: &str) -> Relay<'_> {
             host: raw,
             ip: None,
             port: None,
-            socket: raw.contains('/').then_some(raw),
+            socket: find_byte(raw.as_bytes(), b'/').map(|_| raw),
         },
     }
 }
 
 /// `0.2/0.02/0.04/3.3`: before qmgr, in qmgr, connection setup, transmission.
 pub(super) fn delays(s: &str) -> Option<Delays> {
-    let mut parts = s.split('/');
-    let mut next = || parts.next().and_then(seconds);
-    let d = Delays {
-        before_qmgr_secs: next()?,
-        in_qmgr_secs: next()?,
-        conn_setup_secs: next()?,
-        transmission_secs: next()?,
-    };
-    parts.next().is_none().then_some(d)
+    // Exactly four parts: a fifth would leave a `/` in the last one, which `seconds` rejects.
+    let (before_qmgr, r) = split_slash(s)?;
+    let (in_qmgr, r) = split_slash(r)?;
+    let (conn_setup, transmission) = split_slash(r)?;
+    Some(Delays {
+        before_qmgr_secs: seconds(before_qmgr)?,
+        in_qmgr_secs: seconds(in_qmgr)?,
+        conn_setup_secs: seconds(conn_setup)?,
+        transmission_secs: seconds(transmission)?,
+    })
+}
+
+/// `split_once('/')` for the few bytes of a delay.
+fn split_slash(s: &str) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == b'/')?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
 }
 
 /// `level[?][:downgrade][/[!]requiretls[?][:downgrade]]`
 pub(super) fn tls_features(raw: &str) -> TlsFeatures<'_> {
-    let (level_part, requiretls_part) = match raw.split_once('/') {
+    let (level_part, requiretls_part) = match raw.split_byte(b'/') {
         Some((l, r)) => (l, Some(r)),
         None => (raw, None),
     };
@@ -167,7 +220,7 @@ pub(super) fn tls_features(raw: &str) -> TlsFeatures<'_> {
 
 /// `word[?][:downgrade]` → (word, `?` present, downgrade).
 fn undecided_and_downgrade(s: &str) -> (&str, bool, Option<&str>) {
-    let (head, downgrade) = match s.split_once(':') {
+    let (head, downgrade) = match s.split_byte(b':') {
         Some((h, d)) => (h, Some(d)),
         None => (s, None),
     };

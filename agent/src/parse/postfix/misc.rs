@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::{FindLit, angle_value, is_queue_id, split_queue_id, whole_endpoint};
+use super::{FindLit, angle_value, is_queue_id, parse_uint, split_queue_id, whole_endpoint};
 use crate::parse::record::{
     Anvil, CacheCleanup, DnsblListing, Master, Notification, Pickup, Postsuper, Record, Scache,
     ServiceNote,
@@ -28,7 +28,7 @@ pub(super) fn notification(m: &str) -> Option<Record<'_>> {
 pub(super) fn pickup(m: &str) -> Option<Record<'_>> {
     let (queue_id, rest) = split_queue_id(m)?;
     let rest = rest.strip_prefix("uid=")?;
-    let (uid, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+    let (uid, rest) = rest.split_byte(b' ').unwrap_or((rest, ""));
     let from = match rest.strip_prefix("from=") {
         Some(f) => Some(angle_value(f)?.0),
         None if rest.is_empty() => None,
@@ -36,7 +36,7 @@ pub(super) fn pickup(m: &str) -> Option<Record<'_>> {
     };
     Some(Record::Pickup(Pickup {
         queue_id,
-        uid: Some(uid.parse().ok()?),
+        uid: Some(parse_uint(uid)?),
         from,
     }))
 }

@@ -45,7 +45,7 @@ fn postscreen(m: &str) -> Option<Postscreen<'_>> {
         });
     }
     if let Some(r) = m.strip_prefix("PASS ") {
-        let (new, r) = match r.split_once(' ')? {
+        let (new, r) = match r.split_byte(b' ')? {
             ("NEW", r) => (true, r),
             ("OLD", r) => (false, r),
             _ => return None,
@@ -84,7 +84,7 @@ fn postscreen(m: &str) -> Option<Postscreen<'_>> {
     }
     if let Some(r) = m.strip_prefix("COMMAND PIPELINING from ") {
         let (client, r) = endpoint_then(r, " after ")?;
-        let stage = r.split_once(':').map_or(r, |(stage, _)| stage);
+        let stage = r.split_byte(b':').map_or(r, |(stage, _)| stage);
         return Some(Postscreen::CommandPipelining { client, stage });
     }
     if let Some(r) = m.strip_prefix("NOQUEUE: ") {
@@ -103,7 +103,7 @@ fn postscreen(m: &str) -> Option<Postscreen<'_>> {
     if let Some(kind) = VIOLATIONS.iter().find(|k| m.starts_with(**k)) {
         let r = m.get(kind.len()..)?.strip_prefix(" from ")?;
         let (client, r) = endpoint_then(r, " after ")?;
-        let (stage, text) = match r.split_once(':') {
+        let (stage, text) = match r.split_byte(b':') {
             Some((stage, text)) => (stage, text.strip_prefix(' ').unwrap_or(text)),
             None => (r, ""),
         };

@@ -1,6 +1,6 @@
 //! qmgr: messages entering the active queue, expiring and leaving the queue.
 
-use super::{FindLit, delivery, split_queue_id};
+use super::{FindLit, delivery, parse_uint, split_queue_id};
 use crate::parse::record::{Qmgr, Record};
 
 pub(super) fn parse(m: &str) -> Option<Record<'_>> {
@@ -36,15 +36,15 @@ fn from<'a>(queue_id: &'a str, r: &'a str) -> Option<Qmgr<'a>> {
     }
     let (sender, rest) = r.rsplit_lit(">, size=")?;
     let (size, rest) = rest.split_lit(", nrcpt=")?;
-    let (nrcpt, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+    let (nrcpt, rest) = rest.split_byte(b' ').unwrap_or((rest, ""));
     if !(rest.is_empty() || rest.starts_with("(queue ")) {
         return None;
     }
     Some(Qmgr::From {
         queue_id,
         sender,
-        size_bytes: size.parse().ok()?,
-        nrcpt: nrcpt.parse().ok()?,
+        size_bytes: parse_uint(size)?,
+        nrcpt: parse_uint(nrcpt)?,
     })
 }
 

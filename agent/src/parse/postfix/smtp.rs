@@ -21,7 +21,13 @@ pub(super) fn parse(m: &str) -> Option<Record<'_>> {
             }
             (Some(q), rest)
         }
-        None => (None, m),
+        None => {
+            // No smtp event starts like a TLS line (`Trusted TLS connection established …`).
+            if matches!(m.as_bytes().first(), Some(b'A' | b'U' | b'T' | b'V')) {
+                return tls_connection(m).map(Record::Tls);
+            }
+            (None, m)
+        }
     };
     if let Some(e) = smtp(queue_id, rest) {
         return Some(Record::Smtp(e));

@@ -1,8 +1,8 @@
 //! smtpd: client sessions, queue-file creation (`client=`), access-restriction decisions.
 
 use super::{
-    FindLit, check_action, endpoint, endpoint_then, endpoint_with_text, reply, split_queue_id,
-    split_trailer, tls_connection, whole_endpoint,
+    FindLit, check_action, endpoint, endpoint_then, endpoint_with_text, find_byte2, parse_uint,
+    reply, split_queue_id, split_trailer, tls_connection, whole_endpoint,
 };
 use crate::parse::record::{CheckAction, CommandCount, Endpoint, Envelope, Record, Reply, Smtpd};
 
@@ -17,48 +17,66 @@ const CLIENT_EVENTS: [&str; 6] = [
 ];
 
 pub(super) fn parse(m: &str) -> Option<Record<'_>> {
-    smtpd(m).map(Record::Smtpd).or_else(|| {
-        // Checked here rather than left to the shared fallback: TLS handshakes are frequent.
-        tls_connection(m).map(Record::Tls)
-    })
+    // TLS handshakes are frequent: try them first when the line can be one (their first words
+    // start no other smtpd line), rather than after every other shape or in the shared fallback.
+    if matches!(m.as_bytes().first(), Some(b'A' | b'U' | b'T' | b'V'))
+        && let Some(t) = tls_connection(m)
+    {
+        return Some(Record::Tls(t));
+    }
+    smtpd(m).map(Record::Smtpd)
 }
 
 fn smtpd(m: &str) -> Option<Smtpd<'_>> {
-    if let Some(r) = m.strip_prefix("connect from ") {
-        return Some(Smtpd::Connect {
-            client: whole_endpoint(r)?,
-        });
-    }
-    if let Some(r) = m.strip_prefix("disconnect from ") {
-        return disconnect(r);
-    }
-    if let Some(r) = m.strip_prefix("NOQUEUE: ") {
-        return check_or_proxy(None, r);
-    }
-    if let Some(r) = m.strip_prefix("lost connection after ") {
-        let (after, bytes, client) = after_from(r)?;
-        return Some(Smtpd::LostConnection {
-            after,
-            bytes,
-            client,
-        });
-    }
-    if let Some(r) = m.strip_prefix("timeout after ") {
-        let (after, _, client) = after_from(r)?;
-        return Some(Smtpd::Timeout { after, client });
-    }
-    if let Some(r) = m.strip_prefix("too many errors after ") {
-        let (after, _, client) = after_from(r)?;
-        return Some(Smtpd::TooManyErrors { after, client });
-    }
-    if let Some(r) = m.strip_prefix("warning: ") {
-        return sasl_failed(r);
-    }
-    if m.starts_with("proxy-") {
-        return check_or_proxy(None, m);
-    }
-    if m.starts_with("discarding EHLO keywords: ") {
-        return Some(Smtpd::Note { text: m });
+    // Dispatch on the first byte; the shapes that share one keep their order.
+    match m.as_bytes().first()? {
+        b'c' => {
+            if let Some(r) = m.strip_prefix("connect from ") {
+                return Some(Smtpd::Connect {
+                    client: whole_endpoint(r)?,
+                });
+            }
+        }
+        b'd' => {
+            if let Some(r) = m.strip_prefix("disconnect from ") {
+                return disconnect(r);
+            }
+            if m.starts_with("discarding EHLO keywords: ") {
+                return Some(Smtpd::Note { text: m });
+            }
+        }
+        b'N' => {
+            if let Some(r) = m.strip_prefix("NOQUEUE: ") {
+                return check_or_proxy(None, r);
+            }
+        }
+        b'l' => {
+            if let Some(r) = m.strip_prefix("lost connection after ") {
+                let (after, bytes, client) = after_from(r)?;
+                return Some(Smtpd::LostConnection {
+                    after,
+                    bytes,
+                    client,
+                });
+            }
+        }
+        b't' => {
+            if let Some(r) = m.strip_prefix("timeout after ") {
+                let (after, _, client) = after_from(r)?;
+                return Some(Smtpd::Timeout { after, client });
+            }
+            if let Some(r) = m.strip_prefix("too many errors after ") {
+                let (after, _, client) = after_from(r)?;
+                return Some(Smtpd::TooManyErrors { after, client });
+            }
+        }
+        b'w' => {
+            if let Some(r) = m.strip_prefix("warning: ") {
+                return sasl_failed(r);
+            }
+        }
+        b'p' if m.starts_with("proxy-") => return check_or_proxy(None, m),
+        _ => {}
     }
     if let Some((queue_id, rest)) = split_queue_id(m) {
         return match rest.strip_prefix("client=") {
@@ -70,21 +88,92 @@ fn smtpd(m: &str) -> Option<Smtpd<'_>> {
 }
 
 /// `host[ip] ehlo=1 mail=1 rcpt=0/1 data=0/1 quit=1 commands=3/5` (counts absent before 3.0).
+// Not inlined: its loops keep their registers instead of sharing them with all of `parse`.
+#[inline(never)]
 fn disconnect(r: &str) -> Option<Smtpd<'_>> {
     let (rest, client) = endpoint(r).ok()?;
-    let mut commands = Vec::new();
-    for item in rest.split(' ').filter(|s| !s.is_empty()) {
-        let (name, counts) = item.split_once('=')?;
-        let (ok, total) = match counts.split_once('/') {
-            Some((ok, total)) => (ok.parse().ok()?, total.parse().ok()?),
-            None => {
-                let n = counts.parse().ok()?;
-                (n, n)
-            }
-        };
-        commands.push(CommandCount { name, ok, total });
+    // Postfix logs up to eight counts: one allocation for all of them.
+    let mut commands = if rest.is_empty() {
+        Vec::new()
+    } else {
+        Vec::with_capacity(8)
+    };
+    // One pass over the space-separated `name=ok[/total]` items.
+    let b = rest.as_bytes();
+    let mut p = 0;
+    while p < b.len() {
+        if b[p] == b' ' {
+            p += 1;
+            continue;
+        }
+        let (count, next) = command_count(rest, p)?;
+        commands.push(count);
+        p = next;
     }
     Some(Smtpd::Disconnect { client, commands })
+}
+
+/// The `name=ok[/total]` item of a disconnect line that starts at `start` (not a space), and
+/// where it ends. The first `=` ends the name, the first `/` after it splits the counts, and the
+/// counts parse like `str::parse::<u32>`: plain digits are read on the way, anything else (a
+/// `+`, a huge number, junk that fails) goes through `parse_uint`.
+fn command_count(rest: &str, start: usize) -> Option<(CommandCount<'_>, usize)> {
+    let b = rest.as_bytes();
+    let eq = start + find_byte2(b.get(start..)?, b'=', b' ')?;
+    if b[eq] != b'=' {
+        return None;
+    }
+    // Every index below is at an ASCII byte or the end: a char boundary.
+    let name = rest.get(start..eq)?;
+    let (ok_end, ok) = digits(b, eq + 1);
+    let (end, counts) = match b.get(ok_end) {
+        None | Some(b' ') => (ok_end, ok.map(|n| (n, n))),
+        Some(b'/') => {
+            let (total_end, total) = digits(b, ok_end + 1);
+            match b.get(total_end) {
+                None | Some(b' ') => (total_end, ok.zip(total)),
+                _ => (total_end, None),
+            }
+        }
+        _ => (ok_end, None),
+    };
+    let (end, (ok, total)) = match counts {
+        Some(counts) => (end, counts),
+        None => {
+            // The slow, exact way.
+            let end = end
+                + b.get(end..)?
+                    .iter()
+                    .position(|&c| c == b' ')
+                    .unwrap_or(b.len() - end);
+            let counts = rest.get(eq + 1..end)?;
+            let counts = match counts.split_byte(b'/') {
+                Some((ok, total)) => (parse_uint(ok)?, parse_uint(total)?),
+                None => {
+                    let n = parse_uint(counts)?;
+                    (n, n)
+                }
+            };
+            (end, counts)
+        }
+    };
+    Some((CommandCount { name, ok, total }, end))
+}
+
+/// The run of ASCII digits at `from`: where it ends, and its value when it has 1 to 9 digits.
+#[inline]
+fn digits(b: &[u8], from: usize) -> (usize, Option<u32>) {
+    let mut p = from;
+    let mut v: u32 = 0;
+    while let Some(&c) = b.get(p) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        v = v.wrapping_mul(10).wrapping_add(u32::from(d));
+        p += 1;
+    }
+    (p, (1..=9).contains(&(p - from)).then_some(v))
 }
 
 /// `STAGE [(N bytes) ]from host[ip]` → (stage, bytes, client).
@@ -92,7 +181,7 @@ fn after_from(r: &str) -> Option<(&str, Option<u64>, Endpoint<'_>)> {
     let (stage, client) = r.split_lit(" from ")?;
     let client = whole_endpoint(client)?;
     let (stage, bytes) = match stage.split_lit(" (") {
-        Some((s, b)) => (s, Some(b.strip_suffix(" bytes)")?.parse().ok()?)),
+        Some((s, b)) => (s, Some(parse_uint(b.strip_suffix(" bytes)")?)?)),
         None => (stage, None),
     };
     Some((stage, bytes, client))
@@ -122,7 +211,7 @@ fn client<'a>(queue_id: &'a str, r: &'a str) -> Option<Smtpd<'a>> {
     let (mut orig_queue_id, mut orig_client) = (None, None);
     let (mut sasl_method, mut sasl_username, mut sasl_sender) = (None, None, None);
     while let Some(item) = rest.strip_prefix(", ") {
-        let (key, value_and_rest) = item.split_once('=')?;
+        let (key, value_and_rest) = item.split_byte(b'=')?;
         let (value, next) = match value_and_rest.find_lit(", ") {
             Some(i) => value_and_rest.split_at_checked(i)?,
             None => (value_and_rest, ""),
@@ -161,7 +250,7 @@ fn check_or_proxy<'a>(queue_id: Option<&'a str>, r: &'a str) -> Option<Smtpd<'a>
         _ => None,
     };
     if let Some(accepted) = accepted {
-        let (stage, rest) = rest.split_once(':')?;
+        let (stage, rest) = rest.split_byte(b':')?;
         let rest = rest.strip_prefix(' ').unwrap_or(rest);
         let (text, envelope) = reply_and_envelope(rest);
         return Some(Smtpd::Proxy {
@@ -196,7 +285,7 @@ pub(super) struct CheckLine<'a> {
 pub(super) fn check<'a>(action_word: &str, rest: &'a str) -> Option<CheckLine<'a>> {
     let action = check_action(action_word)?;
     let (stage, rest) = rest.split_lit(" from ")?;
-    if stage.is_empty() || stage.contains(' ') {
+    if stage.is_empty() || stage.as_bytes().contains(&b' ') {
         return None;
     }
     let (client, rest) = endpoint_then(rest, ":")?;

@@ -1,0 +1,507 @@
+//! Message events → per-window samples (counter deltas and histograms) with bounded label sets.
+//!
+//! The [`Aggregator`] keeps, per window of `window_secs` (aligned to wall-clock multiples of it,
+//! by each event's own timestamp), a counter per metric and label set and the delay and size
+//! histograms. [`Aggregator::cut`] emits what accumulated since the previous cut as *deltas* and
+//! starts over, so a window may be emitted in several slices (the shipper cuts every few seconds)
+//! and the collector adds them up.
+//!
+//! Open label sets (recipient `domain`, `relay`, reject `reason`) are bounded per window and label
+//! name: only the top-K values by event count keep their name, the others are folded into
+//! `other`. A value that was emitted by name in an earlier slice of the same window keeps its name
+//! in later slices, so a window never shows more than K named values per label.
+//!
+//! Architecture invariant: folding only renames labels; the sum of the counter deltas of one kind
+//! equals the number of events of that kind observed (proptest-checked).
+
+mod labels;
+mod self_metrics;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use mailpulse_proto::v1::{self as pb, sample};
+
+use crate::track::{EventKind, MessageEvent};
+
+pub use labels::{OTHER, UNKNOWN, dsn_class, recipient_domain, reject_reason, relay_host};
+pub use self_metrics::{SelfMetrics, SelfMetricsSnapshot};
+
+/// Upper bounds (seconds) of the `delivery_delay_seconds` buckets.
+pub const DELAY_BOUNDS_SECS: [f64; 13] = [
+    0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
+];
+
+/// Upper bounds (bytes) of the `message_size_bytes` buckets.
+pub const SIZE_BOUNDS_BYTES: [f64; 10] = [
+    1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 10485760.0, 26214400.0,
+    52428800.0,
+];
+
+/// How the aggregator windows and bounds its series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggregatorConfig {
+    /// Window length; windows start at multiples of it (Unix time). Zero is taken as 1.
+    pub window_secs: u32,
+    /// Recipient domains kept by name per window.
+    pub top_k_domains: usize,
+    /// Relay hosts kept by name per window.
+    pub top_k_relays: usize,
+    /// Reject reasons (enhanced status codes) kept by name per window.
+    pub top_k_reasons: usize,
+}
+
+impl Default for AggregatorConfig {
+    fn default() -> Self {
+        Self {
+            window_secs: 60,
+            top_k_domains: 50,
+            top_k_relays: 20,
+            top_k_reasons: 20,
+        }
+    }
+}
+
+/// Accumulates events into windowed series; see the module documentation.
+#[derive(Debug)]
+pub struct Aggregator {
+    cfg: AggregatorConfig,
+    windows: BTreeMap<i64, Window>,
+    /// Start of the newest window any event fell into.
+    newest_start: Option<i64>,
+    /// Windows before this start have been forgotten; an event for one of them is late.
+    forgotten_before: Option<i64>,
+}
+
+/// Windows whose naming state is kept after a cut, counting back from the newest one.
+pub const KEEP_WINDOWS: i64 = 16;
+
+impl Aggregator {
+    /// An aggregator with nothing observed yet.
+    pub fn new(cfg: AggregatorConfig) -> Self {
+        Self {
+            cfg: AggregatorConfig {
+                window_secs: cfg.window_secs.max(1),
+                ..cfg
+            },
+            windows: BTreeMap::new(),
+            newest_start: None,
+            forgotten_before: None,
+        }
+    }
+
+    /// The configuration in use (window length at least 1 s).
+    pub fn config(&self) -> AggregatorConfig {
+        self.cfg
+    }
+
+    /// Start (Unix seconds) of the window that `unix_secs` falls into.
+    pub fn window_start(&self, unix_secs: i64) -> i64 {
+        window_start(unix_secs, self.cfg.window_secs)
+    }
+
+    /// Counts one event into the window of its timestamp.
+    pub fn observe(&mut self, ev: &MessageEvent) {
+        let start = self.window_start(ev.at.unix_secs);
+        self.newest_start = Some(self.newest_start.map_or(start, |n| n.max(start)));
+        let late = self.forgotten_before.is_some_and(|f| start < f);
+        let window = self.windows.entry(start).or_insert_with(|| Window {
+            late,
+            ..Window::default()
+        });
+        let mut key = SeriesKey::new(Metric::counter_for(ev.kind), ev);
+        match ev.kind {
+            EventKind::Delivered | EventKind::Deferred | EventKind::Bounced => {
+                let domain = recipient_domain(ev);
+                let relay = relay_host(ev);
+                window.rank(OpenLabel::Domain, &domain);
+                window.rank(OpenLabel::Relay, &relay);
+                if ev.kind == EventKind::Delivered
+                    && let Some(delay) = ev.delay_secs
+                {
+                    let mut delay_key = SeriesKey::new(Metric::DeliveryDelay, ev);
+                    delay_key.domain = Some(domain.clone());
+                    window
+                        .histograms
+                        .entry(delay_key)
+                        .or_insert_with(|| Histogram::new(&DELAY_BOUNDS_SECS))
+                        .observe(delay);
+                }
+                key.domain = Some(domain);
+                key.relay = Some(relay);
+                key.dsn_class = Some(dsn_class(ev));
+            }
+            EventKind::Rejected => {
+                let reason = reject_reason(ev);
+                window.rank(OpenLabel::Reason, &reason);
+                key.reason = Some(reason);
+            }
+            EventKind::Received => {
+                if let Some(size) = ev.size {
+                    window
+                        .histograms
+                        .entry(SeriesKey::new(Metric::MessageSize, ev))
+                        .or_insert_with(|| Histogram::new(&SIZE_BOUNDS_BYTES))
+                        .observe(size as f64);
+                }
+            }
+            _ => {}
+        }
+        *window.counters.entry(key).or_insert(0) += 1;
+    }
+
+    /// Number of series (before folding) waiting for the next cut: a bound on the samples it
+    /// will emit.
+    pub fn pending_series(&self) -> usize {
+        self.windows
+            .values()
+            .map(|w| w.counters.len() + w.histograms.len())
+            .sum()
+    }
+
+    /// Emits everything observed since the previous cut as samples (counter deltas and histogram
+    /// deltas), windows in time order, series in a stable order, and starts over. Windows more
+    /// than [`KEEP_WINDOWS`] before the newest are forgotten afterwards; their names may already
+    /// have been emitted, so a late event for one of them has its open labels folded to `other`.
+    pub fn cut(&mut self) -> Vec<pb::Sample> {
+        let window_secs = self.cfg.window_secs;
+        let limits = [
+            self.cfg.top_k_domains,
+            self.cfg.top_k_relays,
+            self.cfg.top_k_reasons,
+        ];
+        let mut out = Vec::new();
+        for (&start, window) in &mut self.windows {
+            window.emit(start, window_secs, limits, &mut out);
+        }
+        if let Some(newest) = self.newest_start {
+            let keep_from = newest - KEEP_WINDOWS * i64::from(window_secs);
+            let before = self.windows.len();
+            self.windows.retain(|&start, _| start >= keep_from);
+            if self.windows.len() < before {
+                self.forgotten_before = Some(
+                    self.forgotten_before
+                        .map_or(keep_from, |f| f.max(keep_from)),
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Start of the window of length `window_secs` that `unix_secs` falls into (floor, also for
+/// times before 1970).
+pub fn window_start(unix_secs: i64, window_secs: u32) -> i64 {
+    let w = i64::from(window_secs.max(1));
+    unix_secs.div_euclid(w) * w
+}
+
+/// The metrics the aggregator emits (names without prefix and `_total` suffix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Metric {
+    Received,
+    Delivered,
+    Deferred,
+    Bounced,
+    Expired,
+    Rejected,
+    Held,
+    Released,
+    Discarded,
+    DeliveryDelay,
+    MessageSize,
+}
+
+impl Metric {
+    fn counter_for(kind: EventKind) -> Self {
+        match kind {
+            EventKind::Received => Self::Received,
+            EventKind::Delivered => Self::Delivered,
+            EventKind::Deferred => Self::Deferred,
+            EventKind::Bounced => Self::Bounced,
+            EventKind::Expired => Self::Expired,
+            EventKind::Rejected => Self::Rejected,
+            EventKind::Held => Self::Held,
+            EventKind::Released => Self::Released,
+            EventKind::Discarded => Self::Discarded,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Received => "messages_received",
+            Self::Delivered => "messages_delivered",
+            Self::Deferred => "messages_deferred",
+            Self::Bounced => "messages_bounced",
+            Self::Expired => "messages_expired",
+            Self::Rejected => "messages_rejected",
+            Self::Held => "messages_held",
+            Self::Released => "messages_released",
+            Self::Discarded => "messages_discarded",
+            Self::DeliveryDelay => "delivery_delay_seconds",
+            Self::MessageSize => "message_size_bytes",
+        }
+    }
+}
+
+/// Name of the counter metric events of `kind` are counted in.
+pub fn counter_metric(kind: EventKind) -> &'static str {
+    Metric::counter_for(kind).name()
+}
+
+/// Label names whose value sets are open and therefore folded to top-K + `other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenLabel {
+    Domain = 0,
+    Relay = 1,
+    Reason = 2,
+}
+
+/// One series: metric + label values (before folding).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct SeriesKey {
+    metric: Metric,
+    host: Arc<str>,
+    instance: Arc<str>,
+    domain: Option<Arc<str>>,
+    relay: Option<Arc<str>>,
+    dsn_class: Option<&'static str>,
+    reason: Option<Arc<str>>,
+}
+
+impl SeriesKey {
+    fn new(metric: Metric, ev: &MessageEvent) -> Self {
+        Self {
+            metric,
+            host: ev.host.clone(),
+            instance: ev.instance.clone(),
+            domain: None,
+            relay: None,
+            dsn_class: None,
+            reason: None,
+        }
+    }
+
+    fn labels(&self) -> Vec<pb::Label> {
+        let mut labels = vec![label("host", &self.host), label("instance", &self.instance)];
+        if let Some(v) = &self.domain {
+            labels.push(label("domain", v));
+        }
+        if let Some(v) = &self.relay {
+            labels.push(label("relay", v));
+        }
+        if let Some(v) = self.dsn_class {
+            labels.push(label("dsn_class", v));
+        }
+        if let Some(v) = &self.reason {
+            labels.push(label("reason", v));
+        }
+        labels
+    }
+}
+
+fn label(name: &str, value: &str) -> pb::Label {
+    pb::Label {
+        name: name.to_owned(),
+        value: value.to_owned(),
+    }
+}
+
+/// Bucketed observations; `counts[i]` = observations `<= bounds[i]` (not cumulative), plus the
+/// +Inf bucket last, as in the wire format.
+#[derive(Debug, Clone, PartialEq)]
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+        }
+    }
+
+    fn observe(&mut self, value: f64) {
+        // A NaN or negative value (clock steps) counts as 0 rather than poisoning the sum.
+        let value = if value.is_finite() && value > 0.0 {
+            value
+        } else {
+            0.0
+        };
+        let i = self.bounds.partition_point(|&b| b < value);
+        self.counts[i] += 1;
+        self.sum += value;
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.sum += other.sum;
+    }
+
+    fn to_pb(&self) -> pb::Histogram {
+        pb::Histogram {
+            bounds: self.bounds.to_vec(),
+            counts: self.counts.clone(),
+            sum: self.sum,
+        }
+    }
+}
+
+/// What one window has accumulated.
+#[derive(Debug, Default)]
+struct Window {
+    counters: HashMap<SeriesKey, u64>,
+    histograms: HashMap<SeriesKey, Histogram>,
+    /// Events per value of each open label over the whole window (all slices), for ranking.
+    ranks: [HashMap<Arc<str>, u64>; 3],
+    /// Values already emitted by name in an earlier slice of this window; they keep their name.
+    named: [BTreeSet<Arc<str>>; 3],
+    /// Re-created after being forgotten: which names went out before is unknown, so none more.
+    late: bool,
+}
+
+impl Window {
+    fn rank(&mut self, which: OpenLabel, value: &Arc<str>) {
+        let ranks = &mut self.ranks[which as usize];
+        match ranks.get_mut(value) {
+            Some(n) => *n += 1,
+            None => {
+                ranks.insert(value.clone(), 1);
+            }
+        }
+    }
+
+    /// Folds the slice accumulated since the last cut and appends its samples; clears it.
+    fn emit(
+        &mut self,
+        start: i64,
+        window_secs: u32,
+        limits: [usize; 3],
+        out: &mut Vec<pb::Sample>,
+    ) {
+        if self.counters.is_empty() && self.histograms.is_empty() {
+            return;
+        }
+        // Which values of each open label appear in this slice.
+        let mut present: [BTreeSet<Arc<str>>; 3] = Default::default();
+        for key in self.counters.keys().chain(self.histograms.keys()) {
+            for (which, value) in [
+                (OpenLabel::Domain, &key.domain),
+                (OpenLabel::Relay, &key.relay),
+                (OpenLabel::Reason, &key.reason),
+            ] {
+                if let Some(v) = value {
+                    present[which as usize].insert(v.clone());
+                }
+            }
+        }
+        for i in 0..3 {
+            self.choose_named(i, &present[i], limits[i]);
+        }
+
+        let fold = |named: &[BTreeSet<Arc<str>>; 3], key: &SeriesKey| -> SeriesKey {
+            let f = |v: &Option<Arc<str>>, i: usize| {
+                v.as_ref().map(|v| {
+                    if named[i].contains(v) {
+                        v.clone()
+                    } else {
+                        Arc::from(OTHER)
+                    }
+                })
+            };
+            SeriesKey {
+                domain: f(&key.domain, 0),
+                relay: f(&key.relay, 1),
+                reason: f(&key.reason, 2),
+                ..key.clone()
+            }
+        };
+        let mut counters: BTreeMap<SeriesKey, u64> = BTreeMap::new();
+        for (key, n) in self.counters.drain() {
+            *counters.entry(fold(&self.named, &key)).or_insert(0) += n;
+        }
+        let mut histograms: BTreeMap<SeriesKey, Histogram> = BTreeMap::new();
+        for (key, h) in self.histograms.drain() {
+            match histograms.entry(fold(&self.named, &key)) {
+                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(&h),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(h);
+                }
+            }
+        }
+
+        let window_start_unix_ms = start.saturating_mul(1000);
+        for (key, n) in counters {
+            out.push(pb::Sample {
+                metric: key.metric.name().to_owned(),
+                labels: key.labels(),
+                window_start_unix_ms,
+                window_secs,
+                value: Some(sample::Value::CounterDelta(n as f64)),
+            });
+        }
+        for (key, h) in histograms {
+            out.push(pb::Sample {
+                metric: key.metric.name().to_owned(),
+                labels: key.labels(),
+                window_start_unix_ms,
+                window_secs,
+                value: Some(sample::Value::Histogram(h.to_pb())),
+            });
+        }
+    }
+
+    /// Completes the named set of open label `i` up to `k` values with the values of this slice
+    /// that rank highest over the window (count descending, then value ascending for ties).
+    fn choose_named(&mut self, i: usize, present: &BTreeSet<Arc<str>>, k: usize) {
+        let named = &mut self.named[i];
+        if self.late || named.len() >= k {
+            return;
+        }
+        let ranks = &self.ranks[i];
+        let mut candidates: Vec<(u64, &Arc<str>)> = present
+            .iter()
+            .filter(|v| !named.contains(*v))
+            .map(|v| (ranks.get(v).copied().unwrap_or(0), v))
+            .collect();
+        candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        let room = k - named.len();
+        let chosen: Vec<Arc<str>> = candidates
+            .into_iter()
+            .take(room)
+            .map(|(_, v)| v.clone())
+            .collect();
+        named.extend(chosen);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_upper_inclusive() {
+        let mut h = Histogram::new(&DELAY_BOUNDS_SECS);
+        h.observe(0.1);
+        h.observe(0.11);
+        h.observe(1e9);
+        h.observe(f64::NAN);
+        assert_eq!(h.counts[0], 2, "0.1 and NaN (as 0) in the first bucket");
+        assert_eq!(h.counts[1], 1);
+        assert_eq!(h.counts[DELAY_BOUNDS_SECS.len()], 1, "+Inf bucket");
+    }
+
+    #[test]
+    fn window_start_floors_negative_times() {
+        assert_eq!(window_start(-1, 60), -60);
+        assert_eq!(window_start(59, 60), 0);
+        assert_eq!(window_start(60, 60), 60);
+        assert_eq!(window_start(5, 0), 5);
+    }
+}

@@ -1,0 +1,270 @@
+//! The agent's TOML configuration file.
+//!
+//! Every table rejects unknown keys, so a typo is an error with its line number instead of a
+//! silently ignored setting. Units are part of the key names (`window_secs`, `max_bytes`).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::parse::LogFormat;
+
+/// `/etc/mailpulse/agent.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub agent: AgentSection,
+    pub logs: LogsSection,
+    pub ship: ShipSection,
+    #[serde(default)]
+    pub aggregate: AggregateSection,
+    #[serde(default)]
+    pub outbox: OutboxSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Stable identity towards the collector; defaults to the host name.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Host label of every sample; defaults to the host name.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Checkpoints and the outbox live here.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsSection {
+    /// Mail log files to follow (rotated siblings are found automatically).
+    pub files: Vec<PathBuf>,
+    #[serde(default)]
+    pub format: LogFormat,
+    /// UTC offset of timestamps that carry none (BSD syslog, maillog_file).
+    #[serde(default)]
+    pub utc_offset_secs: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipSection {
+    /// Collector gRPC endpoint, e.g. `https://collector.example.net:7443`.
+    pub collector_url: String,
+    /// File holding this agent's bearer token (first line).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// CA bundle that signed the collector's certificate (enables TLS).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key for mTLS.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Name to verify in the collector's certificate (default: the URL's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregateSection {
+    pub window_secs: u32,
+    /// How often a batch is cut even while the window is still open.
+    pub flush_interval_secs: u32,
+    pub top_k_domains: usize,
+    pub top_k_relays: usize,
+    /// Ship raw message events as well as aggregated samples.
+    pub include_events: bool,
+}
+
+impl Default for AggregateSection {
+    fn default() -> Self {
+        Self {
+            window_secs: 60,
+            flush_interval_secs: 10,
+            top_k_domains: 50,
+            top_k_relays: 20,
+            include_events: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxSection {
+    /// Bound of the on-disk outbox; past it the oldest batches are dropped and counted.
+    pub max_bytes: u64,
+}
+
+impl Default for OutboxSection {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/mailpulse")
+}
+
+/// A configuration error, with the line and column it was found at when known.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Parses TOML text into `T`, turning the error's byte span into a 1-based line and column.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|span| line_column(text, span.start))
+            .unwrap_or((1, 1));
+        ConfigError::Syntax {
+            path: path.to_owned(),
+            line,
+            column,
+            message: e.message().to_owned(),
+        }
+    })
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+impl AgentConfig {
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Self = parse_toml(path, &text)?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &std::path::Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        if self.logs.files.is_empty() {
+            return Err(invalid(
+                "logs.files: at least one log file is needed".into(),
+            ));
+        }
+        if self.aggregate.window_secs == 0 || 86_400 % self.aggregate.window_secs != 0 {
+            return Err(invalid(format!(
+                "aggregate.window_secs = {}: must divide a day (e.g. 10, 60, 300)",
+                self.aggregate.window_secs
+            )));
+        }
+        if self.aggregate.flush_interval_secs == 0 {
+            return Err(invalid(
+                "aggregate.flush_interval_secs must be positive".into(),
+            ));
+        }
+        if !(self.ship.collector_url.starts_with("http://")
+            || self.ship.collector_url.starts_with("https://"))
+        {
+            return Err(invalid(format!(
+                "ship.collector_url = {:?}: must start with http:// or https://",
+                self.ship.collector_url
+            )));
+        }
+        if self.ship.cert_file.is_some() != self.ship.key_file.is_some() {
+            return Err(invalid(
+                "ship.cert_file and ship.key_file go together (client certificate for mTLS)".into(),
+            ));
+        }
+        if self.outbox.max_bytes < 1 << 20 {
+            return Err(invalid("outbox.max_bytes must be at least 1 MiB".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const SAMPLE: &str = r#"
+[agent]
+id = "mx1"
+state_dir = "/var/lib/mailpulse"
+
+[logs]
+files = ["/var/log/mail.log"]
+format = "bsd"
+
+[ship]
+collector_url = "https://collector.example.net:7443"
+token_file = "/etc/mailpulse/token"
+"#;
+
+    #[test]
+    fn sample_parses_with_defaults() {
+        let c: AgentConfig = parse_toml(Path::new("a.toml"), SAMPLE).unwrap();
+        assert_eq!(c.agent.id.as_deref(), Some("mx1"));
+        assert_eq!(c.logs.format, LogFormat::Bsd);
+        assert_eq!(c.aggregate, AggregateSection::default());
+        assert_eq!(c.outbox.max_bytes, 256 << 20);
+        c.validate(Path::new("a.toml")).unwrap();
+    }
+
+    #[test]
+    fn unknown_key_reports_its_line() {
+        let text = SAMPLE.replace("format = \"bsd\"", "format = \"bsd\"\nfromat = 1");
+        let err = parse_toml::<AgentConfig>(Path::new("a.toml"), &text).unwrap_err();
+        match err {
+            ConfigError::Syntax { line, message, .. } => {
+                assert_eq!(line, 9, "{message}");
+                assert!(message.contains("fromat"), "{message}");
+            }
+            other => panic!("expected a syntax error, got {other}"),
+        }
+    }
+
+    #[test]
+    fn invalid_values_are_explained() {
+        let text = SAMPLE.replace("https://", "ftp://");
+        let c: AgentConfig = parse_toml(Path::new("a.toml"), &text).unwrap();
+        let err = c.validate(Path::new("a.toml")).unwrap_err().to_string();
+        assert!(err.contains("ship.collector_url"), "{err}");
+    }
+
+    #[test]
+    fn line_column_counts_from_one() {
+        assert_eq!(line_column("ab\ncd", 0), (1, 1));
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+        assert_eq!(line_column("ab\ncd", 99), (2, 3));
+    }
+}

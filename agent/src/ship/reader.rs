@@ -1,0 +1,209 @@
+//! The reading side of the agent: tailer → line processor → aggregator → outbox, on one thread.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mailpulse_proto::v1 as pb;
+use tokio::sync::Notify;
+
+use super::outbox::{FilePosition, Outbox};
+use super::{MAX_PENDING_SAMPLES, ShipError, lock};
+use crate::aggregate::{
+    Aggregator, AggregatorConfig, SelfMetrics, SelfMetricsSnapshot, window_start,
+};
+use crate::parse::{LogFormat, Timestamp};
+use crate::pipeline::LineProcessor;
+use crate::source::{Checkpoints, FileKey, TailConfig, Tailer};
+use crate::track::MessageEvent;
+
+/// Most lines taken from the tailer at once.
+const READ_LINES: usize = 4096;
+/// How long one tailer call waits for new lines (bounds the reaction to a stop request).
+const READ_TIMEOUT: Duration = Duration::from_millis(200);
+/// Pause after catching up with the files, so a busy log is read in a few wake-ups per second.
+const FOLLOW_PACE: Duration = Duration::from_millis(200);
+
+/// What the reader needs.
+pub(crate) struct ReaderConfig {
+    pub tail: TailConfig,
+    pub format: LogFormat,
+    pub utc_offset_secs: i32,
+    pub host: String,
+    pub aggregator: AggregatorConfig,
+    pub flush_interval: Duration,
+    pub include_events: bool,
+}
+
+/// Owns the tailer, the processor and the aggregator; cuts batches into the outbox.
+pub(crate) struct Reader {
+    tailer: Tailer,
+    processor: LineProcessor,
+    aggregator: Aggregator,
+    self_metrics: SelfMetrics,
+    outbox: Arc<Mutex<Outbox>>,
+    appended: Arc<Notify>,
+    flush_interval: Duration,
+    include_events: bool,
+    /// End of the last line consumed per file since the last cut.
+    positions: HashMap<FileKey, u64>,
+    events: Vec<MessageEvent>,
+    wire_events: Vec<pb::Event>,
+    last_cut: Instant,
+    /// Window of the last batch cut, so an idle agent still reports itself once per window.
+    last_cut_window: Option<i64>,
+}
+
+impl Reader {
+    /// Opens the files, starting where `start` says (checkpoints merged with outbox positions).
+    pub fn new(
+        cfg: ReaderConfig,
+        start: &Checkpoints,
+        outbox: Arc<Mutex<Outbox>>,
+        appended: Arc<Notify>,
+    ) -> Result<Self, ShipError> {
+        let tailer = Tailer::new(cfg.tail, start)?;
+        let mut processor = LineProcessor::new(cfg.format, now());
+        processor.set_default_offset_secs(cfg.utc_offset_secs);
+        let window_secs = cfg.aggregator.window_secs;
+        Ok(Self {
+            tailer,
+            processor,
+            aggregator: Aggregator::new(cfg.aggregator),
+            self_metrics: SelfMetrics::new(&cfg.host, window_secs),
+            outbox,
+            appended,
+            flush_interval: cfg.flush_interval,
+            include_events: cfg.include_events,
+            positions: HashMap::new(),
+            events: Vec::new(),
+            wire_events: Vec::new(),
+            last_cut: Instant::now(),
+            last_cut_window: None,
+        })
+    }
+
+    /// Reads until `stop` is set, then cuts a last batch of what was consumed.
+    pub fn run(mut self, stop: &AtomicBool) -> Result<(), ShipError> {
+        loop {
+            if stop.load(Ordering::Acquire) {
+                return self.cut();
+            }
+            let lines = self.tailer.next_batch(READ_LINES, READ_TIMEOUT)?;
+            let caught_up = lines.len() < READ_LINES;
+            for line in &lines {
+                self.processor.process(&line.text, &mut self.events);
+                for ev in self.events.drain(..) {
+                    self.aggregator.observe(&ev);
+                    if self.include_events {
+                        self.wire_events.push(wire_event(&ev));
+                    }
+                }
+                self.positions.insert(line.file, line.end_offset);
+                if self.aggregator.pending_series() + self.wire_events.len() >= MAX_PENDING_SAMPLES
+                {
+                    self.cut()?;
+                }
+            }
+            if self.last_cut.elapsed() >= self.flush_interval {
+                self.cut()?;
+            }
+            if caught_up && !lines.is_empty() && !stop.load(Ordering::Acquire) {
+                std::thread::sleep(FOLLOW_PACE);
+            }
+        }
+    }
+
+    /// Appends a batch with everything consumed since the last cut, plus self-metrics.
+    fn cut(&mut self) -> Result<(), ShipError> {
+        self.last_cut = Instant::now();
+        let now_ms = unix_ms();
+        let window = window_start(
+            now_ms.div_euclid(1000),
+            self.aggregator.config().window_secs,
+        );
+        let mut samples = self.aggregator.cut();
+        let idle = samples.is_empty() && self.positions.is_empty() && self.wire_events.is_empty();
+        if idle && self.last_cut_window == Some(window) {
+            return Ok(());
+        }
+        let stats = self.processor.stats();
+        let mut outbox = lock(&self.outbox);
+        let outbox_stats = outbox.stats();
+        let lag_seconds = outbox
+            .oldest_created_unix_ms()
+            .map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0);
+        samples.extend(self.self_metrics.cut(
+            now_ms,
+            SelfMetricsSnapshot {
+                lines_read: stats.lines,
+                lines_unparsed: stats.unparsed,
+                outbox_bytes: outbox_stats.bytes,
+                outbox_batches: outbox_stats.batches,
+                dropped_batches: outbox_stats.dropped_batches,
+                lag_seconds,
+            },
+        ));
+        let mut positions: Vec<FilePosition> = self
+            .positions
+            .drain()
+            .map(|(file, end_offset)| FilePosition { file, end_offset })
+            .collect();
+        positions.sort();
+        let batch = pb::Batch {
+            created_unix_ms: now_ms,
+            samples,
+            events: std::mem::take(&mut self.wire_events),
+            ..pb::Batch::default()
+        };
+        let seq = outbox.append(batch, &positions)?;
+        drop(outbox);
+        tracing::debug!(seq, "batch appended to the outbox");
+        self.last_cut_window = Some(window);
+        self.appended.notify_one();
+        // Year-less timestamps resolve against the present.
+        self.processor.set_reference(now());
+        Ok(())
+    }
+}
+
+/// A [`MessageEvent`] as the wire's raw `Event` (the host is the agent's, in `Hello`).
+pub fn wire_event(ev: &MessageEvent) -> pb::Event {
+    let text = |v: &Option<Arc<str>>| v.as_deref().unwrap_or_default().to_owned();
+    pb::Event {
+        kind: ev.kind.as_str().to_owned(),
+        instance: ev.instance.to_string(),
+        queue_id: ev.queue_id.to_string(),
+        at_unix_ms: ev.at.unix_secs.saturating_mul(1000) + i64::from(ev.at.nanos / 1_000_000),
+        sender: text(&ev.sender),
+        recipient: text(&ev.recipient),
+        relay: ev
+            .relay
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        dsn: text(&ev.dsn),
+        status_text: text(&ev.status_text),
+        delay_secs: ev.delay_secs.unwrap_or_default(),
+        client_ip: ev
+            .client
+            .as_ref()
+            .map(|c| c.ip.to_string())
+            .unwrap_or_default(),
+        sasl_user: text(&ev.sasl_user),
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn now() -> Timestamp {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    Timestamp::from_unix_micros(micros)
+}

@@ -1,0 +1,90 @@
+//! `mailpulse agent --config FILE`: follow the mail logs and stream samples to the collector.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use mailpulse_agent::config::AgentConfig;
+use mailpulse_agent::ship::{AgentRunOptions, ClientTls, run_agent};
+
+/// The host name, from the kernel (no DNS lookup).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+pub fn options(config: &AgentConfig) -> Result<AgentRunOptions> {
+    let host = config.agent.host.clone().unwrap_or_else(hostname);
+    let agent_id = config.agent.id.clone().unwrap_or_else(|| host.clone());
+    let mut opts = AgentRunOptions::new(
+        agent_id,
+        host,
+        config.logs.files.clone(),
+        config.agent.state_dir.clone(),
+        config.ship.collector_url.clone(),
+    );
+    opts.format = config.logs.format;
+    opts.utc_offset_secs = config.logs.utc_offset_secs;
+    opts.token = match &config.ship.token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    let s = &config.ship;
+    if s.ca_file.is_some() || s.cert_file.is_some() || s.collector_url.starts_with("https://") {
+        opts.tls = Some(ClientTls {
+            ca_path: s.ca_file.clone(),
+            cert_path: s.cert_file.clone(),
+            key_path: s.key_file.clone(),
+            domain: s.server_name.clone(),
+        });
+    }
+    let a = &config.aggregate;
+    opts.window_secs = a.window_secs;
+    opts.flush_interval_secs = a.flush_interval_secs;
+    opts.top_k_domains = a.top_k_domains;
+    opts.top_k_relays = a.top_k_relays;
+    opts.include_events = a.include_events;
+    opts.outbox_max_bytes = config.outbox.max_bytes;
+    Ok(opts)
+}
+
+fn read_token(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading token file {}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    anyhow::ensure!(!token.is_empty(), "token file {} is empty", path.display());
+    Ok(token)
+}
+
+pub fn run(config_path: &Path) -> Result<()> {
+    let config = AgentConfig::load(config_path)?;
+    let opts = options(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        run_agent(opts, shutdown_signal())
+            .await
+            .context("agent stopped")
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
