@@ -1,6 +1,7 @@
 //! `mailpulse`: command-line entry point.
 
 mod cli_agent;
+mod cli_collector;
 mod cli_events;
 mod input;
 
@@ -65,7 +66,7 @@ enum SynthStyle {
 enum ConfigCommand {
     /// Validate an agent or collector configuration file (errors name the line and column).
     #[command(
-        after_help = "Examples:\n  mailpulse config check /etc/mailpulse/agent.toml\n  mailpulse config check /etc/mailpulse/collector.toml\n\nThe kind is taken from the file: an agent file has an [agent] table."
+        after_help = "Examples:\n  mailpulse config check /etc/mailpulse/agent.toml\n  mailpulse config check /etc/mailpulse/collector.toml\n\nThe kind is taken from the file: an agent file has an [agent] table, anything else is\nchecked as a collector file."
     )]
     Check {
         /// The TOML file.
@@ -82,6 +83,15 @@ enum Command {
     Agent {
         /// Agent configuration file (TOML).
         #[arg(long, default_value = "/etc/mailpulse/agent.toml")]
+        config: PathBuf,
+    },
+    /// Run the collector: ingest agent streams, store windows, serve /metrics and the API.
+    #[command(
+        after_help = "Examples:\n  mailpulse collector --config /etc/mailpulse/collector.toml\n\nSee packaging/collector.toml for every setting. gRPC for agents (default 0.0.0.0:4770),\nHTTP for /metrics, /healthz and /api/v1/agents (default 127.0.0.1:9470)."
+    )]
+    Collector {
+        /// Collector configuration file (TOML).
+        #[arg(long, default_value = "/etc/mailpulse/collector.toml")]
         config: PathBuf,
     },
     /// Configuration files.
@@ -136,7 +146,7 @@ enum Command {
         state_dir: Option<PathBuf>,
         /// Least time between two checkpoint saves while lines keep arriving (each save is
         /// fsynced; idle moments save at once).
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 0)]
         checkpoint_interval_ms: u64,
         /// Log line format; `auto` detects it per file.
         #[arg(long, value_enum, default_value = "auto")]
@@ -185,6 +195,7 @@ fn run() -> Result<()> {
             files,
         } => parse(format.into(), summary, utc_offset_secs, &files),
         Command::Agent { config } => cli_agent::run(&config),
+        Command::Collector { config } => cli_collector::run(&config),
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
         Command::SynthLog {
             seed,
@@ -276,9 +287,8 @@ fn config_check(file: &std::path::Path) -> Result<()> {
         println!("{}: valid agent configuration", file.display());
         Ok(())
     } else {
-        anyhow::bail!(
-            "{}: not an agent configuration (no [agent] table); collector files are checked once the collector exists",
-            file.display()
-        )
+        cli_collector::load(file)?;
+        println!("{}: valid collector configuration", file.display());
+        Ok(())
     }
 }

@@ -1,0 +1,395 @@
+//! Prometheus text exposition (format 0.0.4) of the fleet totals and the collector's own
+//! counters. Hand-written because fleet label sets are only known at run time.
+//!
+//! Naming: agent metric `m` becomes `mailpulse_m_total` (counter), `mailpulse_m` (gauge) or
+//! `mailpulse_m_bucket{le}` / `_sum` / `_count` (histogram, cumulative buckets). Every family
+//! has HELP and TYPE, as `promtool check metrics` wants.
+
+use std::fmt::Write;
+
+use crate::model::{MetricKind, SeriesDef};
+use crate::stats::{CollectorStats, RejectReason};
+use crate::store::{Aggregate, Snapshot};
+
+/// Per-agent liveness for `mailpulse_agent_up`.
+#[derive(Debug, Clone)]
+pub struct AgentLine {
+    /// Agent id.
+    pub agent_id: String,
+    /// Host from its latest Hello.
+    pub host: String,
+    /// A stream is open.
+    pub connected: bool,
+    /// Connected and not silent for too long.
+    pub up: bool,
+    /// Latest Hello or batch (Unix ms).
+    pub last_seen_unix_ms: i64,
+}
+
+/// Everything one scrape shows.
+pub struct Exposition<'a> {
+    /// Fleet totals.
+    pub snapshot: &'a Snapshot,
+    /// Agent liveness.
+    pub agents: &'a [AgentLine],
+    /// Collector counters.
+    pub stats: &'a CollectorStats,
+    /// Store file size.
+    pub store_bytes: u64,
+}
+
+/// Content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders the whole exposition.
+pub fn render(exposition: &Exposition<'_>) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    render_fleet(exposition.snapshot, &mut out);
+    render_agents(exposition.agents, &mut out);
+    render_self(exposition, &mut out);
+    out
+}
+
+fn render_fleet(snapshot: &Snapshot, out: &mut String) {
+    let mut ids: Vec<usize> = (0..snapshot.totals.len().min(snapshot.series.len()))
+        .filter(|&i| snapshot.totals[i] != Aggregate::Empty)
+        .collect();
+    ids.sort_by(|&a, &b| {
+        let (a, b) = (&snapshot.series[a], &snapshot.series[b]);
+        a.metric
+            .cmp(&b.metric)
+            .then_with(|| a.labels.cmp(&b.labels))
+    });
+    let mut i = 0;
+    while i < ids.len() {
+        let first = &snapshot.series[ids[i]];
+        let mut j = i;
+        while j < ids.len() && snapshot.series[ids[j]].metric == first.metric {
+            j += 1;
+        }
+        let family = &ids[i..j];
+        let metric = &first.metric;
+        match first.kind {
+            MetricKind::Counter => {
+                let name = format!("mailpulse_{metric}_total");
+                header(
+                    out,
+                    &name,
+                    "counter",
+                    &format!("Agent counter {metric}: sum of all reported increases."),
+                );
+                for &id in family {
+                    if let Aggregate::Counter(v) = snapshot.totals[id] {
+                        line(out, &name, &snapshot.series[id], None, v);
+                    }
+                }
+            }
+            MetricKind::Gauge => {
+                let name = format!("mailpulse_{metric}");
+                header(
+                    out,
+                    &name,
+                    "gauge",
+                    &format!("Agent gauge {metric}: value of the latest reported window."),
+                );
+                for &id in family {
+                    if let Aggregate::Gauge { value, .. } = snapshot.totals[id] {
+                        line(out, &name, &snapshot.series[id], None, value);
+                    }
+                }
+            }
+            MetricKind::Histogram => {
+                let name = format!("mailpulse_{metric}");
+                header(
+                    out,
+                    &name,
+                    "histogram",
+                    &format!("Agent histogram {metric}: all reported observations."),
+                );
+                let bucket = format!("{name}_bucket");
+                let (sum_name, count_name) = (format!("{name}_sum"), format!("{name}_count"));
+                for &id in family {
+                    let def = &snapshot.series[id];
+                    if let Aggregate::Histogram { sum, counts } = &snapshot.totals[id] {
+                        let mut cumulative = 0u64;
+                        for (k, count) in counts.iter().enumerate() {
+                            cumulative += count;
+                            let le = match def.bounds.get(k) {
+                                Some(bound) => format_float(*bound),
+                                None => "+Inf".to_string(),
+                            };
+                            line(out, &bucket, def, Some(&le), cumulative as f64);
+                        }
+                        line(out, &sum_name, def, None, *sum);
+                        line(out, &count_name, def, None, cumulative as f64);
+                    }
+                }
+            }
+        }
+        i = j;
+    }
+}
+
+fn render_agents(agents: &[AgentLine], out: &mut String) {
+    header(
+        out,
+        "mailpulse_agent_up",
+        "gauge",
+        "1 when the agent has an open stream and sent something within agent_down_after_secs.",
+    );
+    for agent in agents {
+        let _ = writeln!(
+            out,
+            "mailpulse_agent_up{{agent=\"{}\",host=\"{}\"}} {}",
+            escape(&agent.agent_id),
+            escape(&agent.host),
+            u8::from(agent.up)
+        );
+    }
+    header(
+        out,
+        "mailpulse_collector_agent_last_seen_timestamp_seconds",
+        "gauge",
+        "When the agent last said Hello or sent a batch (Unix seconds).",
+    );
+    for agent in agents {
+        let _ = writeln!(
+            out,
+            "mailpulse_collector_agent_last_seen_timestamp_seconds{{agent=\"{}\",host=\"{}\"}} {}",
+            escape(&agent.agent_id),
+            escape(&agent.host),
+            format_float(agent.last_seen_unix_ms as f64 / 1000.0)
+        );
+    }
+    let connected = agents.iter().filter(|a| a.connected).count();
+    let up = agents.iter().filter(|a| a.up).count();
+    header(
+        out,
+        "mailpulse_collector_agents_connected",
+        "gauge",
+        "Agents with at least one open stream.",
+    );
+    let _ = writeln!(out, "mailpulse_collector_agents_connected {connected}");
+    header(
+        out,
+        "mailpulse_collector_agents_up",
+        "gauge",
+        "Agents counted as up (see mailpulse_agent_up).",
+    );
+    let _ = writeln!(out, "mailpulse_collector_agents_up {up}");
+    header(
+        out,
+        "mailpulse_collector_agents_known",
+        "gauge",
+        "Agents in the registry.",
+    );
+    let _ = writeln!(out, "mailpulse_collector_agents_known {}", agents.len());
+}
+
+fn render_self(exposition: &Exposition<'_>, out: &mut String) {
+    let stats = exposition.stats;
+    let counters = [
+        (
+            "mailpulse_collector_batches_received_total",
+            "Batches received from agents, before dedupe.",
+            &stats.batches_received,
+        ),
+        (
+            "mailpulse_collector_batches_applied_total",
+            "Batches applied to the store.",
+            &stats.batches_applied,
+        ),
+        (
+            "mailpulse_collector_batches_duplicate_total",
+            "Batches acknowledged as duplicates (seq at or below the agent's high-water mark), not applied.",
+            &stats.batches_duplicate,
+        ),
+        (
+            "mailpulse_collector_batches_missing_total",
+            "Seq numbers skipped between applied batches (lost in an agent outbox).",
+            &stats.batches_missing,
+        ),
+        (
+            "mailpulse_collector_samples_applied_total",
+            "Samples applied to the store.",
+            &stats.samples_applied,
+        ),
+        (
+            "mailpulse_collector_store_commits_total",
+            "Store write transactions committed.",
+            &stats.store_commits,
+        ),
+        (
+            "mailpulse_collector_store_commit_errors_total",
+            "Store write transactions that failed (batches not acknowledged).",
+            &stats.store_commit_errors,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        header(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", CollectorStats::get(counter));
+    }
+    let name = "mailpulse_collector_rejections_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Agent requests refused, by reason; the stream ends with a gRPC status.",
+    );
+    for reason in RejectReason::ALL {
+        let _ = writeln!(
+            out,
+            "{name}{{reason=\"{}\"}} {}",
+            reason.as_str(),
+            stats.rejections(reason)
+        );
+    }
+    let name = "mailpulse_collector_otlp_exports_total";
+    header(out, name, "counter", "OTLP metric exports, by result.");
+    let _ = writeln!(
+        out,
+        "{name}{{result=\"ok\"}} {}",
+        CollectorStats::get(&stats.otlp_exports_ok)
+    );
+    let _ = writeln!(
+        out,
+        "{name}{{result=\"error\"}} {}",
+        CollectorStats::get(&stats.otlp_exports_failed)
+    );
+    header(
+        out,
+        "mailpulse_collector_series",
+        "gauge",
+        "Distinct series in the store.",
+    );
+    let _ = writeln!(
+        out,
+        "mailpulse_collector_series {}",
+        exposition.snapshot.series.len()
+    );
+    header(
+        out,
+        "mailpulse_collector_store_size_bytes",
+        "gauge",
+        "Size of the store file.",
+    );
+    let _ = writeln!(
+        out,
+        "mailpulse_collector_store_size_bytes {}",
+        exposition.store_bytes
+    );
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn line(out: &mut String, name: &str, def: &SeriesDef, le: Option<&str>, value: f64) {
+    out.push_str(name);
+    let mut first = true;
+    let mut label = |out: &mut String, n: &str, v: &str| {
+        out.push(if first { '{' } else { ',' });
+        first = false;
+        out.push_str(n);
+        out.push_str("=\"");
+        out.push_str(&escape(v));
+        out.push('"');
+    };
+    for (n, v) in def.labels.iter() {
+        label(out, n, v);
+    }
+    if let Some(le) = le {
+        label(out, "le", le);
+    }
+    if !first {
+        out.push('}');
+    }
+    let _ = writeln!(out, " {}", format_float(value));
+}
+
+/// Label value escaping of the text format: backslash, double quote, newline.
+fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}
+
+/// Shortest float text Prometheus parses back to the same value.
+fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn families_have_help_type_and_cumulative_buckets() {
+        let series = vec![
+            Arc::new(SeriesDef {
+                metric: "messages_delivered".into(),
+                labels: vec![
+                    ("domain".into(), "a\"b".into()),
+                    ("host".into(), "mx1".into()),
+                ]
+                .into(),
+                kind: MetricKind::Counter,
+                bounds: Box::new([]),
+            }),
+            Arc::new(SeriesDef {
+                metric: "delivery_delay_seconds".into(),
+                labels: vec![("host".into(), "mx1".into())].into(),
+                kind: MetricKind::Histogram,
+                bounds: vec![0.5, 2.0].into(),
+            }),
+        ];
+        let snapshot = Snapshot {
+            series,
+            totals: vec![
+                Aggregate::Counter(12.0),
+                Aggregate::Histogram {
+                    sum: 7.5,
+                    counts: vec![1, 2, 3].into(),
+                },
+            ],
+            agents: Vec::new(),
+        };
+        let stats = CollectorStats::default();
+        let text = render(&Exposition {
+            snapshot: &snapshot,
+            agents: &[],
+            stats: &stats,
+            store_bytes: 1,
+        });
+        for expected in [
+            "# TYPE mailpulse_messages_delivered_total counter\n",
+            "mailpulse_messages_delivered_total{domain=\"a\\\"b\",host=\"mx1\"} 12\n",
+            "# TYPE mailpulse_delivery_delay_seconds histogram\n",
+            "mailpulse_delivery_delay_seconds_bucket{host=\"mx1\",le=\"0.5\"} 1\n",
+            "mailpulse_delivery_delay_seconds_bucket{host=\"mx1\",le=\"2\"} 3\n",
+            "mailpulse_delivery_delay_seconds_bucket{host=\"mx1\",le=\"+Inf\"} 6\n",
+            "mailpulse_delivery_delay_seconds_sum{host=\"mx1\"} 7.5\n",
+            "mailpulse_delivery_delay_seconds_count{host=\"mx1\"} 6\n",
+            "mailpulse_collector_rejections_total{reason=\"rate_limited\"} 0\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+    }
+}

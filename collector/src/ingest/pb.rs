@@ -1,0 +1,835 @@
+//! Protobuf → domain, once, at the edge, with validation.
+//!
+//! `Batch` messages are read straight from the received bytes (no per-sample allocation: names
+//! and label values are borrowed from the frame, series are resolved through the interning table
+//! under one read lock per batch). `Hello` and `ActionResult` are rare and decoded with prost.
+//! The wire format is protobuf's; unknown fields are skipped, last value wins for repeated
+//! scalars and for the `value` oneof, packed and unpacked repeated numbers are both accepted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use mailpulse_proto::v1::{ActionResult, Hello};
+use prost::Message;
+use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
+
+use crate::model::{
+    AgentHello, IngestBatch, IngestSample, MetricKind, SampleValue, SeriesDef, SeriesId,
+};
+use crate::stats::RejectReason;
+use crate::store::{InternError, KeyHasher, SeriesRegistry, series_key};
+
+/// Most labels on one sample (including the `host` label added from Hello).
+pub const MAX_LABELS: usize = 16;
+/// Longest label value, in bytes.
+pub const MAX_LABEL_VALUE_BYTES: usize = 256;
+/// Longest metric or label name, in bytes.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// Why a message was refused: the reason (status code, counter label) and a message for the
+/// agent's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// Rejection class.
+    pub reason: RejectReason,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+impl Invalid {
+    fn new(reason: RejectReason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    fn malformed(what: impl std::fmt::Display) -> Self {
+        Self::new(
+            RejectReason::Malformed,
+            format!("malformed message: {what}"),
+        )
+    }
+
+    fn sample(index: usize, message: impl std::fmt::Display) -> Self {
+        Self::new(
+            RejectReason::InvalidSample,
+            format!("sample {index}: {message}"),
+        )
+    }
+
+    /// The gRPC status the agent gets.
+    pub fn to_status(&self) -> tonic::Status {
+        use tonic::Code;
+        let code = match self.reason {
+            RejectReason::Unauthenticated => Code::Unauthenticated,
+            RejectReason::AgentMismatch => Code::PermissionDenied,
+            RejectReason::NoHello => Code::FailedPrecondition,
+            RejectReason::Malformed
+            | RejectReason::InvalidSample
+            | RejectReason::TooManySamples => Code::InvalidArgument,
+            RejectReason::MessageTooLarge => Code::OutOfRange,
+            RejectReason::RateLimited | RejectReason::SeriesLimit => Code::ResourceExhausted,
+        };
+        tonic::Status::new(code, self.message.clone())
+    }
+}
+
+impl From<prost::DecodeError> for Invalid {
+    fn from(e: prost::DecodeError) -> Self {
+        Invalid::malformed(e)
+    }
+}
+
+/// One message from an agent, classified.
+#[derive(Debug)]
+pub enum AgentFrame<'a> {
+    /// Stream opening.
+    Hello(Hello),
+    /// The encoded `Batch` (decoded by [`BatchDecoder`]).
+    Batch(&'a [u8]),
+    /// Result of an action.
+    ActionResult(ActionResult),
+    /// A message with no `kind` set.
+    Empty,
+}
+
+/// Classifies an encoded `AgentMessage`.
+pub fn parse_frame(mut buf: &[u8]) -> Result<AgentFrame<'_>, Invalid> {
+    let mut frame = AgentFrame::Empty;
+    while buf.has_remaining() {
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        match (tag, wire_type) {
+            (1, WireType::LengthDelimited) => {
+                frame = AgentFrame::Hello(Hello::decode(read_bytes(&mut buf)?)?);
+            }
+            (2, WireType::LengthDelimited) => frame = AgentFrame::Batch(read_bytes(&mut buf)?),
+            (3, WireType::LengthDelimited) => {
+                frame = AgentFrame::ActionResult(ActionResult::decode(read_bytes(&mut buf)?)?);
+            }
+            (1..=3, _) => return Err(Invalid::malformed("wrong wire type for AgentMessage.kind")),
+            _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
+        }
+    }
+    Ok(frame)
+}
+
+/// Validates a Hello against the agent the token belongs to.
+pub fn agent_hello(hello: Hello, token_agent: &Arc<str>) -> Result<AgentHello, Invalid> {
+    if hello.agent_id != **token_agent {
+        return Err(Invalid::new(
+            RejectReason::AgentMismatch,
+            format!(
+                "Hello.agent_id {:?} does not match the token's agent {:?}",
+                hello.agent_id, token_agent
+            ),
+        ));
+    }
+    if hello.host.is_empty() || hello.host.len() > MAX_LABEL_VALUE_BYTES {
+        return Err(Invalid::new(
+            RejectReason::Malformed,
+            format!("Hello.host must be 1..={MAX_LABEL_VALUE_BYTES} bytes"),
+        ));
+    }
+    Ok(AgentHello {
+        agent_id: token_agent.clone(),
+        host: hello.host,
+        version: hello.version,
+        capabilities: hello.capabilities,
+    })
+}
+
+/// Decodes batches of one stream; keeps its scratch buffers and series cache between batches.
+///
+/// Agents repeat the same label sets every window, byte for byte and usually in the same
+/// order. So the encoded metric + labels of a sample (its "prefix") is first compared with the
+/// prefix at the same position of the previous batch (sequential memory, no hashing), then
+/// looked up in a per-stream map; only a label set never seen on this stream takes the slow
+/// path (UTF-8 and name checks, sorting, the shared interning table). Per stream, because the
+/// default `host` label is.
+#[derive(Debug)]
+pub struct BatchDecoder<'r> {
+    registry: &'r SeriesRegistry,
+    max_samples: usize,
+    host: String,
+    key: Vec<u8>,
+    bounds: Vec<f64>,
+    seen: HashMap<Box<[u8]>, u32, KeyHasher>,
+    known: Vec<KnownSeries>,
+    /// Distinct histogram bounds of `known` (few), shared so comparisons stay in cache.
+    bounds_pool: Vec<Arc<[f64]>>,
+    previous: Bytes,
+    previous_prefixes: Vec<PrefixAt>,
+    current_prefixes: Vec<PrefixAt>,
+}
+
+/// A series this stream has sent, by local slot.
+#[derive(Debug)]
+struct KnownSeries {
+    id: SeriesId,
+    kind: MetricKind,
+    bounds: Arc<[f64]>,
+}
+
+/// Where a sample's prefix lies in its batch, and its slot in `known`.
+#[derive(Debug, Clone, Copy)]
+struct PrefixAt {
+    start: usize,
+    len: usize,
+    slot: u32,
+}
+
+/// Most label sets remembered per stream; the cache starts over beyond it.
+const MAX_KNOWN_PER_STREAM: usize = 200_000;
+
+#[derive(Clone, Copy)]
+enum RawValue<'a> {
+    None,
+    Counter(f64),
+    Gauge(f64),
+    Histogram(&'a [u8]),
+}
+
+/// The fields of one `Sample`, located but not validated.
+struct ScannedSample<'b> {
+    metric: &'b [u8],
+    labels: [&'b [u8]; MAX_LABELS],
+    label_count: usize,
+    window_start_ms: i64,
+    window_secs: u64,
+    raw: RawValue<'b>,
+    /// The metric and label fields when they open the message contiguously (every normal
+    /// encoder writes fields in order): the series cache key.
+    prefix: Option<&'b [u8]>,
+}
+
+impl<'r> BatchDecoder<'r> {
+    /// A decoder for an agent on `host` (the default `host` label).
+    pub fn new(registry: &'r SeriesRegistry, max_samples: usize, host: &str) -> Self {
+        Self {
+            registry,
+            max_samples,
+            host: host.to_string(),
+            key: Vec::with_capacity(256),
+            bounds: Vec::new(),
+            seen: HashMap::default(),
+            known: Vec::new(),
+            bounds_pool: Vec::new(),
+            previous: Bytes::new(),
+            previous_prefixes: Vec::new(),
+            current_prefixes: Vec::new(),
+        }
+    }
+
+    /// Decodes and validates an encoded `Batch`; every sample valid or the whole batch refused.
+    pub fn decode(&mut self, batch_bytes: Bytes) -> Result<IngestBatch, Invalid> {
+        if self.known.len() >= MAX_KNOWN_PER_STREAM {
+            self.seen.clear();
+            self.known.clear();
+            self.bounds_pool.clear();
+            self.previous_prefixes.clear();
+        }
+        self.current_prefixes.clear();
+        let base = batch_bytes.as_ptr() as usize;
+        let mut buf = &batch_bytes[..];
+        let mut batch = IngestBatch {
+            encoded_bytes: buf.len(),
+            samples: Vec::with_capacity((buf.len() / 48).min(self.max_samples)),
+            ..IngestBatch::default()
+        };
+        while buf.has_remaining() {
+            let (tag, wire_type) = decode_key(&mut buf)?;
+            match (tag, wire_type) {
+                (1, WireType::Varint) => batch.seq = decode_varint(&mut buf)?,
+                (2, WireType::Varint) => batch.created_unix_ms = decode_varint(&mut buf)? as i64,
+                (3, WireType::LengthDelimited) => {
+                    let n = batch.samples.len();
+                    if n >= self.max_samples {
+                        return Err(Invalid::new(
+                            RejectReason::TooManySamples,
+                            format!("batch has more than {} samples", self.max_samples),
+                        ));
+                    }
+                    let encoded = read_bytes(&mut buf)?;
+                    let sample =
+                        self.decode_sample(n, base, encoded, &mut batch.histogram_counts)?;
+                    batch.samples.push(sample);
+                }
+                (6, WireType::Varint) => batch.dropped_batches = decode_varint(&mut buf)?,
+                (1 | 2 | 3 | 6, _) => return Err(Invalid::malformed("wrong wire type in Batch")),
+                // events (4) and probes (5) are not stored yet.
+                _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
+            }
+        }
+        if batch.seq == 0 {
+            return Err(Invalid::new(
+                RejectReason::InvalidSample,
+                "Batch.seq must be at least 1",
+            ));
+        }
+        self.previous = batch_bytes;
+        std::mem::swap(&mut self.previous_prefixes, &mut self.current_prefixes);
+        Ok(batch)
+    }
+
+    fn decode_sample(
+        &mut self,
+        n: usize,
+        base: usize,
+        encoded: &[u8],
+        pool: &mut Vec<u64>,
+    ) -> Result<IngestSample, Invalid> {
+        let scanned = scan_sample(n, encoded)?;
+        if scanned.window_start_ms < 0 {
+            return Err(Invalid::sample(n, "negative window_start_unix_ms"));
+        }
+        if scanned.window_secs == 0 || scanned.window_secs > u64::from(u32::MAX) {
+            return Err(Invalid::sample(n, "window_secs must be ≥ 1"));
+        }
+        let (kind, value) = self.sample_value(n, scanned.raw, pool)?;
+
+        let (series, series_kind, bounds_match) = match scanned.prefix {
+            Some(prefix) => {
+                let slot = match self.predicted(n, prefix) {
+                    Some(slot) => slot,
+                    None => match self.seen.get(prefix) {
+                        Some(&slot) => slot,
+                        None => {
+                            let (id, def) = self.resolve_series(n, &scanned, kind)?;
+                            let slot = self.known.len() as u32;
+                            let bounds = self.shared_bounds(&def.bounds);
+                            self.known.push(KnownSeries {
+                                id,
+                                kind: def.kind,
+                                bounds,
+                            });
+                            self.seen.insert(prefix.into(), slot);
+                            slot
+                        }
+                    },
+                };
+                self.current_prefixes.push(PrefixAt {
+                    start: prefix.as_ptr() as usize - base,
+                    len: prefix.len(),
+                    slot,
+                });
+                let known = &self.known[slot as usize];
+                let bounds_match = kind != MetricKind::Histogram || *known.bounds == *self.bounds;
+                (known.id, known.kind, bounds_match)
+            }
+            None => {
+                let (id, def) = self.resolve_series(n, &scanned, kind)?;
+                let bounds_match = kind != MetricKind::Histogram || *def.bounds == *self.bounds;
+                (id, def.kind, bounds_match)
+            }
+        };
+        if series_kind != kind {
+            return Err(Invalid::sample(
+                n,
+                format!("the metric is a {series_kind:?}, not a {kind:?}"),
+            ));
+        }
+        if !bounds_match {
+            return Err(Invalid::sample(
+                n,
+                "histogram bounds differ from the series' bounds",
+            ));
+        }
+        Ok(IngestSample {
+            series,
+            window_start_ms: scanned.window_start_ms,
+            value,
+        })
+    }
+
+    fn shared_bounds(&mut self, bounds: &[f64]) -> Arc<[f64]> {
+        if let Some(shared) = self.bounds_pool.iter().find(|b| ***b == *bounds) {
+            return shared.clone();
+        }
+        let shared: Arc<[f64]> = bounds.into();
+        if self.bounds_pool.len() < 64 {
+            self.bounds_pool.push(shared.clone());
+        }
+        shared
+    }
+
+    /// The slot of the same-position sample of the previous batch if its prefix is identical.
+    fn predicted(&self, n: usize, prefix: &[u8]) -> Option<u32> {
+        let at = self.previous_prefixes.get(n)?;
+        let previous = self.previous.get(at.start..at.start + at.len)?;
+        (previous == prefix).then_some(at.slot)
+    }
+
+    /// Validates the value; histogram bounds land in `self.bounds`, counts in `pool`.
+    fn sample_value(
+        &mut self,
+        n: usize,
+        raw: RawValue<'_>,
+        pool: &mut Vec<u64>,
+    ) -> Result<(MetricKind, SampleValue), Invalid> {
+        Ok(match raw {
+            RawValue::None => return Err(Invalid::sample(n, "no value")),
+            RawValue::Counter(v) => {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(Invalid::sample(
+                        n,
+                        format!("counter delta {v} is not a finite non-negative number"),
+                    ));
+                }
+                (MetricKind::Counter, SampleValue::Counter(v))
+            }
+            RawValue::Gauge(v) => {
+                if !v.is_finite() {
+                    return Err(Invalid::sample(n, format!("gauge {v} is not finite")));
+                }
+                (MetricKind::Gauge, SampleValue::Gauge(v))
+            }
+            RawValue::Histogram(encoded) => {
+                let start = pool.len();
+                let sum = decode_histogram(encoded, &mut self.bounds, pool)
+                    .map_err(|e| Invalid::sample(n, e))?;
+                let counts = start as u32..pool.len() as u32;
+                (
+                    MetricKind::Histogram,
+                    SampleValue::Histogram { sum, counts },
+                )
+            }
+        })
+    }
+
+    /// The slow path for a label set not seen on this stream: validate names and values, sort,
+    /// build the canonical key, find or create the series.
+    fn resolve_series(
+        &mut self,
+        n: usize,
+        scanned: &ScannedSample<'_>,
+        kind: MetricKind,
+    ) -> Result<(SeriesId, Arc<SeriesDef>), Invalid> {
+        let metric = std::str::from_utf8(scanned.metric)
+            .map_err(|_| Invalid::malformed("string is not UTF-8"))?;
+        check_metric_name(metric).map_err(|e| Invalid::sample(n, e))?;
+        let mut labels: [(&str, &str); MAX_LABELS] = [("", ""); MAX_LABELS];
+        for (slot, encoded) in labels
+            .iter_mut()
+            .zip(&scanned.labels[..scanned.label_count])
+        {
+            *slot = decode_label(encoded)?;
+        }
+        let labels = &mut labels[..scanned.label_count];
+        labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (i, (name, value)) in labels.iter().enumerate() {
+            check_label_name(name).map_err(|e| Invalid::sample(n, e))?;
+            if i > 0 && labels[i - 1].0 == *name {
+                return Err(Invalid::sample(n, format!("label {name} given twice")));
+            }
+            if value.len() > MAX_LABEL_VALUE_BYTES {
+                return Err(Invalid::sample(
+                    n,
+                    format!("label {name} value longer than {MAX_LABEL_VALUE_BYTES} bytes"),
+                ));
+            }
+            if *name == "le" && kind == MetricKind::Histogram {
+                return Err(Invalid::sample(
+                    n,
+                    "label le is reserved for histogram buckets",
+                ));
+            }
+        }
+        // Samples without a host label get the agent's (from Hello).
+        let has_host = labels.iter().any(|(name, _)| *name == "host");
+        if !has_host && labels.len() == MAX_LABELS {
+            return Err(Invalid::sample(
+                n,
+                format!("more than {MAX_LABELS} labels with the host label"),
+            ));
+        }
+        let host = self.host.as_str();
+        let pos = labels.partition_point(|(name, _)| *name < "host");
+        let with_host = labels[..pos]
+            .iter()
+            .copied()
+            .chain((!has_host).then_some(("host", host)))
+            .chain(labels[pos..].iter().copied());
+        series_key(metric, with_host.clone(), &mut self.key);
+
+        if let Some(id) = self.registry.read().get(&self.key) {
+            return Ok((id, self.registry.read().def(id).clone()));
+        }
+        let def = SeriesDef {
+            metric: metric.into(),
+            labels: with_host.map(|(n, v)| (n.into(), v.into())).collect(),
+            kind,
+            bounds: if kind == MetricKind::Histogram {
+                self.bounds.as_slice().into()
+            } else {
+                Box::new([])
+            },
+        };
+        let id = self.registry.intern(&self.key, def).map_err(|e| match e {
+            InternError::TooManySeries(_) => Invalid::new(RejectReason::SeriesLimit, e.to_string()),
+            InternError::KindConflict { .. } => Invalid::sample(n, e),
+        })?;
+        let def = self.registry.read().def(id).clone();
+        Ok((id, def))
+    }
+}
+
+/// Locates the fields of a `Sample` without validating names or values.
+fn scan_sample(n: usize, encoded: &[u8]) -> Result<ScannedSample<'_>, Invalid> {
+    let mut scanned = ScannedSample {
+        metric: &[],
+        labels: [&[]; MAX_LABELS],
+        label_count: 0,
+        window_start_ms: 0,
+        window_secs: 0,
+        raw: RawValue::None,
+        prefix: None,
+    };
+    let mut buf = encoded;
+    // Length of the leading run of metric/label fields, None once it is interrupted.
+    let mut prefix_len = Some(0);
+    let mut in_prefix = true;
+    while buf.has_remaining() {
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        let identity = matches!(tag, 1 | 2);
+        if !identity {
+            in_prefix = false;
+        } else if !in_prefix {
+            prefix_len = None;
+        }
+        match (tag, wire_type) {
+            (1, WireType::LengthDelimited) => scanned.metric = read_bytes(&mut buf)?,
+            (2, WireType::LengthDelimited) => {
+                if scanned.label_count == MAX_LABELS {
+                    return Err(Invalid::sample(n, format!("more than {MAX_LABELS} labels")));
+                }
+                scanned.labels[scanned.label_count] = read_bytes(&mut buf)?;
+                scanned.label_count += 1;
+            }
+            (3, WireType::Varint) => scanned.window_start_ms = decode_varint(&mut buf)? as i64,
+            (4, WireType::Varint) => scanned.window_secs = decode_varint(&mut buf)?,
+            (5, WireType::SixtyFourBit) => scanned.raw = RawValue::Counter(read_f64(&mut buf)?),
+            (6, WireType::SixtyFourBit) => scanned.raw = RawValue::Gauge(read_f64(&mut buf)?),
+            (7, WireType::LengthDelimited) => {
+                scanned.raw = RawValue::Histogram(read_bytes(&mut buf)?)
+            }
+            (1..=7, _) => return Err(Invalid::malformed("wrong wire type in Sample")),
+            _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
+        }
+        if identity && in_prefix {
+            prefix_len = prefix_len.map(|_| encoded.len() - buf.len());
+        }
+    }
+    scanned.prefix = prefix_len.filter(|&len| len > 0).map(|len| &encoded[..len]);
+    Ok(scanned)
+}
+
+/// Decodes a `Histogram`: bounds into `bounds`, counts appended to `pool`; returns the sum.
+fn decode_histogram(
+    mut buf: &[u8],
+    bounds: &mut Vec<f64>,
+    pool: &mut Vec<u64>,
+) -> Result<f64, String> {
+    bounds.clear();
+    let start = pool.len();
+    let mut sum = 0.0;
+    let malformed = |e: prost::DecodeError| format!("malformed histogram: {e}");
+    while buf.has_remaining() {
+        let (tag, wire_type) = decode_key(&mut buf).map_err(malformed)?;
+        match (tag, wire_type) {
+            (1, WireType::LengthDelimited) => {
+                let packed = read_bytes(&mut buf).map_err(|e| e.message)?;
+                if packed.len() % 8 != 0 {
+                    return Err("malformed histogram bounds".into());
+                }
+                bounds.extend(
+                    packed
+                        .chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))),
+                );
+            }
+            (1, WireType::SixtyFourBit) => bounds.push(read_f64(&mut buf).map_err(|e| e.message)?),
+            (2, WireType::LengthDelimited) => {
+                let mut packed = read_bytes(&mut buf).map_err(|e| e.message)?;
+                while packed.has_remaining() {
+                    pool.push(decode_varint(&mut packed).map_err(malformed)?);
+                }
+            }
+            (2, WireType::Varint) => pool.push(decode_varint(&mut buf).map_err(malformed)?),
+            (3, WireType::SixtyFourBit) => sum = read_f64(&mut buf).map_err(|e| e.message)?,
+            (1..=3, _) => return Err("wrong wire type in Histogram".into()),
+            _ => {
+                skip_field(wire_type, tag, &mut buf, DecodeContext::default()).map_err(malformed)?
+            }
+        }
+    }
+    let counts = pool.len() - start;
+    if counts != bounds.len() + 1 {
+        return Err(format!(
+            "histogram has {} counts for {} bounds (want bounds + 1)",
+            counts,
+            bounds.len()
+        ));
+    }
+    if bounds.iter().any(|b| !b.is_finite()) || bounds.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("histogram bounds must be finite and strictly increasing".into());
+    }
+    if !sum.is_finite() {
+        return Err("histogram sum is not finite".into());
+    }
+    Ok(sum)
+}
+
+fn decode_label(mut buf: &[u8]) -> Result<(&str, &str), Invalid> {
+    let (mut name, mut value) = ("", "");
+    while buf.has_remaining() {
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        match (tag, wire_type) {
+            (1, WireType::LengthDelimited) => name = read_str(&mut buf)?,
+            (2, WireType::LengthDelimited) => value = read_str(&mut buf)?,
+            (1 | 2, _) => return Err(Invalid::malformed("wrong wire type in Label")),
+            _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
+        }
+    }
+    Ok((name, value))
+}
+
+/// `[a-z_][a-z0-9_]*`, at most [`MAX_NAME_BYTES`].
+fn check_name(kind: &str, name: &str) -> Result<(), String> {
+    let bytes = name.as_bytes();
+    let valid = !bytes.is_empty()
+        && bytes.len() <= MAX_NAME_BYTES
+        && matches!(bytes[0], b'a'..=b'z' | b'_')
+        && bytes
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{kind} name {name:?} is not [a-z_][a-z0-9_]* (≤ {MAX_NAME_BYTES} bytes)"
+        ))
+    }
+}
+
+fn check_metric_name(name: &str) -> Result<(), String> {
+    check_name("metric", name)?;
+    // Names the collector exposes itself.
+    if name.starts_with("collector_") || name == "agent_up" {
+        return Err(format!(
+            "metric name {name:?} is reserved for the collector"
+        ));
+    }
+    Ok(())
+}
+
+fn check_label_name(name: &str) -> Result<(), String> {
+    check_name("label", name)?;
+    if name.starts_with("__") {
+        return Err(format!("label name {name:?} is reserved"));
+    }
+    Ok(())
+}
+
+fn read_bytes<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], Invalid> {
+    let len = decode_varint(buf)?;
+    if len > buf.len() as u64 {
+        return Err(Invalid::malformed("length beyond the end of the message"));
+    }
+    let (head, rest) = buf.split_at(len as usize);
+    *buf = rest;
+    Ok(head)
+}
+
+fn read_str<'a>(buf: &mut &'a [u8]) -> Result<&'a str, Invalid> {
+    std::str::from_utf8(read_bytes(buf)?).map_err(|_| Invalid::malformed("string is not UTF-8"))
+}
+
+fn read_f64(buf: &mut &[u8]) -> Result<f64, Invalid> {
+    if buf.len() < 8 {
+        return Err(Invalid::malformed("truncated double"));
+    }
+    let (head, rest) = buf.split_at(8);
+    *buf = rest;
+    Ok(f64::from_le_bytes(head.try_into().expect("8 bytes")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailpulse_proto::v1::{
+        AgentMessage, Batch, Histogram, Label, Sample, agent_message, sample,
+    };
+    use proptest::prelude::*;
+
+    fn sample(metric: &str, labels: &[(&str, &str)], value: sample::Value) -> Sample {
+        Sample {
+            metric: metric.into(),
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: (*n).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+            window_start_unix_ms: 60_000,
+            window_secs: 60,
+            value: Some(value),
+        }
+    }
+
+    fn encode_batch(seq: u64, samples: Vec<Sample>) -> Bytes {
+        Batch {
+            seq,
+            samples,
+            ..Batch::default()
+        }
+        .encode_to_vec()
+        .into()
+    }
+
+    #[test]
+    fn batch_decodes_to_interned_samples_with_default_host() {
+        let registry = SeriesRegistry::new(100);
+        let mut decoder = BatchDecoder::new(&registry, 100, "mx1");
+        let samples = vec![
+            sample(
+                "sent",
+                &[("domain", "b"), ("relay", "r")],
+                sample::Value::CounterDelta(2.0),
+            ),
+            // Same series, labels in another order.
+            sample(
+                "sent",
+                &[("relay", "r"), ("domain", "b")],
+                sample::Value::CounterDelta(1.0),
+            ),
+            sample(
+                "delay_seconds",
+                &[("host", "explicit")],
+                sample::Value::Histogram(Histogram {
+                    bounds: vec![1.0],
+                    counts: vec![3, 4],
+                    sum: 5.0,
+                }),
+            ),
+        ];
+        for _ in 0..2 {
+            // Twice: the second pass takes the cached paths.
+            let batch = decoder
+                .decode(encode_batch(7, samples.clone()))
+                .expect("valid");
+            assert_eq!(batch.seq, 7);
+            assert_eq!(batch.samples[0].series, batch.samples[1].series);
+            assert_eq!(batch.histogram_counts, vec![3, 4]);
+            let index = registry.read();
+            let sent = index.def(batch.samples[0].series);
+            assert_eq!(
+                sent.labels
+                    .iter()
+                    .map(|(n, v)| (&**n, &**v))
+                    .collect::<Vec<_>>(),
+                vec![("domain", "b"), ("host", "mx1"), ("relay", "r")]
+            );
+            assert_eq!(
+                index.def(batch.samples[2].series).label("host"),
+                Some("explicit")
+            );
+            assert_eq!(index.len(), 2);
+        }
+    }
+
+    #[test]
+    fn cached_series_still_check_kind_and_bounds() {
+        let registry = SeriesRegistry::new(100);
+        let mut decoder = BatchDecoder::new(&registry, 100, "mx1");
+        let histogram = |bounds: Vec<f64>| {
+            let counts = vec![1; bounds.len() + 1];
+            sample(
+                "d",
+                &[],
+                sample::Value::Histogram(Histogram {
+                    bounds,
+                    counts,
+                    sum: 1.0,
+                }),
+            )
+        };
+        decoder
+            .decode(encode_batch(1, vec![histogram(vec![1.0, 2.0])]))
+            .expect("valid");
+        let refused = decoder.decode(encode_batch(2, vec![histogram(vec![1.0, 3.0])]));
+        assert_eq!(
+            refused.map(|_| ()).unwrap_err().reason,
+            RejectReason::InvalidSample
+        );
+        let refused = decoder.decode(encode_batch(
+            2,
+            vec![sample("d", &[], sample::Value::Gauge(1.0))],
+        ));
+        assert_eq!(
+            refused.map(|_| ()).unwrap_err().reason,
+            RejectReason::InvalidSample
+        );
+    }
+
+    #[test]
+    fn frames_are_classified() {
+        let hello = AgentMessage {
+            kind: Some(agent_message::Kind::Hello(Hello {
+                agent_id: "mx1".into(),
+                host: "h".into(),
+                ..Hello::default()
+            })),
+        }
+        .encode_to_vec();
+        assert!(matches!(parse_frame(&hello), Ok(AgentFrame::Hello(h)) if h.agent_id == "mx1"));
+        assert!(matches!(parse_frame(&[]), Ok(AgentFrame::Empty)));
+        assert_eq!(
+            parse_frame(&[0x12, 0x05, 0x01])
+                .map(|_| ())
+                .unwrap_err()
+                .reason,
+            RejectReason::Malformed
+        );
+        let token: Arc<str> = "mx2".into();
+        let hello = Hello {
+            agent_id: "mx1".into(),
+            host: "h".into(),
+            ..Hello::default()
+        };
+        assert_eq!(
+            agent_hello(hello, &token).unwrap_err().reason,
+            RejectReason::AgentMismatch
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let registry = SeriesRegistry::new(1000);
+            let mut decoder = BatchDecoder::new(&registry, 100, "mx1");
+            let _ = parse_frame(&bytes);
+            let _ = decoder.decode(Bytes::from(bytes.clone()));
+            let _ = decoder.decode(Bytes::from(bytes));
+        }
+
+        #[test]
+        fn mutated_valid_batches_never_panic(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)
+        ) {
+            let mut bytes = encode_batch(3, vec![
+                sample("sent", &[("domain", "x")], sample::Value::CounterDelta(1.0)),
+                sample("d", &[], sample::Value::Histogram(Histogram { bounds: vec![1.0], counts: vec![1, 2], sum: 3.0 })),
+            ]).to_vec();
+            for (at, byte) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
+            }
+            let registry = SeriesRegistry::new(1000);
+            let mut decoder = BatchDecoder::new(&registry, 100, "mx1");
+            let _ = decoder.decode(Bytes::from(bytes));
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! mailpulse collector: everything central.
+//!
+//! - [`ingest`]: the gRPC `AgentService` agents stream batches to (auth, limits, validation);
+//! - [`store`]: the embedded redb store and its single writer (durable before ack, dedupe by
+//!   agent seq, windowed points, agent registry);
+//! - [`expose`]: `/metrics`, `/healthz`, `/api/v1/agents` and the OTLP export.
+//!
+//! [`run`] is what `mailpulse collector` calls; [`start`] does the same but returns at once with
+//! the bound addresses (tests, benchmarks, port 0).
+
+pub mod config;
+pub mod expose;
+pub mod ingest;
+pub mod model;
+pub mod stats;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub use config::{AuthConfig, CollectorConfig, LimitsConfig, OtlpConfig, StoreConfig, TlsConfig};
+
+use ingest::Ingest;
+use ingest::auth::{AuthError, TokenTable};
+use ingest::liveness::Liveness;
+use stats::CollectorStats;
+use store::{StoreError, StoreHandle, WriterThread};
+
+/// Why the collector could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// Agent tokens are missing or invalid.
+    #[error("auth: {0}")]
+    Auth(#[from] AuthError),
+    /// The store could not be opened or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A listener could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file named in the config could not be read.
+    #[error("reading {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A config value is unusable.
+    #[error("config: {0}")]
+    Config(String),
+    /// The gRPC server failed (TLS setup, transport).
+    #[error("gRPC server: {0}")]
+    Grpc(#[source] tonic::transport::Error),
+    /// The HTTP server failed.
+    #[error("HTTP server: {0}")]
+    Http(#[source] std::io::Error),
+    /// A server task panicked or was cancelled.
+    #[error("collector task failed: {0}")]
+    Task(String),
+}
+
+/// How long shutdown waits for servers to drain before cutting them off.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the collector until `shutdown` resolves (or a server fails), then stops cleanly:
+/// streams end with `UNAVAILABLE`, queued batches are committed, the store is folded.
+pub async fn run(
+    config: CollectorConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CollectorError> {
+    let mut collector = start(config).await?;
+    tokio::select! {
+        _ = shutdown => collector.shutdown().await,
+        error = collector.failed() => {
+            let _ = collector.shutdown().await;
+            Err(error)
+        }
+    }
+}
+
+/// Starts the collector and returns once both listeners are bound.
+pub async fn start(config: CollectorConfig) -> Result<RunningCollector, CollectorError> {
+    let tokens = TokenTable::load(&config.auth)?;
+    let tls = config.tls.as_ref().map(ingest::tls_config).transpose()?;
+    let (incoming, grpc_addr) = ingest::bind(config.grpc_listen_addr)?;
+    let http_listener = tokio::net::TcpListener::bind(config.http_listen_addr)
+        .await
+        .map_err(|source| CollectorError::Bind {
+            addr: config.http_listen_addr,
+            source,
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| CollectorError::Bind {
+            addr: config.http_listen_addr,
+            source,
+        })?;
+
+    let stats = Arc::new(CollectorStats::default());
+    let (store, writer) = store::open(&config.store, config.limits.max_series, stats.clone())?;
+    let liveness = Arc::new(Liveness::default());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let ingest = Ingest::new(
+        tokens,
+        config.limits.clone(),
+        store.clone(),
+        stats.clone(),
+        liveness.clone(),
+        shutdown_rx.clone(),
+    );
+    let grpc_task = tokio::spawn(ingest::serve(
+        ingest,
+        incoming,
+        tls,
+        signalled(shutdown_rx.clone()),
+    ));
+
+    let http_state = expose::HttpState {
+        store: store.clone(),
+        stats: stats.clone(),
+        liveness,
+        agent_down_after: Duration::from_secs(config.agent_down_after_secs),
+    };
+    let http_shutdown = signalled(shutdown_rx.clone());
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, expose::router(http_state))
+            .with_graceful_shutdown(http_shutdown)
+            .await
+            .map_err(CollectorError::Http)
+    });
+
+    let otlp_task = config.otlp.clone().map(|otlp| {
+        tokio::spawn(expose::otlp::run_exporter(
+            otlp,
+            store.clone(),
+            stats.clone(),
+            shutdown_rx.clone(),
+        ))
+    });
+
+    info!(grpc = %grpc_addr, http = %http_addr, store = %config.store.path.display(), "collector started");
+    Ok(RunningCollector {
+        grpc_addr,
+        http_addr,
+        store,
+        stats,
+        shutdown_tx,
+        grpc_task: Some(grpc_task),
+        http_task: Some(http_task),
+        otlp_task,
+        writer: Some(writer),
+    })
+}
+
+/// A started collector.
+pub struct RunningCollector {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    store: StoreHandle,
+    stats: Arc<CollectorStats>,
+    shutdown_tx: watch::Sender<bool>,
+    grpc_task: Option<JoinHandle<Result<(), CollectorError>>>,
+    http_task: Option<JoinHandle<Result<(), CollectorError>>>,
+    otlp_task: Option<JoinHandle<()>>,
+    writer: Option<WriterThread>,
+}
+
+impl RunningCollector {
+    /// Where agents connect (the bound address, also with port 0 in the config).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// Where `/metrics`, `/healthz` and `/api/v1/agents` are served.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The store (snapshot of totals, registry, health).
+    pub fn store(&self) -> &StoreHandle {
+        &self.store
+    }
+
+    /// The collector's own counters.
+    pub fn stats(&self) -> &Arc<CollectorStats> {
+        &self.stats
+    }
+
+    /// Resolves when a server task ends on its own (an error: they only end at shutdown).
+    pub async fn failed(&mut self) -> CollectorError {
+        let (grpc, http) = match (self.grpc_task.as_mut(), self.http_task.as_mut()) {
+            (Some(grpc), Some(http)) => (grpc, http),
+            _ => return CollectorError::Task("collector already stopped".into()),
+        };
+        let (result, which) = tokio::select! {
+            r = grpc => (r, 0),
+            r = http => (r, 1),
+        };
+        if which == 0 {
+            self.grpc_task = None;
+        } else {
+            self.http_task = None;
+        }
+        match result {
+            Ok(Ok(())) => CollectorError::Task("a server stopped unexpectedly".into()),
+            Ok(Err(e)) => e,
+            Err(e) => CollectorError::Task(e.to_string()),
+        }
+    }
+
+    /// Stops accepting, ends open streams, commits what is queued, folds the store and waits
+    /// for the writer.
+    pub async fn shutdown(mut self) -> Result<(), CollectorError> {
+        self.stop_servers().await;
+        if let Some(writer) = self.writer.take() {
+            writer.join().await?;
+        }
+        info!("collector stopped");
+        Ok(())
+    }
+
+    /// Stops the servers and the writer without the final fold and without committing what is
+    /// queued — the on-disk state a `kill -9` leaves (for crash-recovery tests).
+    #[doc(hidden)]
+    pub async fn abandon(mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.abandon().await;
+        }
+        self.stop_servers().await;
+    }
+
+    async fn stop_servers(&mut self) {
+        let _ = self.shutdown_tx.send(true);
+        for task in [self.grpc_task.take(), self.http_task.take()]
+            .into_iter()
+            .flatten()
+        {
+            let abort = task.abort_handle();
+            match tokio::time::timeout(SHUTDOWN_GRACE, task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => warn!(error = %e, "server stopped with an error"),
+                Ok(Err(e)) => warn!(error = %e, "server task failed"),
+                Err(_) => {
+                    warn!("server did not drain in time; closing connections");
+                    abort.abort();
+                }
+            }
+        }
+        if let Some(task) = self.otlp_task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+async fn signalled(mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}

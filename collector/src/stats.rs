@@ -1,0 +1,103 @@
+//! The collector's own counters (exposed as `mailpulse_collector_*`). Lock-free: ingest handlers
+//! and the store writer bump them on their hot paths.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why an agent's request was refused; the `reason` label of the rejection counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Missing, malformed or unknown bearer token.
+    Unauthenticated,
+    /// Hello names another agent than the token's.
+    AgentMismatch,
+    /// A batch (or anything) before Hello, or a second Hello.
+    NoHello,
+    /// Bytes that are not a valid message.
+    Malformed,
+    /// A sample that breaks a validation rule.
+    InvalidSample,
+    /// More samples in one batch than allowed.
+    TooManySamples,
+    /// Message larger than `max_message_bytes`.
+    MessageTooLarge,
+    /// The agent's token bucket is empty.
+    RateLimited,
+    /// The store refuses new series (`max_series`).
+    SeriesLimit,
+}
+
+impl RejectReason {
+    /// Every reason, in exposition order.
+    pub const ALL: [RejectReason; 9] = [
+        RejectReason::Unauthenticated,
+        RejectReason::AgentMismatch,
+        RejectReason::NoHello,
+        RejectReason::Malformed,
+        RejectReason::InvalidSample,
+        RejectReason::TooManySamples,
+        RejectReason::MessageTooLarge,
+        RejectReason::RateLimited,
+        RejectReason::SeriesLimit,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Unauthenticated => "unauthenticated",
+            RejectReason::AgentMismatch => "agent_mismatch",
+            RejectReason::NoHello => "no_hello",
+            RejectReason::Malformed => "malformed",
+            RejectReason::InvalidSample => "invalid_sample",
+            RejectReason::TooManySamples => "too_many_samples",
+            RejectReason::MessageTooLarge => "message_too_large",
+            RejectReason::RateLimited => "rate_limited",
+            RejectReason::SeriesLimit => "series_limit",
+        }
+    }
+}
+
+/// Counters of the collector itself.
+#[derive(Debug, Default)]
+pub struct CollectorStats {
+    /// Batches received from agents (before dedupe).
+    pub batches_received: AtomicU64,
+    /// Batches applied to the store.
+    pub batches_applied: AtomicU64,
+    /// Batches acknowledged as duplicates.
+    pub batches_duplicate: AtomicU64,
+    /// Seq numbers missing between applied batches.
+    pub batches_missing: AtomicU64,
+    /// Samples applied.
+    pub samples_applied: AtomicU64,
+    /// Store write transactions committed.
+    pub store_commits: AtomicU64,
+    /// Store write transactions that failed.
+    pub store_commit_errors: AtomicU64,
+    /// OTLP exports that succeeded.
+    pub otlp_exports_ok: AtomicU64,
+    /// OTLP exports that failed.
+    pub otlp_exports_failed: AtomicU64,
+    rejections: [AtomicU64; RejectReason::ALL.len()],
+}
+
+impl CollectorStats {
+    /// Counts one rejection.
+    pub fn reject(&self, reason: RejectReason) {
+        self.rejections[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Rejections so far for `reason`.
+    pub fn rejections(&self, reason: RejectReason) -> u64 {
+        self.rejections[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,375 @@
+//! The embedded store (redb) and its single writer.
+//!
+//! Write path: ingest handlers send [`WriterCommand`]s over a bounded channel; one writer thread
+//! drains what is queued (group commit), decides per batch applied / duplicate against the
+//! agent's high-water seq, writes the batch (as a compact applied-batch record) together with
+//! the new high-water seq and the registry in **one** write transaction, commits (fsync), updates
+//! the in-memory totals and only then replies — so an ack always means durable.
+//!
+//! Applied-batch records are a write-ahead log: every `fold_interval_secs` the writer folds them
+//! into the per-series `totals` and the per-window `points` chunks and deletes them, in one
+//! transaction. At startup totals are loaded and the remaining records replayed, so a crash at
+//! any point (kill -9) loses nothing that was acknowledged and applies nothing twice.
+//!
+//! Read path: `/metrics` and OTLP read [`StoreHandle::snapshot`], a copy of the in-memory totals
+//! taken under a short lock; they never touch redb or wait for a commit.
+
+mod aggregate;
+mod series;
+mod tables;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use aggregate::{Aggregate, CorruptRecord, ValueRef};
+pub use series::{InternError, KeyHasher, SeriesIndex, SeriesRegistry, series_key};
+
+use crate::config::StoreConfig;
+use crate::model::{AgentHello, AgentRecord, IngestBatch, SeriesDef, SeriesId};
+use crate::stats::CollectorStats;
+use writer::Writer;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failed (I/O, corruption, a lock held by another process).
+    #[error("store {path}: {source}")]
+    Redb {
+        /// The store file.
+        path: PathBuf,
+        /// What redb said.
+        #[source]
+        source: redb::Error,
+    },
+    /// A record does not decode.
+    #[error("store {path}: {source}")]
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// Which record.
+        #[source]
+        source: CorruptRecord,
+    },
+    /// The file was written by an incompatible schema.
+    #[error("store {path}: schema version {found}, this collector reads {expected}")]
+    Schema {
+        /// The store file.
+        path: PathBuf,
+        /// Version in the file.
+        found: u64,
+        /// Version this code writes.
+        expected: u64,
+    },
+    /// Creating the store's directory failed.
+    #[error("creating {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The writer has stopped (shutdown or an earlier fatal error).
+    #[error("store writer stopped")]
+    WriterStopped,
+    /// A commit failed; the batch was not applied (the agent will resend).
+    #[error("store commit failed: {0}")]
+    CommitFailed(String),
+}
+
+/// What happened to a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Applied; `missing` seq numbers were skipped before it (agent outbox loss).
+    Applied {
+        /// Seq numbers between the previous high-water mark and this batch.
+        missing: u64,
+    },
+    /// seq ≤ high-water mark: acknowledged, not applied.
+    Duplicate,
+}
+
+/// A pending reply of the writer.
+pub type BatchReply = oneshot::Receiver<Result<BatchOutcome, StoreError>>;
+
+/// Work for the writer thread.
+#[derive(Debug)]
+pub(crate) enum WriterCommand {
+    Hello {
+        hello: AgentHello,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Batch {
+        agent_id: Arc<str>,
+        batch: IngestBatch,
+        reply: oneshot::Sender<Result<BatchOutcome, StoreError>>,
+    },
+    Disconnected {
+        agent_id: Arc<str>,
+    },
+    /// Lets the writer fold/prune when no batches arrive.
+    Tick,
+    /// Commit what came before, fold, stop.
+    Shutdown,
+    /// Stop at once without folding (tests: the on-disk state of a kill -9).
+    Abandon,
+}
+
+/// In-memory state the writer keeps in sync after each commit.
+#[derive(Debug, Default)]
+pub struct LiveState {
+    /// Cumulative total per series id.
+    pub totals: Vec<Aggregate>,
+    /// Agent registry.
+    pub agents: BTreeMap<String, AgentRecord>,
+}
+
+/// A consistent copy of the totals for exposition.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Series definitions, indexed by id (may be longer than `totals`).
+    pub series: Vec<Arc<SeriesDef>>,
+    /// Totals, indexed by id.
+    pub totals: Vec<Aggregate>,
+    /// Agent registry.
+    pub agents: Vec<AgentRecord>,
+}
+
+/// State shared by the writer and readers.
+#[derive(Debug)]
+pub struct StoreShared {
+    /// Read side of the database (redb readers never block the writer).
+    db: Arc<redb::Database>,
+    resolution_ms: i64,
+    /// Series interning.
+    pub registry: SeriesRegistry,
+    live: Mutex<LiveState>,
+    healthy: AtomicBool,
+    path: PathBuf,
+    created_unix_ms: i64,
+}
+
+impl StoreShared {
+    fn live(&self) -> MutexGuard<'_, LiveState> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Cheap, cloneable access to the store for ingest and exposition.
+#[derive(Debug, Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<WriterCommand>,
+    shared: Arc<StoreShared>,
+}
+
+impl StoreHandle {
+    /// Registers (or refreshes) an agent durably.
+    pub async fn hello(&self, hello: AgentHello) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriterCommand::Hello { hello, reply })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        rx.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Queues a batch (waiting while the queue is full) and returns the pending outcome, so a
+    /// stream can keep several batches in flight.
+    pub async fn submit_batch(
+        &self,
+        agent_id: Arc<str>,
+        batch: IngestBatch,
+    ) -> Result<BatchReply, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriterCommand::Batch {
+                agent_id,
+                batch,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        Ok(rx)
+    }
+
+    /// Marks an agent disconnected (best effort, not awaited).
+    pub fn disconnected(&self, agent_id: Arc<str>) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(WriterCommand::Disconnected { agent_id }).await;
+        });
+    }
+
+    /// Series interning.
+    pub fn registry(&self) -> &SeriesRegistry {
+        &self.shared.registry
+    }
+
+    /// A copy of totals and registry (short lock; never waits for a commit in progress to
+    /// reach the disk — the writer updates memory only after its commit returned).
+    pub fn snapshot(&self) -> Snapshot {
+        let series = self.shared.registry.all();
+        let live = self.shared.live();
+        Snapshot {
+            series,
+            totals: live.totals.clone(),
+            agents: live.agents.values().cloned().collect(),
+        }
+    }
+
+    /// The agent registry.
+    pub fn agents(&self) -> Vec<AgentRecord> {
+        self.shared.live().agents.values().cloned().collect()
+    }
+
+    /// True while the writer runs and its last commit succeeded.
+    pub fn is_healthy(&self) -> bool {
+        !self.tx.is_closed() && self.shared.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Size of the store file in bytes.
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.shared.path)
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// Stored windows of one series with start in `from_ms..to_ms`, oldest first: the
+    /// aggregate of every sample whose agent window started in that stored window
+    /// (`resolution_secs` wide). Reads folded data, so the newest `fold_interval_secs` may be
+    /// missing.
+    pub fn series_points(
+        &self,
+        series: SeriesId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, Aggregate)>, StoreError> {
+        use redb::ReadableDatabase;
+        let path = &self.shared.path;
+        let chunk = series.0 / tables::CHUNK_SERIES;
+        let read = self
+            .shared
+            .db
+            .begin_read()
+            .map_err(|e| redb_error(path, e))?;
+        let points = read
+            .open_table(tables::POINTS)
+            .map_err(|e| redb_error(path, e))?;
+        let from = from_ms.div_euclid(self.shared.resolution_ms) * self.shared.resolution_ms;
+        let mut out = Vec::new();
+        for entry in points
+            .range((from, chunk)..(to_ms, 0))
+            .map_err(|e| redb_error(path, e))?
+        {
+            let (key, value) = entry.map_err(|e| redb_error(path, e))?;
+            let (window, entry_chunk) = key.value();
+            if entry_chunk != chunk || window >= to_ms {
+                continue;
+            }
+            let entries =
+                aggregate::decode_chunk(value.value()).map_err(|source| StoreError::Corrupt {
+                    path: path.clone(),
+                    source,
+                })?;
+            if let Ok(i) = entries.binary_search_by_key(&series.0, |(id, _)| *id) {
+                out.push((window, entries[i].1.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the store was created (start of all cumulative totals), Unix ms.
+    pub fn created_unix_ms(&self) -> i64 {
+        self.shared.created_unix_ms
+    }
+}
+
+/// The running writer thread.
+#[derive(Debug)]
+pub struct WriterThread {
+    tx: mpsc::Sender<WriterCommand>,
+    join: JoinHandle<Result<(), StoreError>>,
+}
+
+impl WriterThread {
+    /// Commits what is queued, folds, stops the writer and waits for it. Handles still held
+    /// elsewhere get [`StoreError::WriterStopped`] afterwards.
+    pub async fn join(self) -> Result<(), StoreError> {
+        let _ = self.tx.send(WriterCommand::Shutdown).await;
+        drop(self.tx);
+        tokio::task::spawn_blocking(move || self.join.join())
+            .await
+            .map_err(|_| StoreError::WriterStopped)?
+            .map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Stops the writer without folding, leaving the file as a kill -9 would (tests).
+    pub async fn abandon(self) {
+        let _ = self.tx.send(WriterCommand::Abandon).await;
+        let _ = tokio::task::spawn_blocking(move || self.join.join()).await;
+    }
+}
+
+/// Opens (or creates) the store, recovers it and starts the writer thread.
+pub fn open(
+    config: &StoreConfig,
+    max_series: usize,
+    stats: Arc<CollectorStats>,
+) -> Result<(StoreHandle, WriterThread), StoreError> {
+    if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let (writer, shared) = Writer::open(config, max_series, stats)?;
+    let (tx, rx) = mpsc::channel(config.queue_batches.max(1));
+    let join = std::thread::Builder::new()
+        .name("mailpulse-store".into())
+        .spawn(move || writer.run(rx))
+        .map_err(|source| StoreError::CreateDir {
+            path: config.path.clone(),
+            source,
+        })?;
+    // Ticks let the writer fold and prune while no batch arrives. A weak sender, so the ticker
+    // does not keep the writer alive once every handle is gone.
+    let tick_tx = tx.downgrade();
+    let tick = Duration::from_secs(1);
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let Some(tx) = tick_tx.upgrade() else { break };
+            if tx.try_send(WriterCommand::Tick).is_err() && tx.is_closed() {
+                break;
+            }
+        }
+    });
+    let handle = StoreHandle {
+        tx: tx.clone(),
+        shared,
+    };
+    Ok((handle, WriterThread { tx, join }))
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn redb_error(path: &Path, e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Redb {
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
+}

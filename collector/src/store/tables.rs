@@ -1,0 +1,74 @@
+//! redb table layout (schema version [`SCHEMA_VERSION`]).
+
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{MetricKind, SeriesDef};
+
+/// Bumped on any incompatible change of a table or an encoding.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// `schema_version`, `created_unix_ms`.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// agent_id → JSON [`crate::model::AgentRecord`] (registry, dedupe high-water mark).
+pub const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
+/// series id → JSON [`StoredSeries`].
+pub const SERIES: TableDefinition<u32, &[u8]> = TableDefinition::new("series");
+/// series id / [`CHUNK_SERIES`] → the cumulative totals of those series as of the last fold
+/// (point chunk encoding: one value per 1024 series, so a fold writes tens of values, not
+/// tens of thousands).
+pub const TOTALS: TableDefinition<u32, &[u8]> = TableDefinition::new("totals");
+/// (window start Unix ms, series id / [`CHUNK_SERIES`]) → point chunk: the aggregates of up
+/// to 1024 series in one stored window, in one value (one B-tree write per chunk, not per point).
+pub const POINTS: TableDefinition<(i64, u32), &[u8]> = TableDefinition::new("points");
+/// Write-ahead log of applied batches not folded into TOTALS/POINTS yet: fold id → record.
+pub const APPLIED_BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("applied_batches");
+/// Reserved for the alert lifecycle (alert key → state).
+pub const ALERT_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("alert_state");
+/// Reserved for the remediation audit log (sequence → entry).
+pub const AUDIT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_log");
+
+/// Series per point chunk.
+pub const CHUNK_SERIES: u32 = 1024;
+
+/// How a series definition is stored.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredSeries {
+    metric: String,
+    labels: Vec<(String, String)>,
+    kind: MetricKind,
+    #[serde(default)]
+    bounds: Vec<f64>,
+}
+
+impl StoredSeries {
+    /// Encodes `def`.
+    pub fn encode(def: &SeriesDef) -> Vec<u8> {
+        let stored = StoredSeries {
+            metric: def.metric.to_string(),
+            labels: def
+                .labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            kind: def.kind,
+            bounds: def.bounds.to_vec(),
+        };
+        serde_json::to_vec(&stored).expect("series definitions serialize")
+    }
+
+    /// Decodes a stored definition.
+    pub fn decode(bytes: &[u8]) -> Result<SeriesDef, serde_json::Error> {
+        let stored: StoredSeries = serde_json::from_slice(bytes)?;
+        Ok(SeriesDef {
+            metric: stored.metric.into(),
+            labels: stored
+                .labels
+                .into_iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .collect(),
+            kind: stored.kind,
+            bounds: stored.bounds.into(),
+        })
+    }
+}

@@ -1,0 +1,185 @@
+//! Exposition: promtool-clean /metrics, OTLP export to an in-process receiver.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailpulse_collector::OtlpConfig;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+use crate::support::*;
+
+async fn populated_collector(
+    config: mailpulse_collector::CollectorConfig,
+) -> mailpulse_collector::RunningCollector {
+    let collector = start(config).await;
+    let mut agent = AgentStream::mx1(collector.grpc_addr()).await;
+    let ack = agent
+        .batch(
+            1,
+            vec![
+                counter(
+                    "messages_delivered",
+                    &[("domain", "gmail.com"), ("instance", "postfix")],
+                    41.0,
+                ),
+                counter(
+                    "messages_bounced",
+                    &[("dsn_class", "5"), ("reason", "say \"no\"\\n")],
+                    2.0,
+                ),
+                gauge("queue_messages", &[("queue", "deferred")], WINDOW_MS, 12.0),
+                histogram(
+                    "delivery_delay_seconds",
+                    &[0.1, 1.0, 10.0],
+                    &[5, 3, 2, 1],
+                    25.5,
+                ),
+            ],
+        )
+        .await
+        .expect("ack");
+    assert_eq!(ack, (1, false));
+    collector
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_check_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let collector = populated_collector(config(dir.path())).await;
+    let text = scrape(&collector).await;
+    collector.shutdown().await.expect("clean shutdown");
+
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(_) => {
+            eprintln!("NOTE: promtool not on PATH (Debian package `prometheus`); check skipped");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let output = child.wait_with_output().expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- exposition ---\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[derive(Default, Clone)]
+struct Receiver {
+    requests: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+}
+
+#[tonic::async_trait]
+impl MetricsService for Receiver {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        self.requests
+            .lock()
+            .expect("lock")
+            .push(request.into_inner());
+        Ok(Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tokio::test]
+async fn otlp_export_reaches_a_receiver_with_the_same_totals() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let receiver_addr = listener.local_addr().expect("addr");
+    let receiver = Receiver::default();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(MetricsServiceServer::new(receiver.clone()))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path());
+    config.otlp = Some(OtlpConfig {
+        endpoint: format!("http://{receiver_addr}"),
+        interval_secs: 1,
+        timeout_secs: 5,
+    });
+    let collector = populated_collector(config).await;
+
+    let mut request = None;
+    for _ in 0..100 {
+        if let Some(r) = receiver.requests.lock().expect("lock").last().cloned() {
+            request = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let request = request.expect("an OTLP export within 10 s");
+    let metrics = &request.resource_metrics[0].scope_metrics[0].metrics;
+    let find = |name: &str| {
+        metrics
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("metric {name} in {metrics:#?}"))
+    };
+    match &find("mailpulse_messages_delivered").data {
+        Some(metric::Data::Sum(sum)) => {
+            assert!(sum.is_monotonic);
+            let point = &sum.data_points[0];
+            assert_eq!(point.value, Some(number_data_point::Value::AsDouble(41.0)));
+            let attrs: Vec<&str> = point.attributes.iter().map(|kv| kv.key.as_str()).collect();
+            assert_eq!(attrs, ["domain", "host", "instance"]);
+        }
+        other => panic!("expected a Sum, got {other:?}"),
+    }
+    match &find("mailpulse_queue_messages").data {
+        Some(metric::Data::Gauge(gauge)) => assert_eq!(
+            gauge.data_points[0].value,
+            Some(number_data_point::Value::AsDouble(12.0))
+        ),
+        other => panic!("expected a Gauge, got {other:?}"),
+    }
+    match &find("mailpulse_delivery_delay_seconds").data {
+        Some(metric::Data::Histogram(histogram)) => {
+            let point = &histogram.data_points[0];
+            assert_eq!(point.explicit_bounds, vec![0.1, 1.0, 10.0]);
+            assert_eq!(point.bucket_counts, vec![5, 3, 2, 1]);
+            assert_eq!((point.count, point.sum), (11, Some(25.5)));
+        }
+        other => panic!("expected a Histogram, got {other:?}"),
+    }
+    let text = scrape(&collector).await;
+    assert!(
+        value(
+            &text,
+            "mailpulse_collector_otlp_exports_total{result=\"ok\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{text}"
+    );
+    collector.shutdown().await.expect("clean shutdown");
+    server.abort();
+}
