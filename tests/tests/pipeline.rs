@@ -59,10 +59,8 @@ fn metric_sum(http_port: u16, name: &str) -> Option<f64> {
     )
 }
 
-#[test]
-fn crashes_and_outages_lose_and_duplicate_nothing() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let d = dir.path();
+/// Writes collector.toml, agent.toml and the token into `d`; returns the HTTP port.
+fn write_configs(d: &Path) -> u16 {
     let (grpc, http) = (free_port(), free_port());
     std::fs::write(d.join("token"), TOKEN).expect("token");
     std::fs::write(
@@ -88,6 +86,14 @@ fn crashes_and_outages_lose_and_duplicate_nothing() {
         ),
     )
     .expect("agent config");
+    http
+}
+
+#[test]
+fn crashes_and_outages_lose_and_duplicate_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let http = write_configs(d);
 
     let mut log = SynthLog::new(SynthConfig {
         seed: 11,
@@ -171,4 +177,92 @@ fn crashes_and_outages_lose_and_duplicate_nothing() {
     );
     drop(agent);
     drop(collector);
+}
+
+/// A real Prometheus (Debian package) scrapes the collector; PromQL returns the delivered count.
+#[test]
+fn prometheus_scrapes_the_collector() {
+    let prometheus = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("prometheus is installed by scripts/install-deps");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let http = write_configs(d);
+    let mut log = SynthLog::new(SynthConfig {
+        seed: 5,
+        messages: 500,
+        ..SynthConfig::default()
+    });
+    let lines: Vec<String> = log.by_ref().collect();
+    let truth = log.into_truth();
+    std::fs::write(d.join("mail.log"), lines.join("\n") + "\n").expect("log");
+    let c_conf = d.join("collector.toml");
+    let a_conf = d.join("agent.toml");
+    let _collector = Proc::start(
+        &["collector", "--config", c_conf.to_str().expect("utf-8")],
+        &d.join("collector.out"),
+    );
+    let _agent = Proc::start(
+        &["agent", "--config", a_conf.to_str().expect("utf-8")],
+        &d.join("agent.out"),
+    );
+    let prom_port = free_port();
+    // honor_labels keeps the samples' own `instance` (the Postfix instance) label.
+    std::fs::write(
+        d.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: mailpulse\n    honor_labels: true\n    static_configs:\n      - targets: ['127.0.0.1:{http}']\n"
+        ),
+    )
+    .expect("prometheus config");
+    let mut prom = Proc(
+        Command::new(prometheus)
+            .arg(format!(
+                "--config.file={}",
+                d.join("prometheus.yml").display()
+            ))
+            .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(std::fs::File::create(d.join("prometheus.out")).expect("log"))
+            .stderr(std::fs::File::create(d.join("prometheus.err")).expect("log"))
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let query = "sum(mailpulse_messages_delivered_total)";
+    let got = poll_until(Duration::from_secs(60), Duration::from_millis(500), || {
+        let value = promql(prom_port, query)?;
+        (value == truth.delivered as f64).then_some(value)
+    });
+    let last = promql(prom_port, query);
+    prom.kill9();
+    assert!(
+        got.is_ok(),
+        "PromQL {query} never returned {} (last: {last:?}); logs in {}",
+        truth.delivered,
+        d.display()
+    );
+}
+
+/// The value of a scalar-like instant query (first result), via Prometheus' HTTP API.
+fn promql(port: u16, query: &str) -> Option<f64> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let q: String = query
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    write!(
+        s,
+        "GET /api/v1/query?query={q} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let json = body.split("\r\n\r\n").nth(1)?;
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
 }
