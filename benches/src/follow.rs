@@ -1,5 +1,6 @@
-//! `bench-follow`: CPU and RSS of `mailpulse events --follow --state-dir` while idle and while
-//! a generated Postfix log grows at a fixed rate (default 1 000 lines/s).
+//! `bench-follow`: CPU and RSS of `mailpulse events --follow --state-dir` (or, with `--agent`, of
+//! `mailpulse agent` streaming to a local `mailpulse collector`) while idle and while a generated
+//! Postfix log grows at a fixed rate (default 1 000 lines/s).
 //!
 //! ```text
 //! cargo build --release --bin mailpulse
@@ -34,6 +35,9 @@ struct Args {
     /// The mailpulse binary (default: target/release/mailpulse beside this bench).
     #[arg(long)]
     mailpulse: Option<PathBuf>,
+    /// Measure `mailpulse agent` (shipping to a collector on loopback) instead of `events`.
+    #[arg(long)]
+    agent: bool,
 }
 
 /// CPU ticks (user + system) and RSS of a process.
@@ -114,14 +118,58 @@ fn main() -> Result<()> {
     .take(total as usize)
     .collect();
 
-    let child = Command::new(&bin)
-        .args(["events", "--follow", "--state-dir"])
-        .arg(dir.join("state"))
-        .arg(&log)
-        .stdout(File::create(dir.join("events.jsonl"))?)
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
+    let mut _collector = None;
+    let child = if args.agent {
+        let token = "0123456789abcdef0123456789";
+        fs::write(dir.join("token"), token)?;
+        let grpc = free_port()?;
+        let http = free_port()?;
+        fs::write(
+            dir.join("collector.toml"),
+            format!(
+                "grpc_listen_addr = \"127.0.0.1:{grpc}\"\nhttp_listen_addr = \"127.0.0.1:{http}\"\n\
+                 [auth]\ntokens = {{ mx1 = \"{token}\" }}\n[store]\npath = \"{}\"\n",
+                dir.join("collector.redb").display()
+            ),
+        )?;
+        fs::write(
+            dir.join("agent.toml"),
+            format!(
+                "[agent]\nid = \"mx1\"\nhost = \"mx1\"\nstate_dir = \"{}\"\n[logs]\nfiles = [\"{}\"]\n\
+                 [ship]\ncollector_url = \"http://127.0.0.1:{grpc}\"\ntoken_file = \"{}\"\n",
+                dir.join("state").display(),
+                log.display(),
+                dir.join("token").display()
+            ),
+        )?;
+        _collector = Some(Guard(
+            Command::new(&bin)
+                .arg("collector")
+                .arg("--config")
+                .arg(dir.join("collector.toml"))
+                .stdout(Stdio::null())
+                .spawn()
+                .context("starting the collector")?,
+        ));
+        sleep(Duration::from_millis(500));
+        Command::new(&bin)
+            .arg("agent")
+            .arg("--config")
+            .arg(dir.join("agent.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {} agent", bin.display()))?
+    } else {
+        Command::new(&bin)
+            .args(["events", "--follow", "--state-dir"])
+            .arg(dir.join("state"))
+            .arg(&log)
+            .stdout(File::create(dir.join("events.jsonl"))?)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?
+    };
     let guard = Guard(child);
     let pid = guard.0.id();
     let hz = clock_ticks_per_sec();
@@ -131,6 +179,12 @@ fn main() -> Result<()> {
     sleep(Duration::from_secs(args.secs));
     let idle_end = sample(pid)?;
     let idle_cpu = (idle_end.cpu_ticks - idle_start.cpu_ticks) as f64 / hz / args.secs as f64;
+    let what = if args.agent {
+        "agent"
+    } else {
+        "events --follow"
+    };
+    println!("{what}:");
     println!(
         "idle: {:.2} % of a core, RSS {:.1} MB",
         idle_cpu * 100.0,
@@ -164,7 +218,11 @@ fn main() -> Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     // Let the follower catch up before the final sample.
-    wait_for_events(&dir.join("events.jsonl"), Duration::from_secs(5));
+    if args.agent {
+        sleep(Duration::from_secs(2));
+    } else {
+        wait_for_events(&dir.join("events.jsonl"), Duration::from_secs(5));
+    }
     let load_end = sample(pid)?;
     let load_cpu = (load_end.cpu_ticks - load_start.cpu_ticks) as f64 / hz / elapsed;
     println!(
@@ -175,11 +233,15 @@ fn main() -> Result<()> {
         load_end.hwm_kib as f64 / 1024.0
     );
     drop(guard);
-    let events = fs::read_to_string(dir.join("events.jsonl"))?
-        .lines()
-        .count();
-    println!("events written: {events}");
-    fs::remove_dir_all(&dir)?;
+    if !args.agent {
+        let events = fs::read_to_string(dir.join("events.jsonl"))?
+            .lines()
+            .count();
+        println!("events written: {events}");
+    }
+    drop(_collector);
+    // Best effort: a process that just died may still be renaming a state file.
+    let _ = fs::remove_dir_all(&dir);
     println!("bench-follow: ok");
     Ok(())
 }
@@ -196,4 +258,10 @@ fn wait_for_events(path: &Path, max: Duration) {
         }
         last = len;
     }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
