@@ -89,6 +89,21 @@ fn write_configs(d: &Path) -> u16 {
     http
 }
 
+/// Starts `mailpulse collector` and `mailpulse agent` with the configs of [`write_configs`].
+fn start_collector_and_agent(d: &Path) -> (Proc, Proc) {
+    let c_conf = d.join("collector.toml");
+    let a_conf = d.join("agent.toml");
+    let collector = Proc::start(
+        &["collector", "--config", c_conf.to_str().expect("utf-8")],
+        &d.join("collector.out"),
+    );
+    let agent = Proc::start(
+        &["agent", "--config", a_conf.to_str().expect("utf-8")],
+        &d.join("agent.out"),
+    );
+    (collector, agent)
+}
+
 #[test]
 fn crashes_and_outages_lose_and_duplicate_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -197,16 +212,7 @@ fn prometheus_scrapes_the_collector() {
     let lines: Vec<String> = log.by_ref().collect();
     let truth = log.into_truth();
     std::fs::write(d.join("mail.log"), lines.join("\n") + "\n").expect("log");
-    let c_conf = d.join("collector.toml");
-    let a_conf = d.join("agent.toml");
-    let _collector = Proc::start(
-        &["collector", "--config", c_conf.to_str().expect("utf-8")],
-        &d.join("collector.out"),
-    );
-    let _agent = Proc::start(
-        &["agent", "--config", a_conf.to_str().expect("utf-8")],
-        &d.join("agent.out"),
-    );
+    let (_collector, _agent) = start_collector_and_agent(d);
     let prom_port = free_port();
     // honor_labels keeps the samples' own `instance` (the Postfix instance) label.
     std::fs::write(
@@ -290,16 +296,7 @@ fn hundred_thousand_deliveries_are_counted_exactly() {
         "only {} deliveries generated",
         truth.delivered
     );
-    let c_conf = d.join("collector.toml");
-    let a_conf = d.join("agent.toml");
-    let _collector = Proc::start(
-        &["collector", "--config", c_conf.to_str().expect("utf-8")],
-        &d.join("collector.out"),
-    );
-    let _agent = Proc::start(
-        &["agent", "--config", a_conf.to_str().expect("utf-8")],
-        &d.join("agent.out"),
-    );
+    let (_collector, _agent) = start_collector_and_agent(d);
     let name = "mailpulse_messages_delivered_total";
     let got = poll_until(Duration::from_secs(120), Duration::from_millis(500), || {
         metric_sum(http, name).filter(|v| *v == truth.delivered as f64)

@@ -831,11 +831,8 @@ fn observe_smtpd(
             envelope,
             ..
         } => {
-            let kind = match action {
-                CheckAction::Reject => EventKind::Rejected,
-                CheckAction::Discard => EventKind::Discarded,
-                CheckAction::Hold => EventKind::Held,
-                _ => return,
+            let Some(kind) = check_event_kind(*action) else {
+                return;
             };
             match (kind, queue_id) {
                 (EventKind::Held, None) => {
@@ -899,11 +896,8 @@ fn observe_cleanup(
             envelope,
             ..
         } => {
-            let kind = match action {
-                CheckAction::Reject => EventKind::Rejected,
-                CheckAction::Discard => EventKind::Discarded,
-                CheckAction::Hold => EventKind::Held,
-                _ => return,
+            let Some(kind) = check_event_kind(*action) else {
+                return;
             };
             let ev = inst.with_message(queue_id, now, |m| {
                 if kind == EventKind::Held {
@@ -981,6 +975,17 @@ fn client_info(c: &Endpoint<'_>) -> ClientInfo {
     ClientInfo {
         host: Arc::from(c.host),
         ip: Arc::from(c.ip),
+    }
+}
+
+/// The event an access, header/body or milter action produces; warn, filter, redirect and the
+/// header edits change nothing in the message's fate.
+fn check_event_kind(action: CheckAction) -> Option<EventKind> {
+    match action {
+        CheckAction::Reject => Some(EventKind::Rejected),
+        CheckAction::Discard => Some(EventKind::Discarded),
+        CheckAction::Hold => Some(EventKind::Held),
+        _ => None,
     }
 }
 
