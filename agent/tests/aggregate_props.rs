@@ -67,32 +67,17 @@ fn spec() -> impl Strategy<Value = Spec> {
 }
 
 fn event(kind: EventKind, at_unix_secs: i64) -> MessageEvent {
-    MessageEvent {
+    MessageEvent::new(
         kind,
-        host: Arc::from("mx1"),
-        instance: Arc::from("postfix"),
-        queue_id: Arc::from("4QxyZ1abc"),
-        at: Timestamp {
+        Arc::from("mx1"),
+        Arc::from("postfix"),
+        Arc::from("4QxyZ1abc"),
+        Timestamp {
             unix_secs: at_unix_secs,
             nanos: 0,
         },
-        sender: None,
-        recipient: None,
-        orig_recipient: None,
-        relay: None,
-        dsn: None,
-        status_text: None,
-        delay_secs: None,
-        delays: None,
-        size: None,
-        nrcpt: None,
-        tls: None,
-        sasl_user: None,
-        client: None,
-        message_id: None,
-        first_deferral: false,
-        service: Arc::from("smtp"),
-    }
+        Arc::from("smtp"),
+    )
 }
 
 fn build(s: &Spec) -> MessageEvent {

@@ -142,6 +142,42 @@ pub struct MessageEvent {
     pub service: Arc<str>,
 }
 
+impl MessageEvent {
+    /// An event with its identity set and every optional field empty.
+    pub fn new(
+        kind: EventKind,
+        host: Arc<str>,
+        instance: Arc<str>,
+        queue_id: Arc<str>,
+        at: Timestamp,
+        service: Arc<str>,
+    ) -> Self {
+        Self {
+            kind,
+            host,
+            instance,
+            queue_id,
+            at,
+            sender: None,
+            recipient: None,
+            orig_recipient: None,
+            relay: None,
+            dsn: None,
+            status_text: None,
+            delay_secs: None,
+            delays: None,
+            size: None,
+            nrcpt: None,
+            tls: None,
+            sasl_user: None,
+            client: None,
+            message_id: None,
+            first_deferral: false,
+            service,
+        }
+    }
+}
+
 fn serialize_at<S: serde::Serializer>(at: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&at.to_rfc3339())
 }
@@ -636,29 +672,14 @@ struct Ctx<'t> {
 
 impl Ctx<'_> {
     fn event(&self, kind: EventKind, queue_id: &str, shared: Option<&Arc<str>>) -> MessageEvent {
-        MessageEvent {
+        MessageEvent::new(
             kind,
-            host: self.host.clone(),
-            instance: self.instance.clone(),
-            queue_id: shared.map_or_else(|| Arc::from(queue_id), Arc::clone),
-            at: self.at,
-            sender: None,
-            recipient: None,
-            orig_recipient: None,
-            relay: None,
-            dsn: None,
-            status_text: None,
-            delay_secs: None,
-            delays: None,
-            size: None,
-            nrcpt: None,
-            tls: None,
-            sasl_user: None,
-            client: None,
-            message_id: None,
-            first_deferral: false,
-            service: self.service.clone(),
-        }
+            self.host.clone(),
+            self.instance.clone(),
+            shared.map_or_else(|| Arc::from(queue_id), Arc::clone),
+            self.at,
+            self.service.clone(),
+        )
     }
 
     /// An event for a known queue id, carrying what the tracker knows of the message.
