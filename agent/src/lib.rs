@@ -4,6 +4,7 @@
 //! (per-message lifecycle events) → [`report`] (summaries).
 
 pub mod aggregate;
+pub mod classify;
 pub mod config;
 pub mod parse;
 pub mod pipeline;
