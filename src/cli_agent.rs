@@ -47,6 +47,7 @@ pub fn options(config: &AgentConfig) -> Result<AgentRunOptions> {
     opts.top_k_relays = a.top_k_relays;
     opts.include_events = a.include_events;
     opts.outbox_max_bytes = config.outbox.max_bytes;
+    opts.traffic = config.traffic.clone();
     Ok(opts)
 }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::parse::LogFormat;
+use crate::traffic::TrafficConfig;
 
 /// `/etc/mailpulse/agent.toml`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -20,6 +21,9 @@ pub struct AgentConfig {
     pub aggregate: AggregateSection,
     #[serde(default)]
     pub outbox: OutboxSection,
+    /// SMTP traffic signals (connections, rejects, postscreen, SASL failures per network).
+    #[serde(default)]
+    pub traffic: TrafficConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -191,6 +195,7 @@ impl AgentConfig {
                 "aggregate.flush_interval_secs must be positive".into(),
             ));
         }
+        self.traffic.validate().map_err(invalid)?;
         if !(self.ship.collector_url.starts_with("http://")
             || self.ship.collector_url.starts_with("https://"))
         {

@@ -13,3 +13,4 @@ pub mod ship;
 pub mod source;
 pub mod synth;
 pub mod track;
+pub mod traffic;

@@ -6,6 +6,7 @@ use crate::parse::record::Record;
 use crate::parse::time::TimeResolver;
 use crate::parse::{EnvelopeParser, LogFormat, LogTime, ProgramName, Timestamp, postfix};
 use crate::track::{MessageEvent, RecordOrigin, Tracker, TrackerConfig};
+use crate::traffic::{SignalExtractor, TrafficConfig, TrafficSignal};
 
 /// Counters of what the processor has seen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -34,6 +35,8 @@ pub struct LineProcessor {
     /// The last timestamp resolved: a busy log has hundreds of lines per second.
     last_time: Option<(LogTime, Timestamp)>,
     stats: LineStats,
+    /// Traffic signal extraction, when enabled.
+    traffic: Option<SignalExtractor>,
 }
 
 impl LineProcessor {
@@ -49,6 +52,7 @@ impl LineProcessor {
             time: TimeResolver::new(reference, 0),
             last_time: None,
             stats: LineStats::default(),
+            traffic: None,
         }
     }
 
@@ -62,6 +66,12 @@ impl LineProcessor {
     pub fn set_reference(&mut self, reference: Timestamp) {
         self.time.set_reference(reference);
         self.last_time = None;
+    }
+
+    /// Extracts traffic signals too (see [`crate::traffic`]), collected by
+    /// [`process_with_signals`](Self::process_with_signals).
+    pub fn enable_traffic(&mut self, cfg: &TrafficConfig) {
+        self.traffic = cfg.enabled.then(|| SignalExtractor::new(cfg));
     }
 
     pub fn stats(&self) -> LineStats {
@@ -79,16 +89,41 @@ impl LineProcessor {
 
     /// Processes one line (trailing newline optional) and appends the events it completes.
     pub fn process(&mut self, line: &str, out: &mut Vec<MessageEvent>) -> LineOutcome {
+        self.process_inner(line, out, None)
+    }
+
+    /// [`process`](Self::process), also appending the line's traffic signal (if traffic
+    /// extraction is enabled and the line carries one).
+    pub fn process_with_signals(
+        &mut self,
+        line: &str,
+        out: &mut Vec<MessageEvent>,
+        signals: &mut Vec<TrafficSignal>,
+    ) -> LineOutcome {
+        self.process_inner(line, out, Some(signals))
+    }
+
+    fn process_inner(
+        &mut self,
+        line: &str,
+        out: &mut Vec<MessageEvent>,
+        signals: Option<&mut Vec<TrafficSignal>>,
+    ) -> LineOutcome {
         self.stats.lines += 1;
         self.stats.bytes += line.len() as u64 + 1;
-        let outcome = self.process_inner(line, out);
+        let outcome = self.process_line(line, out, signals);
         if matches!(outcome, LineOutcome::Unparsed(_)) {
             self.stats.unparsed += 1;
         }
         outcome
     }
 
-    fn process_inner(&mut self, line: &str, out: &mut Vec<MessageEvent>) -> LineOutcome {
+    fn process_line(
+        &mut self,
+        line: &str,
+        out: &mut Vec<MessageEvent>,
+        signals: Option<&mut Vec<TrafficSignal>>,
+    ) -> LineOutcome {
         let env = match self.envelope.parse(line) {
             Ok(env) => env,
             Err(_) => return LineOutcome::Unparsed("no syslog envelope"),
@@ -108,6 +143,11 @@ impl LineProcessor {
             at: self.resolve(&env.time),
         };
         self.tracker.observe(origin, &record, out);
+        if let (Some(signals), Some(traffic)) = (signals, self.traffic.as_mut())
+            && let Some(signal) = traffic.extract(&origin, &record)
+        {
+            signals.push(signal);
+        }
         LineOutcome::Parsed
     }
 

@@ -141,6 +141,8 @@ fn cfg(window_secs: u32, k: usize) -> AggregatorConfig {
         top_k_domains: k,
         top_k_relays: k,
         top_k_reasons: k,
+        top_k_client_nets: k,
+        top_k_users: k,
     }
 }
 

@@ -129,6 +129,11 @@ pub struct StoreConfig {
     pub max_commit_bytes: usize,
     /// Batches waiting for the writer before ingest handlers wait (backpressure).
     pub queue_batches: usize,
+    /// A gauge series is no longer exposed once the same host has reported gauges for windows
+    /// this much newer than the series' latest one (a deferred domain that left the queue, a
+    /// filesystem no longer watched). A silent host keeps its gauges; `mailpulse_agent_up`
+    /// tells it is gone.
+    pub gauge_stale_after_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -142,6 +147,7 @@ impl Default for StoreConfig {
             max_commit_batches: 128,
             max_commit_bytes: 64 * 1024 * 1024,
             queue_batches: 256,
+            gauge_stale_after_secs: 900,
         }
     }
 }

@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use mailpulse_proto::v1::{self as pb, sample};
 
+use crate::classify::classify;
 use crate::track::{EventKind, MessageEvent};
+use crate::traffic::{SignalKind, TrafficSignal};
 
 pub use labels::{OTHER, UNKNOWN, dsn_class, recipient_domain, reject_reason, relay_host};
 pub use self_metrics::{SelfMetrics, SelfMetricsSnapshot};
@@ -49,6 +51,10 @@ pub struct AggregatorConfig {
     pub top_k_relays: usize,
     /// Reject reasons (enhanced status codes) kept by name per window.
     pub top_k_reasons: usize,
+    /// Client networks (traffic signals) kept by name per window.
+    pub top_k_client_nets: usize,
+    /// SASL usernames (traffic signals) kept by name per window.
+    pub top_k_users: usize,
 }
 
 impl Default for AggregatorConfig {
@@ -58,6 +64,8 @@ impl Default for AggregatorConfig {
             top_k_domains: 50,
             top_k_relays: 20,
             top_k_reasons: 20,
+            top_k_client_nets: 50,
+            top_k_users: 50,
         }
     }
 }
@@ -103,12 +111,7 @@ impl Aggregator {
     /// Counts one event into the window of its timestamp.
     pub fn observe(&mut self, ev: &MessageEvent) {
         let start = self.window_start(ev.at.unix_secs);
-        self.newest_start = Some(self.newest_start.map_or(start, |n| n.max(start)));
-        let late = self.forgotten_before.is_some_and(|f| start < f);
-        let window = self.windows.entry(start).or_insert_with(|| Window {
-            late,
-            ..Window::default()
-        });
+        let window = self.window_for(start);
         let mut key = SeriesKey::new(Metric::counter_for(ev.kind), ev);
         match ev.kind {
             EventKind::Delivered | EventKind::Deferred | EventKind::Bounced => {
@@ -126,6 +129,10 @@ impl Aggregator {
                         .entry(delay_key)
                         .or_insert_with(|| Histogram::new(&DELAY_BOUNDS_SECS))
                         .observe(delay);
+                }
+                if ev.kind != EventKind::Delivered {
+                    let text = ev.status_text.as_deref().unwrap_or("");
+                    key.reason_class = Some(classify(ev.dsn.as_deref(), text).as_str());
                 }
                 key.domain = Some(domain);
                 key.relay = Some(relay);
@@ -150,12 +157,57 @@ impl Aggregator {
         *window.counters.entry(key).or_insert(0) += 1;
     }
 
+    /// Counts one traffic signal into the window of its timestamp (gauges keep the window's last
+    /// value).
+    pub fn observe_signal(&mut self, sig: &TrafficSignal) {
+        let start = self.window_start(sig.at.unix_secs);
+        let window = self.window_for(start);
+        let mut key = SeriesKey::bare(Metric::for_signal(sig.kind), &sig.host, &sig.instance);
+        key.tag = match sig.kind {
+            SignalKind::SmtpdReject { stage } => Some(("stage", stage)),
+            SignalKind::Postscreen { event } => Some(("event", event.as_str())),
+            SignalKind::SessionError { kind } => Some(("kind", kind.as_str())),
+            SignalKind::TlsFailure { direction } => Some(("direction", direction.as_str())),
+            SignalKind::AnvilMax { stat, .. } => Some(("stat", stat)),
+            _ => None,
+        };
+        if let Some(net) = &sig.client_net {
+            window.rank(OpenLabel::ClientNet, net);
+            key.client_net = Some(net.clone());
+        }
+        if let Some(user) = &sig.user {
+            // Failures per user go to their own metric, so the per-network one stays complete.
+            let mut by_user = key.clone();
+            by_user.metric = Metric::SaslAuthFailuresByUser;
+            by_user.client_net = None;
+            window.rank(OpenLabel::User, user);
+            by_user.user = Some(user.clone());
+            *window.counters.entry(by_user).or_insert(0) += 1;
+        }
+        match sig.kind {
+            SignalKind::AnvilMax { value, .. } => {
+                window.gauges.insert(key, value);
+            }
+            _ => *window.counters.entry(key).or_insert(0) += 1,
+        }
+    }
+
+    /// The window starting at `start`, created (and marked late when already forgotten) if new.
+    fn window_for(&mut self, start: i64) -> &mut Window {
+        self.newest_start = Some(self.newest_start.map_or(start, |n| n.max(start)));
+        let late = self.forgotten_before.is_some_and(|f| start < f);
+        self.windows.entry(start).or_insert_with(|| Window {
+            late,
+            ..Window::default()
+        })
+    }
+
     /// Number of series (before folding) waiting for the next cut: a bound on the samples it
     /// will emit.
     pub fn pending_series(&self) -> usize {
         self.windows
             .values()
-            .map(|w| w.counters.len() + w.histograms.len())
+            .map(|w| w.counters.len() + w.histograms.len() + w.gauges.len())
             .sum()
     }
 
@@ -169,6 +221,8 @@ impl Aggregator {
             self.cfg.top_k_domains,
             self.cfg.top_k_relays,
             self.cfg.top_k_reasons,
+            self.cfg.top_k_client_nets,
+            self.cfg.top_k_users,
         ];
         let mut out = Vec::new();
         for (&start, window) in &mut self.windows {
@@ -210,6 +264,16 @@ enum Metric {
     Discarded,
     DeliveryDelay,
     MessageSize,
+    SmtpdConnections,
+    SmtpdDisconnects,
+    SmtpdRejects,
+    PostscreenConnections,
+    PostscreenEvents,
+    SaslAuthFailures,
+    SaslAuthFailuresByUser,
+    SmtpdSessionErrors,
+    TlsHandshakeFailures,
+    AnvilMax,
 }
 
 impl Metric {
@@ -227,6 +291,20 @@ impl Metric {
         }
     }
 
+    fn for_signal(kind: SignalKind) -> Self {
+        match kind {
+            SignalKind::SmtpdConnect => Self::SmtpdConnections,
+            SignalKind::SmtpdDisconnect => Self::SmtpdDisconnects,
+            SignalKind::SmtpdReject { .. } => Self::SmtpdRejects,
+            SignalKind::PostscreenConnect => Self::PostscreenConnections,
+            SignalKind::Postscreen { .. } => Self::PostscreenEvents,
+            SignalKind::SaslFailure => Self::SaslAuthFailures,
+            SignalKind::SessionError { .. } => Self::SmtpdSessionErrors,
+            SignalKind::TlsFailure { .. } => Self::TlsHandshakeFailures,
+            SignalKind::AnvilMax { .. } => Self::AnvilMax,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Received => "messages_received",
@@ -240,6 +318,16 @@ impl Metric {
             Self::Discarded => "messages_discarded",
             Self::DeliveryDelay => "delivery_delay_seconds",
             Self::MessageSize => "message_size_bytes",
+            Self::SmtpdConnections => "smtpd_connections",
+            Self::SmtpdDisconnects => "smtpd_disconnects",
+            Self::SmtpdRejects => "smtpd_rejects",
+            Self::PostscreenConnections => "postscreen_connections",
+            Self::PostscreenEvents => "postscreen_events",
+            Self::SaslAuthFailures => "sasl_auth_failures",
+            Self::SaslAuthFailuresByUser => "sasl_auth_failures_by_user",
+            Self::SmtpdSessionErrors => "smtpd_session_errors",
+            Self::TlsHandshakeFailures => "tls_handshake_failures",
+            Self::AnvilMax => "anvil_max",
         }
     }
 }
@@ -255,7 +343,12 @@ enum OpenLabel {
     Domain = 0,
     Relay = 1,
     Reason = 2,
+    ClientNet = 3,
+    User = 4,
 }
+
+/// How many open label names there are.
+const OPEN_LABELS: usize = 5;
 
 /// One series: metric + label values (before folding).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -266,20 +359,44 @@ struct SeriesKey {
     domain: Option<Arc<str>>,
     relay: Option<Arc<str>>,
     dsn_class: Option<&'static str>,
+    reason_class: Option<&'static str>,
     reason: Option<Arc<str>>,
+    client_net: Option<Arc<str>>,
+    user: Option<Arc<str>>,
+    /// A closed label whose name depends on the metric (`stage`, `event`, `kind`, ...).
+    tag: Option<(&'static str, &'static str)>,
 }
 
 impl SeriesKey {
     fn new(metric: Metric, ev: &MessageEvent) -> Self {
+        Self::bare(metric, &ev.host, &ev.instance)
+    }
+
+    fn bare(metric: Metric, host: &Arc<str>, instance: &Arc<str>) -> Self {
         Self {
             metric,
-            host: ev.host.clone(),
-            instance: ev.instance.clone(),
+            host: host.clone(),
+            instance: instance.clone(),
             domain: None,
             relay: None,
             dsn_class: None,
+            reason_class: None,
             reason: None,
+            client_net: None,
+            user: None,
+            tag: None,
         }
+    }
+
+    /// The open label values, indexed by [`OpenLabel`].
+    fn open(&self) -> [&Option<Arc<str>>; OPEN_LABELS] {
+        [
+            &self.domain,
+            &self.relay,
+            &self.reason,
+            &self.client_net,
+            &self.user,
+        ]
     }
 
     fn labels(&self) -> Vec<pb::Label> {
@@ -293,8 +410,20 @@ impl SeriesKey {
         if let Some(v) = self.dsn_class {
             labels.push(label("dsn_class", v));
         }
+        if let Some(v) = self.reason_class {
+            labels.push(label("reason_class", v));
+        }
         if let Some(v) = &self.reason {
             labels.push(label("reason", v));
+        }
+        if let Some((name, v)) = self.tag {
+            labels.push(label(name, v));
+        }
+        if let Some(v) = &self.client_net {
+            labels.push(label("client_net", v));
+        }
+        if let Some(v) = &self.user {
+            labels.push(label("user", v));
         }
         labels
     }
@@ -358,10 +487,12 @@ impl Histogram {
 struct Window {
     counters: HashMap<SeriesKey, u64>,
     histograms: HashMap<SeriesKey, Histogram>,
+    /// Last value of each gauge in this slice.
+    gauges: HashMap<SeriesKey, f64>,
     /// Events per value of each open label over the whole window (all slices), for ranking.
-    ranks: [HashMap<Arc<str>, u64>; 3],
+    ranks: [HashMap<Arc<str>, u64>; OPEN_LABELS],
     /// Values already emitted by name in an earlier slice of this window; they keep their name.
-    named: [BTreeSet<Arc<str>>; 3],
+    named: [BTreeSet<Arc<str>>; OPEN_LABELS],
     /// Re-created after being forgotten: which names went out before is unknown, so none more.
     late: bool,
 }
@@ -382,30 +513,31 @@ impl Window {
         &mut self,
         start: i64,
         window_secs: u32,
-        limits: [usize; 3],
+        limits: [usize; OPEN_LABELS],
         out: &mut Vec<pb::Sample>,
     ) {
-        if self.counters.is_empty() && self.histograms.is_empty() {
+        if self.counters.is_empty() && self.histograms.is_empty() && self.gauges.is_empty() {
             return;
         }
         // Which values of each open label appear in this slice.
-        let mut present: [BTreeSet<Arc<str>>; 3] = Default::default();
-        for key in self.counters.keys().chain(self.histograms.keys()) {
-            for (which, value) in [
-                (OpenLabel::Domain, &key.domain),
-                (OpenLabel::Relay, &key.relay),
-                (OpenLabel::Reason, &key.reason),
-            ] {
+        let mut present: [BTreeSet<Arc<str>>; OPEN_LABELS] = Default::default();
+        for key in self
+            .counters
+            .keys()
+            .chain(self.histograms.keys())
+            .chain(self.gauges.keys())
+        {
+            for (which, value) in key.open().into_iter().enumerate() {
                 if let Some(v) = value {
-                    present[which as usize].insert(v.clone());
+                    present[which].insert(v.clone());
                 }
             }
         }
-        for i in 0..3 {
+        for i in 0..OPEN_LABELS {
             self.choose_named(i, &present[i], limits[i]);
         }
 
-        let fold = |named: &[BTreeSet<Arc<str>>; 3], key: &SeriesKey| -> SeriesKey {
+        let fold = |named: &[BTreeSet<Arc<str>>; OPEN_LABELS], key: &SeriesKey| -> SeriesKey {
             let f = |v: &Option<Arc<str>>, i: usize| {
                 v.as_ref().map(|v| {
                     if named[i].contains(v) {
@@ -416,9 +548,11 @@ impl Window {
                 })
             };
             SeriesKey {
-                domain: f(&key.domain, 0),
-                relay: f(&key.relay, 1),
-                reason: f(&key.reason, 2),
+                domain: f(&key.domain, OpenLabel::Domain as usize),
+                relay: f(&key.relay, OpenLabel::Relay as usize),
+                reason: f(&key.reason, OpenLabel::Reason as usize),
+                client_net: f(&key.client_net, OpenLabel::ClientNet as usize),
+                user: f(&key.user, OpenLabel::User as usize),
                 ..key.clone()
             }
         };
@@ -436,6 +570,13 @@ impl Window {
             }
         }
 
+        // A folded gauge keeps the largest value folded into it (gauges are maxima here).
+        let mut gauges: BTreeMap<SeriesKey, f64> = BTreeMap::new();
+        for (key, v) in self.gauges.drain() {
+            let slot = gauges.entry(fold(&self.named, &key)).or_insert(v);
+            *slot = slot.max(v);
+        }
+
         let window_start_unix_ms = start.saturating_mul(1000);
         for (key, n) in counters {
             out.push(pb::Sample {
@@ -444,6 +585,15 @@ impl Window {
                 window_start_unix_ms,
                 window_secs,
                 value: Some(sample::Value::CounterDelta(n as f64)),
+            });
+        }
+        for (key, v) in gauges {
+            out.push(pb::Sample {
+                metric: key.metric.name().to_owned(),
+                labels: key.labels(),
+                window_start_unix_ms,
+                window_secs,
+                value: Some(sample::Value::Gauge(v)),
             });
         }
         for (key, h) in histograms {

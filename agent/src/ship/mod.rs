@@ -33,6 +33,7 @@ use tokio::sync::{Notify, watch};
 use crate::aggregate::AggregatorConfig;
 use crate::parse::LogFormat;
 use crate::source::{Checkpoints, SourceError, TailConfig};
+use crate::traffic::TrafficConfig;
 
 pub use client::{ClientTls, Shipper, ShipperConfig, ShipperStats};
 pub use outbox::{
@@ -83,6 +84,8 @@ pub struct AgentRunOptions {
     pub include_events: bool,
     /// Most batches sent and not yet acknowledged (default 64).
     pub max_in_flight: usize,
+    /// SMTP traffic signals (default on, plain usernames, top-50 networks and users).
+    pub traffic: TrafficConfig,
 }
 
 impl AgentRunOptions {
@@ -113,6 +116,7 @@ impl AgentRunOptions {
             outbox_max_bytes: DEFAULT_OUTBOX_MAX_BYTES,
             include_events: false,
             max_in_flight: 64,
+            traffic: TrafficConfig::default(),
         }
     }
 }
@@ -162,6 +166,7 @@ where
     if opts.files.is_empty() {
         return Err(ShipError::InvalidConfig("no log files to follow".into()));
     }
+    opts.traffic.validate().map_err(ShipError::InvalidConfig)?;
     std::fs::create_dir_all(&opts.state_dir).map_err(|source| ShipError::StateDir {
         path: opts.state_dir.clone(),
         source,
@@ -209,10 +214,13 @@ where
             window_secs: opts.window_secs.max(1),
             top_k_domains: opts.top_k_domains,
             top_k_relays: opts.top_k_relays,
+            top_k_client_nets: opts.traffic.top_k_client_nets,
+            top_k_users: opts.traffic.top_k_users,
             ..AggregatorConfig::default()
         },
         flush_interval: Duration::from_secs(u64::from(opts.flush_interval_secs.max(1))),
         include_events: opts.include_events,
+        traffic: opts.traffic.clone(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let reader_stop = stop.clone();

@@ -17,6 +17,7 @@ use crate::parse::{LogFormat, Timestamp};
 use crate::pipeline::LineProcessor;
 use crate::source::{Checkpoints, FileKey, TailConfig, Tailer};
 use crate::track::MessageEvent;
+use crate::traffic::{TrafficConfig, TrafficSignal};
 
 /// Most lines taken from the tailer at once.
 const READ_LINES: usize = 4096;
@@ -34,6 +35,7 @@ pub(crate) struct ReaderConfig {
     pub aggregator: AggregatorConfig,
     pub flush_interval: Duration,
     pub include_events: bool,
+    pub traffic: TrafficConfig,
 }
 
 /// Owns the tailer, the processor and the aggregator; cuts batches into the outbox.
@@ -49,6 +51,7 @@ pub(crate) struct Reader {
     /// End of the last line consumed per file since the last cut.
     positions: HashMap<FileKey, u64>,
     events: Vec<MessageEvent>,
+    signals: Vec<TrafficSignal>,
     wire_events: Vec<pb::Event>,
     last_cut: Instant,
     /// Window of the last batch cut, so an idle agent still reports itself once per window.
@@ -66,6 +69,7 @@ impl Reader {
         let tailer = Tailer::new(cfg.tail, start)?;
         let mut processor = LineProcessor::new(cfg.format, now());
         processor.set_default_offset_secs(cfg.utc_offset_secs);
+        processor.enable_traffic(&cfg.traffic);
         let window_secs = cfg.aggregator.window_secs;
         Ok(Self {
             tailer,
@@ -78,6 +82,7 @@ impl Reader {
             include_events: cfg.include_events,
             positions: HashMap::new(),
             events: Vec::new(),
+            signals: Vec::new(),
             wire_events: Vec::new(),
             last_cut: Instant::now(),
             last_cut_window: None,
@@ -93,7 +98,14 @@ impl Reader {
             let lines = self.tailer.next_batch(READ_LINES, READ_TIMEOUT)?;
             let caught_up = lines.len() < READ_LINES;
             for line in &lines {
-                self.processor.process(&line.text, &mut self.events);
+                self.processor.process_with_signals(
+                    &line.text,
+                    &mut self.events,
+                    &mut self.signals,
+                );
+                for sig in self.signals.drain(..) {
+                    self.aggregator.observe_signal(&sig);
+                }
                 for ev in self.events.drain(..) {
                     self.aggregator.observe(&ev);
                     if self.include_events {

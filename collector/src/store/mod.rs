@@ -142,12 +142,47 @@ pub struct Snapshot {
     pub agents: Vec<AgentRecord>,
 }
 
+impl Snapshot {
+    /// Empties gauge totals whose latest window is more than `stale_after_ms` older than the
+    /// newest gauge window of the same `host` label (see `gauge_stale_after_secs`).
+    pub fn hide_stale_gauges(&mut self, stale_after_ms: i64) {
+        let n = self.totals.len().min(self.series.len());
+        let mut newest: std::collections::HashMap<Option<&str>, i64> = Default::default();
+        for i in 0..n {
+            if let Aggregate::Gauge {
+                window_start_ms, ..
+            } = self.totals[i]
+            {
+                let slot = newest
+                    .entry(self.series[i].label("host"))
+                    .or_insert(window_start_ms);
+                *slot = (*slot).max(window_start_ms);
+            }
+        }
+        let stale: Vec<usize> = (0..n)
+            .filter(|&i| match self.totals[i] {
+                Aggregate::Gauge {
+                    window_start_ms, ..
+                } => newest
+                    .get(&self.series[i].label("host"))
+                    .is_some_and(|&max| max.saturating_sub(window_start_ms) > stale_after_ms),
+                _ => false,
+            })
+            .collect();
+        for i in stale {
+            self.totals[i] = Aggregate::Empty;
+        }
+    }
+}
+
 /// State shared by the writer and readers.
 #[derive(Debug)]
 pub struct StoreShared {
     /// Read side of the database (redb readers never block the writer).
     db: Arc<redb::Database>,
     resolution_ms: i64,
+    /// See [`StoreConfig::gauge_stale_after_secs`](crate::config::StoreConfig).
+    gauge_stale_after_ms: i64,
     /// Series interning.
     pub registry: SeriesRegistry,
     live: Mutex<LiveState>,
@@ -217,11 +252,14 @@ impl StoreHandle {
     pub fn snapshot(&self) -> Snapshot {
         let series = self.shared.registry.all();
         let live = self.shared.live();
-        Snapshot {
+        let mut snapshot = Snapshot {
             series,
             totals: live.totals.clone(),
             agents: live.agents.values().cloned().collect(),
-        }
+        };
+        drop(live);
+        snapshot.hide_stale_gauges(self.shared.gauge_stale_after_ms);
+        snapshot
     }
 
     /// The agent registry.

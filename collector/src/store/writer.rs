@@ -121,6 +121,10 @@ impl Writer {
         let shared = Arc::new(StoreShared {
             db: db.clone(),
             resolution_ms: (config.resolution_secs.max(1) * 1000) as i64,
+            gauge_stale_after_ms: config
+                .gauge_stale_after_secs
+                .saturating_mul(1000)
+                .min(i64::MAX as u64) as i64,
             registry,
             live: std::sync::Mutex::new(live),
             healthy: std::sync::atomic::AtomicBool::new(true),

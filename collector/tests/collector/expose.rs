@@ -183,3 +183,54 @@ async fn otlp_export_reaches_a_receiver_with_the_same_totals() {
     collector.shutdown().await.expect("clean shutdown");
     server.abort();
 }
+
+#[tokio::test]
+async fn gauges_a_host_stopped_reporting_are_hidden() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let collector = start(config(dir.path())).await;
+    let mut agent = AgentStream::mx1(collector.grpc_addr()).await;
+    let metric = "queue_deferred_domain_messages";
+    let hour = 3_600_000;
+    let batches = [
+        vec![
+            gauge(metric, &[("domain", "left.example")], WINDOW_MS, 5.0),
+            gauge(metric, &[("domain", "stays.example")], WINDOW_MS, 7.0),
+        ],
+        // Ten minutes later: still within the default 15 minutes.
+        vec![gauge(
+            metric,
+            &[("domain", "stays.example")],
+            WINDOW_MS + hour / 6,
+            8.0,
+        )],
+    ];
+    for (seq, samples) in (1..).zip(batches) {
+        assert_eq!(agent.batch(seq, samples).await.expect("ack"), (seq, false));
+    }
+    let lines = |text: &str, domain: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("mailpulse_{metric}{{")))
+            .filter(|l| l.contains(&format!("domain=\"{domain}\"")))
+            .map(|l| l.rsplit_once(' ').expect("value").1.to_owned())
+            .collect::<Vec<_>>()
+    };
+    let text = scrape(&collector).await;
+    assert_eq!(
+        lines(&text, "left.example"),
+        ["5"],
+        "not stale yet:\n{text}"
+    );
+    assert_eq!(lines(&text, "stays.example"), ["8"]);
+    // An hour later the domain that left is no longer exposed; the other one is.
+    let later = vec![gauge(
+        metric,
+        &[("domain", "stays.example")],
+        WINDOW_MS + hour,
+        0.0,
+    )];
+    assert_eq!(agent.batch(3, later).await.expect("ack"), (3, false));
+    let text = scrape(&collector).await;
+    assert!(lines(&text, "left.example").is_empty(), "stale:\n{text}");
+    assert_eq!(lines(&text, "stays.example"), ["0"]);
+    collector.shutdown().await.expect("clean shutdown");
+}
