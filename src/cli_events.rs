@@ -98,6 +98,14 @@ fn tail(args: &EventsArgs, mut processor: LineProcessor) -> Result<()> {
         ..TailConfig::default()
     };
     let mut tailer = Tailer::new(config, &checkpoints).context("opening log files")?;
+    if let Some(p) = &state_path
+        && checkpoints.register_start(tailer.start_positions()) > 0
+    {
+        // Before reading: a crash before the first save must still find these files again.
+        checkpoints
+            .save(p)
+            .with_context(|| format!("saving {}", p.display()))?;
+    }
     let stdout = std::io::stdout();
     let mut w = EventWriter {
         out: std::io::BufWriter::with_capacity(1 << 16, stdout.lock()),

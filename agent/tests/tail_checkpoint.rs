@@ -298,6 +298,48 @@ fn restart_after_rename_rotation_while_down_finds_the_old_file() {
     );
 }
 
+/// A crash before any line was acknowledged, then a rotation while down: the start positions
+/// recorded before reading make the rotated file known, so its unread lines are read (without
+/// them the restart would see two strangers and skip the history of the rotated one).
+#[test]
+fn crash_before_the_first_ack_then_rotation_loses_nothing() {
+    for start_at_beginning in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let (live, state) = (
+            dir.path().join("maillog"),
+            dir.path().join("checkpoints.json"),
+        );
+        append(&live, &numbered(0..100));
+        let cfg = TailConfig {
+            start_at_beginning,
+            ..TailConfig::new([&live])
+        };
+        let mut checkpoints = Checkpoints::load(&state).unwrap();
+        let mut tailer = Tailer::new(cfg.clone(), &checkpoints).unwrap();
+        let first = if start_at_beginning { 0 } else { 100 };
+        let positions = tailer.start_positions().to_vec();
+        assert_eq!(positions.len(), 1);
+        assert_eq!(positions[0].offset, numbered(0..first).len() as u64);
+        assert_eq!(checkpoints.register_start(&positions), 1);
+        assert_eq!(checkpoints.register_start(&positions), 0, "known now");
+        checkpoints.save(&state).unwrap();
+        append(&live, &numbered(100..300));
+        let read = read_lines(&mut tailer, 300 - first);
+        assert_eq!(numbers(&read), (first..300).collect::<Vec<_>>());
+        drop(tailer); // crash: nothing acknowledged
+
+        append(&live, &numbered(300..400));
+        fs::rename(&live, dir.path().join("maillog.1")).unwrap();
+        append(&live, &numbered(400..500));
+        let mut tailer = Tailer::new(cfg, &Checkpoints::load(&state).unwrap()).unwrap();
+        assert_eq!(
+            numbers(&read_lines(&mut tailer, 500 - first)),
+            (first..500).collect::<Vec<_>>(),
+            "start_at_beginning = {start_at_beginning}"
+        );
+    }
+}
+
 #[test]
 fn restart_after_two_rotations_while_down_reads_the_file_never_seen() {
     let dir = tempfile::tempdir().unwrap();

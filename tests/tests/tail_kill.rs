@@ -100,6 +100,15 @@ struct Instance {
     stderr_path: PathBuf,
 }
 
+/// `--checkpoint-interval-ms N` when `TAIL_KILL_CHECKPOINT_MS` is set (to replay the test with
+/// checkpoints that lag behind the output); the default (save after every batch) otherwise.
+fn checkpoint_interval_args() -> Vec<String> {
+    match std::env::var("TAIL_KILL_CHECKPOINT_MS") {
+        Ok(ms) => vec!["--checkpoint-interval-ms".into(), ms],
+        Err(_) => Vec::new(),
+    }
+}
+
 impl Instance {
     fn start(bin: &Path, state_dir: &Path, live: &Path, work: &Path, n: usize) -> Self {
         let stderr_path = work.join(format!("stderr-{n}.log"));
@@ -107,6 +116,7 @@ impl Instance {
             .args(["events", "--follow", "--state-dir"])
             .arg(state_dir)
             .args(["--format", "auto"])
+            .args(checkpoint_interval_args())
             .arg(live)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

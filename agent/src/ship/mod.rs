@@ -172,7 +172,7 @@ where
         source,
     })?;
     let checkpoint_path = opts.state_dir.join(CHECKPOINT_FILE);
-    let checkpoints = Checkpoints::load(&checkpoint_path)?;
+    let mut checkpoints = Checkpoints::load(&checkpoint_path)?;
     let outbox = Outbox::open(
         &opts.state_dir.join(OUTBOX_DIR),
         OutboxConfig {
@@ -192,19 +192,6 @@ where
     );
     let outbox = Arc::new(Mutex::new(outbox));
     let appended = Arc::new(Notify::new());
-
-    let mut ship_cfg = ShipperConfig::new(
-        opts.agent_id.clone(),
-        opts.host.clone(),
-        opts.collector_url.clone(),
-        checkpoint_path,
-    );
-    ship_cfg.token = opts.token.clone();
-    ship_cfg.tls = opts.tls.clone();
-    ship_cfg.max_in_flight = opts.max_in_flight.max(1);
-    ship_cfg.watched_paths = opts.files.clone();
-    let shipper = Shipper::new(ship_cfg, outbox.clone(), appended.clone(), checkpoints)?;
-
     let reader_cfg = reader::ReaderConfig {
         tail: TailConfig::new(opts.files.clone()),
         format: opts.format,
@@ -222,12 +209,34 @@ where
         include_events: opts.include_events,
         traffic: opts.traffic.clone(),
     };
+    let reader = reader::Reader::new(reader_cfg, &start, outbox.clone(), appended.clone())?;
+    // Files neither the checkpoints nor the outbox know are recorded at their start offset and
+    // saved before the first line is read (see `Tailer::start_positions`).
+    let unknown: Vec<_> = reader
+        .start_positions()
+        .iter()
+        .filter(|p| start.get(&p.file).is_none())
+        .cloned()
+        .collect();
+    if checkpoints.register_start(&unknown) > 0 {
+        checkpoints.save(&checkpoint_path)?;
+    }
+
+    let mut ship_cfg = ShipperConfig::new(
+        opts.agent_id.clone(),
+        opts.host.clone(),
+        opts.collector_url.clone(),
+        checkpoint_path,
+    );
+    ship_cfg.token = opts.token.clone();
+    ship_cfg.tls = opts.tls.clone();
+    ship_cfg.max_in_flight = opts.max_in_flight.max(1);
+    ship_cfg.watched_paths = opts.files.clone();
+    let shipper = Shipper::new(ship_cfg, outbox.clone(), appended.clone(), checkpoints)?;
+
     let stop = Arc::new(AtomicBool::new(false));
     let reader_stop = stop.clone();
-    let reader_outbox = outbox.clone();
-    let mut reader_task = tokio::task::spawn_blocking(move || {
-        reader::Reader::new(reader_cfg, &start, reader_outbox, appended)?.run(&reader_stop)
-    });
+    let mut reader_task = tokio::task::spawn_blocking(move || reader.run(&reader_stop));
     let (ship_stop, ship_rx) = watch::channel(false);
     let mut ship_task = tokio::spawn(shipper.run(ship_rx));
 

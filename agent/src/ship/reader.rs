@@ -89,6 +89,11 @@ impl Reader {
         })
     }
 
+    /// The files opened at start; see [`Tailer::start_positions`].
+    pub fn start_positions(&self) -> &[crate::source::StartPosition] {
+        self.tailer.start_positions()
+    }
+
     /// Reads until `stop` is set, then cuts a last batch of what was consumed.
     pub fn run(mut self, stop: &AtomicBool) -> Result<(), ShipError> {
         loop {

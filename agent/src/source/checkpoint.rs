@@ -113,6 +113,25 @@ impl Checkpoints {
         self.ack_at(file, None, end_offset);
     }
 
+    /// Like [`Checkpoints::ack`], also remembering the path the file was read from.
+    pub fn ack_file(&mut self, file: FileKey, path: &Path, end_offset: u64) {
+        self.ack_at(file, Some(path), end_offset);
+    }
+
+    /// Records the files a tailer starts reading that these checkpoints do not know yet, at the
+    /// offset reading starts (see [`Tailer::start_positions`](super::Tailer::start_positions)).
+    /// Returns how many were added.
+    pub fn register_start(&mut self, positions: &[super::tailer::StartPosition]) -> usize {
+        let mut added = 0;
+        for p in positions {
+            if self.get(&p.file).is_none() {
+                self.ack_file(p.file, &p.path, p.offset);
+                added += 1;
+            }
+        }
+        added
+    }
+
     /// Like [`Checkpoints::ack`] for `line`, and also remembers the path it was read from.
     pub fn ack_line(&mut self, line: &Line) {
         self.ack_at(line.file, Some(&line.path), line.end_offset);

@@ -49,7 +49,7 @@ use std::path::PathBuf;
 
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, Checkpoints, MAX_CHECKPOINTS};
 pub use fingerprint::FileKey;
-pub use tailer::{Line, TailConfig, TailStats, Tailer};
+pub use tailer::{Line, StartPosition, TailConfig, TailStats, Tailer};
 
 /// Errors from tailing files and from the checkpoint state file.
 #[derive(Debug, thiserror::Error)]

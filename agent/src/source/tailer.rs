@@ -111,6 +111,17 @@ pub struct Tailer {
     wakeup: Wakeup,
     /// Group that reads first in the next pass, so one busy file cannot starve the others.
     first_group: usize,
+    /// Where each file opened at start begins; see [`Tailer::start_positions`].
+    start: Vec<StartPosition>,
+}
+
+/// A file the tailer opened when it started, and the offset it starts reading at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartPosition {
+    pub file: FileKey,
+    pub path: Arc<Path>,
+    /// Everything before this offset is not read: acknowledged before, or history skipped.
+    pub offset: u64,
 }
 
 impl Tailer {
@@ -126,6 +137,15 @@ impl Tailer {
             group.resume(&cfg, checkpoints, &mut stats)?;
             groups.push(group);
         }
+        let start = groups
+            .iter()
+            .flat_map(|g| g.draining.iter().chain(g.live.as_ref()))
+            .map(|r| StartPosition {
+                file: r.key,
+                path: r.path.clone(),
+                offset: r.line_start(),
+            })
+            .collect();
         let wakeup = Wakeup::new(&cfg);
         Ok(Self {
             cfg,
@@ -134,7 +154,17 @@ impl Tailer {
             stats,
             wakeup,
             first_group: 0,
+            start,
         })
+    }
+
+    /// The files opened at start and where reading begins in each. A consumer records these in
+    /// its checkpoints (for files they do not know yet) and saves *before* it reads: then a
+    /// restart recognises every file it has seen, even when no line was acknowledged before a
+    /// crash and the file was rotated meanwhile (without the record the rotated file would be
+    /// a stranger, and its unread lines lost).
+    pub fn start_positions(&self) -> &[StartPosition] {
+        &self.start
     }
 
     /// Waits up to `timeout` for new complete lines and returns at most `max_lines` (at least 1)
