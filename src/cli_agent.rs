@@ -48,6 +48,8 @@ pub fn options(config: &AgentConfig) -> Result<AgentRunOptions> {
     opts.include_events = a.include_events;
     opts.outbox_max_bytes = config.outbox.max_bytes;
     opts.traffic = config.traffic.clone();
+    opts.queue = Some(config.queue.clone());
+    opts.capacity = Some(config.capacity.clone());
     Ok(opts)
 }
 

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::capacity::CapacityConfig;
 use crate::parse::LogFormat;
+use crate::queue::QueueConfig;
 use crate::traffic::TrafficConfig;
 
 /// `/etc/mailpulse/agent.toml`.
@@ -24,6 +26,12 @@ pub struct AgentConfig {
     /// SMTP traffic signals (connections, rejects, postscreen, SASL failures per network).
     #[serde(default)]
     pub traffic: TrafficConfig,
+    /// Postfix queue snapshots (`postqueue -j`, or the queue directories).
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// Filesystem space and inodes, Postfix process counts against their limits.
+    #[serde(default)]
+    pub capacity: CapacityConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -196,6 +204,7 @@ impl AgentConfig {
             ));
         }
         self.traffic.validate().map_err(invalid)?;
+        self.queue.validate().map_err(invalid)?;
         if !(self.ship.collector_url.starts_with("http://")
             || self.ship.collector_url.starts_with("https://"))
         {

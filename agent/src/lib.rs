@@ -4,10 +4,12 @@
 //! (per-message lifecycle events) → [`report`] (summaries).
 
 pub mod aggregate;
+pub mod capacity;
 pub mod classify;
 pub mod config;
 pub mod parse;
 pub mod pipeline;
+pub mod queue;
 pub mod report;
 pub mod ship;
 pub mod source;

@@ -5,6 +5,7 @@
 //! - [`smtp_client`]: a small SMTP client that submits test messages with an explicit HELO name;
 //! - [`maillog`]: independent line counts over a Postfix log, to cross-check `mailpulse parse`;
 //! - [`pflogsumm`]: runs Debian's `pflogsumm` and reads its "Grand Totals";
+//! - [`stack`]: `mailpulse collector` and `mailpulse agent` as processes, and their /metrics;
 //! - [`mailpulse_bin`]: the path of the built `mailpulse` binary.
 //!
 //! Everything here talks to 127.0.0.1 only, and every wait is bounded in count and time.
@@ -15,6 +16,7 @@ pub mod pflogsumm;
 pub mod postfix;
 pub mod smtp_client;
 pub mod smtp_sink;
+pub mod stack;
 
 use std::path::PathBuf;
 

@@ -5,110 +5,18 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use mailpulse_agent::synth::{SynthConfig, SynthLog};
-use mailpulse_tests::mailpulse_bin;
 use mailpulse_tests::net::{free_port, poll_until};
-
-const TOKEN: &str = "0123456789abcdef0123456789";
-
-struct Proc(Child);
-
-impl Proc {
-    fn start(args: &[&str], log: &Path) -> Self {
-        let out = std::fs::File::create(log).expect("process log");
-        let child = Command::new(mailpulse_bin())
-            .args(args)
-            .stdout(out.try_clone().expect("dup"))
-            .stderr(out)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn mailpulse");
-        Self(child)
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.0.kill(); // SIGKILL
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// Sum of every series of a counter at /metrics (None when the collector does not answer).
-fn metric_sum(http_port: u16, name: &str) -> Option<f64> {
-    let mut s = TcpStream::connect(("127.0.0.1", http_port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    if !body.starts_with("HTTP/1.0 200") && !body.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    Some(
-        body.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum(),
-    )
-}
-
-/// Writes collector.toml, agent.toml and the token into `d`; returns the HTTP port.
-fn write_configs(d: &Path) -> u16 {
-    let (grpc, http) = (free_port(), free_port());
-    std::fs::write(d.join("token"), TOKEN).expect("token");
-    std::fs::write(
-        d.join("collector.toml"),
-        format!(
-            "grpc_listen_addr = \"127.0.0.1:{grpc}\"\nhttp_listen_addr = \"127.0.0.1:{http}\"\n\
-             [auth]\ntokens = {{ mx1 = \"{TOKEN}\" }}\n\
-             [store]\npath = \"{}\"\nfold_interval_secs = 1\n",
-            d.join("collector.redb").display()
-        ),
-    )
-    .expect("collector config");
-    std::fs::write(
-        d.join("agent.toml"),
-        format!(
-            "[agent]\nid = \"mx1\"\nhost = \"mx1\"\nstate_dir = \"{}\"\n\
-             [logs]\nfiles = [\"{}\"]\n\
-             [ship]\ncollector_url = \"http://127.0.0.1:{grpc}\"\ntoken_file = \"{}\"\n\
-             [aggregate]\nflush_interval_secs = 1\n",
-            d.join("state").display(),
-            d.join("mail.log").display(),
-            d.join("token").display()
-        ),
-    )
-    .expect("agent config");
-    http
-}
-
-/// Starts `mailpulse collector` and `mailpulse agent` with the configs of [`write_configs`].
-fn start_collector_and_agent(d: &Path) -> (Proc, Proc) {
-    let c_conf = d.join("collector.toml");
-    let a_conf = d.join("agent.toml");
-    let collector = Proc::start(
-        &["collector", "--config", c_conf.to_str().expect("utf-8")],
-        &d.join("collector.out"),
-    );
-    let agent = Proc::start(
-        &["agent", "--config", a_conf.to_str().expect("utf-8")],
-        &d.join("agent.out"),
-    );
-    (collector, agent)
-}
+use mailpulse_tests::stack::{Proc, metric_sum, start_collector_and_agent, write_configs};
 
 #[test]
 fn crashes_and_outages_lose_and_duplicate_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
-    let http = write_configs(d);
+    let http = write_configs(d, &d.join("mail.log"), "");
 
     let mut log = SynthLog::new(SynthConfig {
         seed: 11,
@@ -203,7 +111,7 @@ fn prometheus_scrapes_the_collector() {
         .expect("prometheus is installed by scripts/install-deps");
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
-    let http = write_configs(d);
+    let http = write_configs(d, &d.join("mail.log"), "");
     let mut log = SynthLog::new(SynthConfig {
         seed: 5,
         messages: 500,
@@ -278,7 +186,7 @@ fn promql(port: u16, query: &str) -> Option<f64> {
 fn hundred_thousand_deliveries_are_counted_exactly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
-    let http = write_configs(d);
+    let http = write_configs(d, &d.join("mail.log"), "");
     let mut log = SynthLog::new(SynthConfig {
         seed: 3,
         messages: 68_000,

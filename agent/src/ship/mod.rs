@@ -19,6 +19,7 @@
 
 mod client;
 pub mod outbox;
+mod periodic;
 mod reader;
 
 use std::future::Future;
@@ -31,7 +32,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::aggregate::AggregatorConfig;
+use crate::capacity::{CapacityConfig, CapacityProbe};
 use crate::parse::LogFormat;
+use crate::queue::{QueueConfig, QueueWatcher};
 use crate::source::{Checkpoints, SourceError, TailConfig};
 use crate::traffic::TrafficConfig;
 
@@ -40,6 +43,7 @@ pub use outbox::{
     DEFAULT_OUTBOX_MAX_BYTES, FilePosition, Outbox, OutboxConfig, OutboxError, OutboxStats,
     PendingBatch,
 };
+pub use periodic::{HostProbes, PeriodicSource};
 pub use reader::wire_event;
 
 /// Name of the checkpoint file in the state directory.
@@ -86,6 +90,10 @@ pub struct AgentRunOptions {
     pub max_in_flight: usize,
     /// SMTP traffic signals (default on, plain usernames, top-50 networks and users).
     pub traffic: TrafficConfig,
+    /// Queue snapshots (default none).
+    pub queue: Option<QueueConfig>,
+    /// Filesystem and process capacity signals (default none).
+    pub capacity: Option<CapacityConfig>,
 }
 
 impl AgentRunOptions {
@@ -117,6 +125,8 @@ impl AgentRunOptions {
             include_events: false,
             max_in_flight: 64,
             traffic: TrafficConfig::default(),
+            queue: None,
+            capacity: None,
         }
     }
 }
@@ -167,6 +177,9 @@ where
         return Err(ShipError::InvalidConfig("no log files to follow".into()));
     }
     opts.traffic.validate().map_err(ShipError::InvalidConfig)?;
+    if let Some(queue) = &opts.queue {
+        queue.validate().map_err(ShipError::InvalidConfig)?;
+    }
     std::fs::create_dir_all(&opts.state_dir).map_err(|source| ShipError::StateDir {
         path: opts.state_dir.clone(),
         source,
@@ -237,6 +250,15 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let reader_stop = stop.clone();
     let mut reader_task = tokio::task::spawn_blocking(move || reader.run(&reader_stop));
+    let probes = host_probes(&opts);
+    let probe_task = probes.map(|probes| {
+        let (stop, outbox, appended) = (stop.clone(), outbox.clone(), appended.clone());
+        let (host, window_secs) = (opts.host.clone(), opts.window_secs.max(1));
+        tokio::task::spawn_blocking(move || {
+            let sources: Vec<Box<dyn PeriodicSource>> = vec![Box::new(probes)];
+            periodic::run_periodic(sources, &host, window_secs, &outbox, &appended, &stop)
+        })
+    });
     let (ship_stop, ship_rx) = watch::channel(false);
     let mut ship_task = tokio::spawn(shipper.run(ship_rx));
 
@@ -245,7 +267,7 @@ where
             .and_then(|r| r)
     };
     tokio::pin!(shutdown);
-    tokio::select! {
+    let result = tokio::select! {
         _ = &mut shutdown => {
             stop.store(true, Ordering::Release);
             let read = joined(reader_task.await);
@@ -264,7 +286,45 @@ where
             let read = joined(reader_task.await);
             joined(r).and(read)
         }
-    }
+    };
+    stop.store(true, Ordering::Release);
+    let probed = match probe_task {
+        // A poll in progress (a slow `postqueue`) is not waited for beyond a moment: whatever it
+        // appends later stays in the outbox for the next start.
+        Some(task) => match tokio::time::timeout(PROBE_STOP_GRACE, task).await {
+            Ok(r) => joined(r),
+            Err(_) => Ok(()),
+        },
+        None => Ok(()),
+    };
+    result.and(probed)
+}
+
+/// How long a stopping agent waits for a poll of the host probes to finish.
+const PROBE_STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// The host probes the options ask for, if any.
+fn host_probes(opts: &AgentRunOptions) -> Option<HostProbes> {
+    let queue = opts
+        .queue
+        .clone()
+        .filter(|q| q.enabled)
+        .map(QueueWatcher::new);
+    let interval = opts
+        .queue
+        .as_ref()
+        .map_or(Duration::from_secs(60), QueueConfig::interval);
+    let capacity = opts.capacity.clone().filter(|c| c.enabled).map(|c| {
+        let mut probe = CapacityProbe::new(c);
+        probe.add_path(opts.state_dir.clone());
+        for file in &opts.files {
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                probe.add_path(dir.to_path_buf());
+            }
+        }
+        probe
+    });
+    HostProbes::new(queue, capacity, interval)
 }
 
 /// Locks a mutex shared between the reader and the shipper. A panic in the other holder does not
