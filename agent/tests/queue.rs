@@ -699,6 +699,20 @@ struct FakePostfix {
 }
 
 impl FakePostfix {
+    /// A fake Postfix whose `postconf` names the default instance `postfix` with a queue
+    /// directory holding [`make_queue_tree`]'s files; returns it, the directory and the time.
+    fn with_queue_tree() -> (Self, PathBuf, i64) {
+        let fake = Self::new();
+        let queue_dir = fake.path("queue");
+        let now = unix_now();
+        make_queue_tree(&queue_dir, now);
+        fake.script(
+            "postconf",
+            &format!("printf 'postfix\\n{}\\n'", queue_dir.display()),
+        );
+        (fake, queue_dir, now)
+    }
+
     fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
@@ -934,14 +948,7 @@ fn configured_instances_replace_discovery() {
 #[test]
 fn watcher_falls_back_to_the_directory_scan_when_postqueue_fails() {
     let _lock = spawn_lock();
-    let fake = FakePostfix::new();
-    let queue_dir = fake.path("queue");
-    let now = unix_now();
-    make_queue_tree(&queue_dir, now);
-    fake.script(
-        "postconf",
-        &format!("printf 'postfix\\n{}\\n'", queue_dir.display()),
-    );
+    let (fake, queue_dir, now) = FakePostfix::with_queue_tree();
     // Output, then failure: the output must not be used.
     fake.script(
         "postqueue",
@@ -1040,14 +1047,7 @@ fn watcher_falls_back_to_the_directory_scan_when_postqueue_fails() {
 #[test]
 fn watcher_kills_a_hanging_postqueue_and_its_children() {
     let _lock = spawn_lock();
-    let fake = FakePostfix::new();
-    let queue_dir = fake.path("queue");
-    let now = unix_now();
-    make_queue_tree(&queue_dir, now);
-    fake.script(
-        "postconf",
-        &format!("printf 'postfix\\n{}\\n'", queue_dir.display()),
-    );
+    let (fake, queue_dir, now) = FakePostfix::with_queue_tree();
     // A child that would keep the pipe open: only killing the process group ends the read.
     fake.script(
         "postqueue",
