@@ -1047,7 +1047,7 @@ fn watcher_falls_back_to_the_directory_scan_when_postqueue_fails() {
 #[test]
 fn watcher_kills_a_hanging_postqueue_and_its_children() {
     let _lock = spawn_lock();
-    let (fake, queue_dir, now) = FakePostfix::with_queue_tree();
+    let (fake, _queue_dir, now) = FakePostfix::with_queue_tree();
     // A child that would keep the pipe open: only killing the process group ends the read.
     fake.script(
         "postqueue",
