@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod capacity;
 pub mod classify;
 pub mod config;
+pub mod dns;
 pub mod parse;
 pub mod pipeline;
 pub mod queue;
