@@ -95,6 +95,58 @@ pub struct IngestBatch {
     pub histogram_counts: Vec<u64>,
     /// Size of the batch on the wire (for group-commit byte bounds).
     pub encoded_bytes: usize,
+    /// DNS and reputation probe results.
+    pub probes: Vec<IngestProbe>,
+}
+
+/// One DNS or reputation probe result, validated (see `Probe` in the proto).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestProbe {
+    pub kind: String,
+    pub target: String,
+    /// Who answered (authoritative server or resolver); empty for the agent's default resolver.
+    pub server: String,
+    pub at_unix_ms: i64,
+    pub latency_secs: f64,
+    pub rcode: String,
+    pub answer_hash: String,
+    pub ttl_secs: u32,
+    pub answer: String,
+}
+
+/// A record set whose answer changed between two probes of the same (kind, target, server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsChange {
+    /// Increasing id (order of recording).
+    pub id: u64,
+    /// Time of the probe that saw the new answer.
+    pub at_unix_ms: i64,
+    pub kind: String,
+    pub target: String,
+    pub server: String,
+    /// The agent whose probe saw it.
+    pub agent_id: String,
+    pub old_rcode: String,
+    pub old_hash: String,
+    pub old_answer: String,
+    /// When the old answer was first seen.
+    pub old_since_unix_ms: i64,
+    pub new_rcode: String,
+    pub new_hash: String,
+    pub new_answer: String,
+}
+
+/// The latest answer of one (kind, target, server), as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsRecordState {
+    pub rcode: String,
+    pub hash: String,
+    pub answer: String,
+    pub ttl_secs: u32,
+    /// First probe that saw this answer.
+    pub since_unix_ms: i64,
+    /// Latest probe.
+    pub seen_unix_ms: i64,
 }
 
 /// What an agent says about itself in `Hello`.

@@ -49,6 +49,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/api/v1/agents", get(agents))
+        .route("/api/v1/dns/changes", get(dns_changes))
         .with_state(state)
 }
 
@@ -82,6 +83,30 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     .await;
     match rendered {
         Ok(text) => ([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], text).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Query of `GET /api/v1/dns/changes`.
+#[derive(Debug, serde::Deserialize)]
+struct ChangesQuery {
+    /// Only this name and names below it.
+    target: Option<String>,
+    /// At most this many, newest first (default 100, at most 10 000).
+    limit: Option<usize>,
+}
+
+async fn dns_changes(
+    State(state): State<HttpState>,
+    axum::extract::Query(q): axum::extract::Query<ChangesQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    let read =
+        tokio::task::spawn_blocking(move || state.store.dns_changes(limit, q.target.as_deref()))
+            .await;
+    match read {
+        Ok(Ok(changes)) => Json(changes).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

@@ -10,12 +10,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
-use mailpulse_proto::v1::{ActionResult, Hello};
+use mailpulse_proto::v1::{ActionResult, Hello, Probe};
 use prost::Message;
 use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
 
 use crate::model::{
-    AgentHello, IngestBatch, IngestSample, MetricKind, SampleValue, SeriesDef, SeriesId,
+    AgentHello, IngestBatch, IngestProbe, IngestSample, MetricKind, SampleValue, SeriesDef,
+    SeriesId,
 };
 use crate::stats::RejectReason;
 use crate::store::{InternError, KeyHasher, SeriesRegistry, series_key};
@@ -256,9 +257,28 @@ impl<'r> BatchDecoder<'r> {
                         self.decode_sample(n, base, encoded, &mut batch.histogram_counts)?;
                     batch.samples.push(sample);
                 }
+                (5, WireType::LengthDelimited) => {
+                    let n = batch.samples.len() + batch.probes.len();
+                    if n >= self.max_samples {
+                        return Err(Invalid::new(
+                            RejectReason::TooManySamples,
+                            format!(
+                                "batch has more than {} samples and probes",
+                                self.max_samples
+                            ),
+                        ));
+                    }
+                    let encoded = read_bytes(&mut buf)?;
+                    let probe = Probe::decode(encoded).map_err(Invalid::malformed)?;
+                    batch
+                        .probes
+                        .push(validate_probe(batch.probes.len(), probe)?);
+                }
                 (6, WireType::Varint) => batch.dropped_batches = decode_varint(&mut buf)?,
-                (1 | 2 | 3 | 6, _) => return Err(Invalid::malformed("wrong wire type in Batch")),
-                // events (4) and probes (5) are not stored yet.
+                (1 | 2 | 3 | 5 | 6, _) => {
+                    return Err(Invalid::malformed("wrong wire type in Batch"));
+                }
+                // raw events (4) are not stored yet.
                 _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
             }
         }
@@ -596,6 +616,56 @@ fn decode_label(mut buf: &[u8]) -> Result<(&str, &str), Invalid> {
 }
 
 /// `[a-z_][a-z0-9_]*`, at most [`MAX_NAME_BYTES`].
+/// Longest probe answer kept, in bytes.
+pub const MAX_PROBE_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Checks one probe: short printable identifiers, bounded answer, sane numbers.
+fn validate_probe(n: usize, p: Probe) -> Result<IngestProbe, Invalid> {
+    let invalid =
+        |what: String| Invalid::new(RejectReason::InvalidSample, format!("probe {n}: {what}"));
+    let short = |field: &str, value: &str, max: usize, required: bool| {
+        if required && value.is_empty() {
+            return Err(invalid(format!("{field} is empty")));
+        }
+        if value.len() > max || value.chars().any(char::is_control) {
+            return Err(invalid(format!(
+                "{field} must be at most {max} bytes without control characters"
+            )));
+        }
+        Ok(())
+    };
+    short("kind", &p.kind, 64, true)?;
+    short("target", &p.target, MAX_LABEL_VALUE_BYTES, true)?;
+    short("server", &p.server, MAX_LABEL_VALUE_BYTES, false)?;
+    short("rcode", &p.rcode, 32, false)?;
+    short("answer_hash", &p.answer_hash, 128, false)?;
+    if p.answer.len() > MAX_PROBE_ANSWER_BYTES {
+        return Err(invalid(format!(
+            "answer longer than {MAX_PROBE_ANSWER_BYTES} bytes"
+        )));
+    }
+    if p.at_unix_ms < 0 {
+        return Err(invalid("negative at_unix_ms".into()));
+    }
+    if !p.latency_secs.is_finite() || p.latency_secs < 0.0 {
+        return Err(invalid(format!(
+            "latency_secs {} is not a duration",
+            p.latency_secs
+        )));
+    }
+    Ok(IngestProbe {
+        kind: p.kind,
+        target: p.target,
+        server: p.server,
+        at_unix_ms: p.at_unix_ms,
+        latency_secs: p.latency_secs,
+        rcode: p.rcode,
+        answer_hash: p.answer_hash,
+        ttl_secs: p.ttl_secs,
+        answer: p.answer,
+    })
+}
+
 fn check_name(kind: &str, name: &str) -> Result<(), String> {
     let bytes = name.as_bytes();
     let valid = !bytes.is_empty()

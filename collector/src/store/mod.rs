@@ -323,6 +323,51 @@ impl StoreHandle {
         Ok(out)
     }
 
+    /// The newest DNS changes first, at most `limit`, only those whose target is `target` or a
+    /// name below it when given (`example.com` matches `_dmarc.example.com`).
+    pub fn dns_changes(
+        &self,
+        limit: usize,
+        target: Option<&str>,
+    ) -> Result<Vec<crate::model::DnsChange>, StoreError> {
+        use redb::{ReadableDatabase, ReadableTable};
+        let path = &self.shared.path;
+        let read = self
+            .shared
+            .db
+            .begin_read()
+            .map_err(|e| redb_error(path, e))?;
+        let table = match read.open_table(tables::DNS_CHANGES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(redb_error(path, e)),
+        };
+        let target = target.map(|t| t.trim_end_matches('.').to_ascii_lowercase());
+        let matches = |change: &crate::model::DnsChange| match &target {
+            None => true,
+            Some(t) => {
+                let name = change.target.to_ascii_lowercase();
+                name == *t || name.ends_with(&format!(".{t}"))
+            }
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| redb_error(path, e))?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, value) = entry.map_err(|e| redb_error(path, e))?;
+            let change: crate::model::DnsChange =
+                serde_json::from_slice(value.value()).map_err(|_| StoreError::Corrupt {
+                    path: path.clone(),
+                    source: aggregate::CorruptRecord("dns change is not valid JSON"),
+                })?;
+            if matches(&change) {
+                out.push(change);
+            }
+        }
+        Ok(out)
+    }
+
     /// When the store was created (start of all cumulative totals), Unix ms.
     pub fn created_unix_ms(&self) -> i64 {
         self.shared.created_unix_ms

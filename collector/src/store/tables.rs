@@ -28,6 +28,11 @@ pub const ALERT_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("aler
 /// Reserved for the remediation audit log (sequence → entry).
 pub const AUDIT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_log");
 
+/// `kind \0 target \0 server` → JSON [`crate::model::DnsRecordState`]: latest probe answer.
+pub const DNS_RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("dns_records");
+/// change id → JSON [`crate::model::DnsChange`].
+pub const DNS_CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("dns_changes");
+
 /// Series per point chunk.
 pub const CHUNK_SERIES: u32 = 1024;
 

@@ -15,12 +15,12 @@ use super::aggregate::{
 };
 use super::series::SeriesRegistry;
 use super::tables::{
-    AGENTS, ALERT_STATE, APPLIED_BATCHES, AUDIT_LOG, CHUNK_SERIES, META, POINTS, SCHEMA_VERSION,
-    SERIES, StoredSeries, TOTALS,
+    AGENTS, ALERT_STATE, APPLIED_BATCHES, AUDIT_LOG, CHUNK_SERIES, DNS_CHANGES, DNS_RECORDS, META,
+    POINTS, SCHEMA_VERSION, SERIES, StoredSeries, TOTALS,
 };
 use super::{BatchOutcome, LiveState, StoreError, StoreShared, WriterCommand, redb_error, unix_ms};
 use crate::config::StoreConfig;
-use crate::model::{AgentRecord, SeriesId};
+use crate::model::{AgentRecord, DnsChange, DnsRecordState, IngestProbe, SeriesId};
 use crate::stats::CollectorStats;
 
 /// Fold early when this many bytes of applied-batch records wait (bounds restart replay).
@@ -333,6 +333,9 @@ impl Writer {
                             record.batches_missing += missing;
                             record.batches_dropped_reported += batch.dropped_batches;
                             record.samples_applied += batch.samples.len() as u64;
+                            if !batch.probes.is_empty() {
+                                apply_probes(&txn, path, agent_id, &batch.probes)?;
+                            }
                             if !batch.samples.is_empty() {
                                 buf.clear();
                                 encode_batch(batch, &mut buf);
@@ -598,9 +601,76 @@ fn create_tables(db: &Database, path: &Path, now: i64) -> Result<i64, StoreError
         txn.open_table(APPLIED_BATCHES).at(path)?;
         txn.open_table(ALERT_STATE).at(path)?;
         txn.open_table(AUDIT_LOG).at(path)?;
+        txn.open_table(DNS_RECORDS).at(path)?;
+        txn.open_table(DNS_CHANGES).at(path)?;
     }
     txn.commit().at(path)?;
     Ok(created)
+}
+
+/// Versions each probe's answer per (kind, target, server) in the same transaction as the
+/// batch: a different hash than the stored one records a [`DnsChange`]. A probe older than the
+/// stored latest one (clock steps) only counts when it is newer.
+fn apply_probes(
+    txn: &redb::WriteTransaction,
+    path: &Path,
+    agent_id: &str,
+    probes: &[IngestProbe],
+) -> Result<(), StoreError> {
+    let mut records = txn.open_table(DNS_RECORDS).at(path)?;
+    let mut changes = txn.open_table(DNS_CHANGES).at(path)?;
+    let mut next_id = changes.last().at(path)?.map_or(1, |(k, _)| k.value() + 1);
+    for p in probes {
+        let key = format!("{}\0{}\0{}", p.kind, p.target, p.server);
+        let previous: Option<DnsRecordState> = records
+            .get(key.as_str())
+            .at(path)?
+            .and_then(|v| serde_json::from_slice(v.value()).ok());
+        let state = match previous {
+            Some(prev) if p.at_unix_ms < prev.seen_unix_ms => continue,
+            Some(mut prev) if prev.hash == p.answer_hash && prev.rcode == p.rcode => {
+                prev.seen_unix_ms = p.at_unix_ms;
+                prev.ttl_secs = p.ttl_secs;
+                prev
+            }
+            Some(prev) => {
+                let change = DnsChange {
+                    id: next_id,
+                    at_unix_ms: p.at_unix_ms,
+                    kind: p.kind.clone(),
+                    target: p.target.clone(),
+                    server: p.server.clone(),
+                    agent_id: agent_id.to_owned(),
+                    old_rcode: prev.rcode,
+                    old_hash: prev.hash,
+                    old_answer: prev.answer,
+                    old_since_unix_ms: prev.since_unix_ms,
+                    new_rcode: p.rcode.clone(),
+                    new_hash: p.answer_hash.clone(),
+                    new_answer: p.answer.clone(),
+                };
+                let json = serde_json::to_vec(&change).expect("changes serialize");
+                changes.insert(next_id, json.as_slice()).at(path)?;
+                next_id += 1;
+                new_state(p)
+            }
+            None => new_state(p),
+        };
+        let json = serde_json::to_vec(&state).expect("record states serialize");
+        records.insert(key.as_str(), json.as_slice()).at(path)?;
+    }
+    Ok(())
+}
+
+fn new_state(p: &IngestProbe) -> DnsRecordState {
+    DnsRecordState {
+        rcode: p.rcode.clone(),
+        hash: p.answer_hash.clone(),
+        answer: p.answer.clone(),
+        ttl_secs: p.ttl_secs,
+        since_unix_ms: p.at_unix_ms,
+        seen_unix_ms: p.at_unix_ms,
+    }
 }
 
 fn agent_entry<'a>(

@@ -140,25 +140,37 @@ pub struct Event {
     #[prost(string, tag = "12")]
     pub sasl_user: ::prost::alloc::string::String,
 }
-/// The result of one DNS or reputation probe.
+/// The result of one DNS or reputation probe. The collector versions `answer` per
+/// (kind, target, server) and records a change event whenever `answer_hash` differs from the
+/// previous probe of the same triple.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Probe {
+    /// What was asked: "mx", "txt", "spf", "dmarc", "dkim", "soa", "a", "ptr", "dnsbl", ...
     #[prost(string, tag = "1")]
     pub kind: ::prost::alloc::string::String,
+    /// The name (or IP for ptr/dnsbl) the probe is about.
     #[prost(string, tag = "2")]
     pub target: ::prost::alloc::string::String,
     #[prost(int64, tag = "3")]
     pub at_unix_ms: i64,
     #[prost(double, tag = "4")]
     pub latency_secs: f64,
+    /// "noerror", "nxdomain", "servfail", "refused", "timeout", ...
     #[prost(string, tag = "5")]
     pub rcode: ::prost::alloc::string::String,
+    /// Hash of the normalised answer (sorted records, lower-case names, no TTLs).
     #[prost(string, tag = "6")]
     pub answer_hash: ::prost::alloc::string::String,
+    /// Smallest TTL of the answer.
     #[prost(uint32, tag = "7")]
     pub ttl_secs: u32,
+    /// The normalised answer itself (records one per line).
     #[prost(string, tag = "8")]
     pub answer: ::prost::alloc::string::String,
+    /// Who answered: an authoritative server ("ns1.example.com@192.0.2.53:53") or a recursive
+    /// resolver ("resolver@127.0.0.1:53"); empty for the agent's default resolver.
+    #[prost(string, tag = "9")]
+    pub server: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ActionResult {
