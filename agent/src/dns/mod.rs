@@ -7,6 +7,7 @@
 //!
 //! Names are compared case-insensitively and without the trailing dot.
 
+pub mod probe;
 pub mod zone;
 
 use std::future::Future;
