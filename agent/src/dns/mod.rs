@@ -8,6 +8,7 @@
 //! Names are compared case-insensitively and without the trailing dot.
 
 pub mod probe;
+pub mod schedule;
 pub mod zone;
 
 use std::future::Future;
