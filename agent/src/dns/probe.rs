@@ -236,10 +236,22 @@ pub struct DomainRound {
     pub poisoning_suspect: Vec<(String, bool)>,
     /// Per authoritative server label: SOA serial (None when it did not answer one).
     pub serials: Vec<(String, Option<u32>)>,
+    /// With a validating default resolver: the SOA answer was DNSSEC-authenticated (a bogus
+    /// signature is a failed lookup, so `false` too).
+    pub dnssec_authenticated: Option<bool>,
+}
+
+/// How [`probe_domain`] asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeOptions {
+    /// The default resolver validates DNSSEC: report `dns_dnssec_authenticated{domain}`.
+    pub dnssec: bool,
+    pub window_secs: u32,
 }
 
 /// Probes one domain: `default` for the plain answers and discovery, `authoritative` (when
-/// empty: the NS set's servers, built with `connect`) asked directly, `resolvers` compared.
+/// empty: the NS set's servers, built with `connect`; `None` from it counts as a server that
+/// failed) asked directly, `resolvers` compared.
 pub async fn probe_domain<R, F>(
     spec: &DomainSpec,
     default: &R,
@@ -247,12 +259,13 @@ pub async fn probe_domain<R, F>(
     resolvers: &[Server<R>],
     now_ms: i64,
     host: &str,
-    window_secs: u32,
+    options: ProbeOptions,
 ) -> DomainRound
 where
     R: Resolve,
-    F: Fn(SocketAddr) -> R,
+    F: Fn(SocketAddr) -> Option<R>,
 {
+    let window_secs = options.window_secs;
     let domain = normalise_name(&spec.domain);
     let mut round = DomainRound {
         consistent: true,
@@ -265,7 +278,12 @@ where
     let mut i = 0;
     while i < sets.len() {
         let set = sets[i].clone();
-        let (_, answer) = ask(default, &set, "", now_ms, &mut round.probes).await;
+        let (observed, answer) = ask(default, &set, "", now_ms, &mut round.probes).await;
+        if set.rtype == RecordType::Soa && options.dnssec {
+            round.dnssec_authenticated = Some(
+                answer.as_ref().is_some_and(|a| a.authenticated) && observed.rcode == "noerror",
+            );
+        }
         if let Some(answer) = answer {
             for data in answer.data() {
                 match (set.rtype, data) {
@@ -293,6 +311,7 @@ where
     let in_zone = |name: &str| name == domain || name.ends_with(&format!(".{domain}"));
 
     let mut servers: Vec<Server<R>> = Vec::new();
+    let mut unreachable: Vec<String> = Vec::new();
     if spec.authoritative.is_empty() {
         ns_names.sort();
         ns_names.dedup();
@@ -308,19 +327,29 @@ where
                         _ => continue,
                     };
                     let addr = SocketAddr::new(ip, 53);
-                    servers.push(Server {
-                        label: format!("{ns}@{addr}"),
-                        resolver: connect(addr),
-                    });
+                    let label = format!("{ns}@{addr}");
+                    match connect(addr) {
+                        Some(resolver) => servers.push(Server { label, resolver }),
+                        None => unreachable.push(label),
+                    }
                 }
             }
         }
     } else {
         for addr in &spec.authoritative {
-            servers.push(Server {
-                label: addr.to_string(),
-                resolver: connect(*addr),
-            });
+            match connect(*addr) {
+                Some(resolver) => servers.push(Server {
+                    label: addr.to_string(),
+                    resolver,
+                }),
+                None => unreachable.push(addr.to_string()),
+            }
+        }
+    }
+    if !unreachable.is_empty() {
+        round.consistent = false;
+        for label in unreachable {
+            round.serials.push((label, None));
         }
     }
 
@@ -423,7 +452,14 @@ where
         value: Some(pb::sample::Value::Gauge(value)),
     };
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    if !servers.is_empty() {
+    if let Some(ok) = round.dnssec_authenticated {
+        round.samples.push(gauge(
+            "dns_dnssec_authenticated",
+            &[("domain", &domain)],
+            flag(ok),
+        ));
+    }
+    if !round.serials.is_empty() {
         round.samples.push(gauge(
             "dns_propagation_consistent",
             &[("domain", &domain)],
@@ -489,6 +525,11 @@ mod tests {
         z
     }
 
+    const OPTS: ProbeOptions = ProbeOptions {
+        dnssec: false,
+        window_secs: 60,
+    };
+
     fn spec() -> DomainSpec {
         DomainSpec {
             domain: "Example.Test.".into(),
@@ -528,8 +569,16 @@ mod tests {
             label: "resolver@127.0.0.1:53".into(),
             resolver: z.clone(),
         }];
-        let round =
-            probe_domain(&spec(), &z, |_| z.clone(), &resolvers, 1_000_000, "mx1", 60).await;
+        let round = probe_domain(
+            &spec(),
+            &z,
+            |_| Some(z.clone()),
+            &resolvers,
+            1_000_000,
+            "mx1",
+            OPTS,
+        )
+        .await;
         assert!(round.consistent);
         assert_eq!(
             round.resolver_agrees,
@@ -589,13 +638,13 @@ mod tests {
             },
         ];
         let connect = |addr: SocketAddr| {
-            if addr.port() == 5301 {
+            Some(if addr.port() == 5301 {
                 fresh.clone()
             } else {
                 stale.clone()
-            }
+            })
         };
-        let round = probe_domain(&spec(), &fresh, connect, &resolvers, 0, "mx1", 60).await;
+        let round = probe_domain(&spec(), &fresh, connect, &resolvers, 0, "mx1", OPTS).await;
         assert!(!round.consistent, "serials 8 and 7 differ");
         assert_eq!(
             round.serials,
@@ -647,7 +696,7 @@ mod tests {
         let dead = Arc::new(dead);
         let mut spec = spec();
         spec.authoritative.clear();
-        let round = probe_domain(&spec, &z, |_| dead.clone(), &[], 0, "mx1", 60).await;
+        let round = probe_domain(&spec, &z, |_| Some(dead.clone()), &[], 0, "mx1", OPTS).await;
         assert_eq!(
             round.serials,
             [("ns1.example.test@127.0.0.1:53".into(), None)]

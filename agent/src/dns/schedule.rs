@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Resolve;
-use super::probe::{DomainRound, DomainSpec, Server, probe_domain};
+use super::probe::{DomainRound, DomainSpec, ProbeOptions, Server, probe_domain};
 
 /// How rounds are spread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub struct Schedule {
     /// Each round starts up to this much later than due (uniformly random).
     pub jitter: Duration,
     pub max_concurrent_domains: usize,
-    pub window_secs: u32,
+    pub options: ProbeOptions,
 }
 
 /// The phase of `domain` within `interval`: a stable hash of the name, so a restart keeps the
@@ -54,7 +54,7 @@ pub async fn run_prober<R, F>(
     mut deliver: impl FnMut(DomainRound),
 ) where
     R: Resolve + 'static,
-    F: Fn(SocketAddr) -> Arc<R> + Clone + Send + Sync + 'static,
+    F: Fn(SocketAddr) -> Option<Arc<R>> + Clone + Send + Sync + 'static,
 {
     let start = Instant::now();
     let mut due: BinaryHeap<Reverse<(Instant, usize)>> = domains
@@ -101,7 +101,7 @@ pub async fn run_prober<R, F>(
                     &resolvers,
                     unix_ms(),
                     &host,
-                    schedule.window_secs,
+                    schedule.options,
                 )
                 .await;
                 (i, round)
@@ -197,13 +197,16 @@ mod tests {
         let mut rounds = Vec::new();
         let connect = {
             let z = z.clone();
-            move |_| z.clone()
+            move |_| Some(z.clone())
         };
         let schedule = Schedule {
             interval: Duration::from_secs(300),
             jitter: Duration::from_secs(30),
             max_concurrent_domains: 7,
-            window_secs: 60,
+            options: ProbeOptions {
+                dnssec: false,
+                window_secs: 60,
+            },
         };
         run_prober(
             domains(50),
@@ -240,13 +243,16 @@ mod tests {
         let (tx, rx) = watch::channel(false);
         let connect = {
             let z = z.clone();
-            move |_| z.clone()
+            move |_| Some(z.clone())
         };
         let schedule = Schedule {
             interval: Duration::from_secs(60),
             jitter: Duration::from_secs(5),
             max_concurrent_domains: 2,
-            window_secs: 60,
+            options: ProbeOptions {
+                dnssec: false,
+                window_secs: 60,
+            },
         };
         let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let seen = counter.clone();
