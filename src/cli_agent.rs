@@ -50,6 +50,7 @@ pub fn options(config: &AgentConfig) -> Result<AgentRunOptions> {
     opts.traffic = config.traffic.clone();
     opts.queue = Some(config.queue.clone());
     opts.capacity = Some(config.capacity.clone());
+    opts.dns = Some(config.dns.clone());
     Ok(opts)
 }
 

@@ -1,8 +1,10 @@
 //! `mailpulse`: command-line entry point.
 
 mod cli_agent;
+mod cli_check;
 mod cli_collector;
 mod cli_events;
+mod cli_spf;
 mod input;
 
 use std::io::Write;
@@ -76,6 +78,45 @@ enum ConfigCommand {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check a mail domain's DNS once: MX, SPF (and whether IPs pass it), DMARC, DKIM, MTA-STS,
+    /// TLS-RPT, BIMI, DNSSEC, and for each IP its PTR, block-list listings and Sender Score.
+    #[command(
+        after_help = "Examples:\n  mailpulse check example.com\n  mailpulse check example.com --ip 192.0.2.10 --selector s1 --json\n  mailpulse check example.com --resolver 127.0.0.1:53 --trust-anchor /usr/share/dns/root.key\n\nExit status 1 when an error-level finding was found (scripts can act on it)."
+    )]
+    Check {
+        /// The domain.
+        domain: String,
+        /// A sending IP (repeatable): SPF is evaluated for it, its reputation checked.
+        #[arg(long = "ip")]
+        ips: Vec<std::net::IpAddr>,
+        /// A DKIM selector in use (repeatable); without, common selectors are tried.
+        #[arg(long = "selector")]
+        selectors: Vec<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Ask this resolver (repeatable) instead of the system's.
+        #[arg(long = "resolver")]
+        resolvers: Vec<std::net::SocketAddr>,
+        /// DNSSEC trust anchor file (DS or DNSKEY records): validate the answers.
+        #[arg(long)]
+        trust_anchor: Option<PathBuf>,
+        /// Fetch the MTA-STS policy over HTTPS too.
+        #[arg(long)]
+        fetch_policy: bool,
+        /// Per-query timeout in milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// Run an SPF test suite (the official YAML format, e.g. the RFC 7208 suite) against an
+    /// in-memory zone built from its zonedata; the last line is `N passed, M failed`.
+    #[command(
+        after_help = "Examples:\n  mailpulse spf-suite agent/tests/fixtures/spf/rfc7208-tests.yml\n\nExit status 1 when a test failed."
+    )]
+    SpfSuite {
+        /// The suite file (YAML, several documents).
+        file: PathBuf,
+    },
     /// Run the agent: follow the mail logs and stream samples to the collector.
     #[command(
         after_help = "Examples:\n  mailpulse agent --config /etc/mailpulse/agent.toml\n\nSee packaging/agent.toml for every setting. Stop with SIGTERM: batches not yet acknowledged\nstay in the on-disk outbox and are resent on the next start."
@@ -195,6 +236,37 @@ fn run() -> Result<()> {
             files,
         } => parse(format.into(), summary, utc_offset_secs, &files),
         Command::Agent { config } => cli_agent::run(&config),
+        Command::SpfSuite { file } => {
+            if !cli_spf::run(&file)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Check {
+            domain,
+            ips,
+            selectors,
+            json,
+            resolvers,
+            trust_anchor,
+            fetch_policy,
+            timeout_ms,
+        } => {
+            let clean = cli_check::run(cli_check::CheckArgs {
+                domain,
+                ips,
+                selectors,
+                json,
+                resolvers,
+                trust_anchor,
+                fetch_policy,
+                timeout: std::time::Duration::from_millis(timeout_ms.max(1)),
+            })?;
+            if !clean {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Collector { config } => cli_collector::run(&config),
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
         Command::SynthLog {

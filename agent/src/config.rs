@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::capacity::CapacityConfig;
+use crate::dns::config::DnsConfig;
 use crate::parse::LogFormat;
 use crate::queue::QueueConfig;
 use crate::traffic::TrafficConfig;
@@ -32,6 +33,9 @@ pub struct AgentConfig {
     /// Filesystem space and inodes, Postfix process counts against their limits.
     #[serde(default)]
     pub capacity: CapacityConfig,
+    /// DNS, e-mail authentication and reputation probes of the monitored domains and sending IPs.
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -205,6 +209,7 @@ impl AgentConfig {
         }
         self.traffic.validate().map_err(invalid)?;
         self.queue.validate().map_err(invalid)?;
+        self.dns.validate().map_err(invalid)?;
         if !(self.ship.collector_url.starts_with("http://")
             || self.ship.collector_url.starts_with("https://"))
         {

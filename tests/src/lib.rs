@@ -6,10 +6,13 @@
 //! - [`maillog`]: independent line counts over a Postfix log, to cross-check `mailpulse parse`;
 //! - [`pflogsumm`]: runs Debian's `pflogsumm` and reads its "Grand Totals";
 //! - [`stack`]: `mailpulse collector` and `mailpulse agent` as processes, and their /metrics;
+//! - [`knot`]: throw-away Knot DNS authoritative servers (zones from text, reload, DNSSEC signing);
+//! - [`unbound`]: a throw-away unbound recursive resolver (local data, stub zones to Knot);
 //! - [`mailpulse_bin`]: the path of the built `mailpulse` binary.
 //!
 //! Everything here talks to 127.0.0.1 only, and every wait is bounded in count and time.
 
+pub mod knot;
 pub mod maillog;
 pub mod net;
 pub mod pflogsumm;
@@ -17,6 +20,7 @@ pub mod postfix;
 pub mod smtp_client;
 pub mod smtp_sink;
 pub mod stack;
+pub mod unbound;
 
 use std::path::PathBuf;
 

@@ -238,3 +238,50 @@ fn events_are_json_lines_with_the_documented_fields() {
     }
     assert_eq!(delivered, truth.delivered);
 }
+
+/// `mailpulse spf-suite` runs the RFC 7208 suite (all 203 cases pass) and reports a broken
+/// expectation as a failure with exit status 1.
+#[test]
+fn spf_suite_command_runs_the_rfc7208_suite() {
+    let suite =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/fixtures/spf/rfc7208-tests.yml");
+    let run = |path: &Path| {
+        Command::new(mailpulse_bin())
+            .arg("spf-suite")
+            .arg(path)
+            .output()
+            .expect("run mailpulse spf-suite")
+    };
+    let out = run(&suite);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim_end().lines().last(),
+        Some("203 passed, 0 failed"),
+        "{stdout}"
+    );
+    assert!(out.status.success());
+
+    // One expectation flipped: the same code must count it as failed.
+    let text = std::fs::read_to_string(&suite).expect("suite");
+    let flipped = text.replacen(
+        "    mailfrom: lyme.eater@A12345678901234567890123456789012345678901234567890123456789012.example.com\n    result: fail",
+        "    mailfrom: lyme.eater@A12345678901234567890123456789012345678901234567890123456789012.example.com\n    result: pass",
+        1,
+    );
+    assert_ne!(flipped, text, "the suite still has the longlabel case");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broken = dir.path().join("broken.yml");
+    std::fs::write(&broken, flipped).expect("write");
+    let out = run(&broken);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim_end().lines().last(),
+        Some("202 passed, 1 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("longlabel"),
+        "the failing case is named: {stdout}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -7,8 +7,23 @@
 //!
 //! Names are compared case-insensitively and without the trailing dot.
 
+pub mod bimi;
+pub mod check;
+pub mod config;
+pub mod dkim;
+pub mod dmarc;
+pub mod dnsbl;
+pub mod finding;
+pub mod hickory;
+pub mod mtasts;
+pub mod mx;
 pub mod probe;
+pub mod reputation;
+pub mod reverse;
 pub mod schedule;
+pub mod senderscore;
+pub mod spf;
+pub mod tlsrpt;
 pub mod zone;
 
 use std::future::Future;

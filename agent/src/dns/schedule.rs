@@ -14,8 +14,24 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use std::net::IpAddr;
+
 use super::Resolve;
+use super::dnsbl::DnsList;
 use super::probe::{DomainRound, DomainSpec, ProbeOptions, Server, probe_domain};
+use super::reputation::{domain_findings, ip_reputation};
+
+/// What the prober looks at besides the record sets.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Run every domain check (SPF lint, DMARC, DKIM, …) per round: `dns_findings`, and
+    /// evaluate these sending IPs against each domain's SPF: `spf_would_fail`.
+    pub checks: bool,
+    /// The host's sending IPs; each one also gets a reputation round of its own.
+    pub sending_ips: Vec<IpAddr>,
+    /// Block and allow lists for the reputation rounds.
+    pub lists: Vec<DnsList>,
+}
 
 /// How rounds are spread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +64,7 @@ pub async fn run_prober<R, F>(
     connect: F,
     resolvers: Arc<Vec<Server<Arc<R>>>>,
     schedule: Schedule,
+    extras: Extras,
     host: String,
     once: bool,
     mut stop: watch::Receiver<bool>,
@@ -57,19 +74,26 @@ pub async fn run_prober<R, F>(
     F: Fn(SocketAddr) -> Option<Arc<R>> + Clone + Send + Sync + 'static,
 {
     let start = Instant::now();
-    let mut due: BinaryHeap<Reverse<(Instant, usize)>> = domains
+    // Targets 0..domains are domains, the rest sending IPs.
+    let names: Vec<String> = domains
+        .iter()
+        .map(|d| d.domain.clone())
+        .chain(extras.sending_ips.iter().map(ToString::to_string))
+        .collect();
+    let mut due: BinaryHeap<Reverse<(Instant, usize)>> = names
         .iter()
         .enumerate()
-        .map(|(i, d)| {
+        .map(|(i, name)| {
             let at = if once {
                 start
             } else {
-                start + phase(&d.domain, schedule.interval)
+                start + phase(name, schedule.interval)
             };
             Reverse((at, i))
         })
         .collect();
     let domains: Arc<Vec<DomainSpec>> = Arc::new(domains);
+    let extras = Arc::new(extras);
     let mut running: JoinSet<(usize, DomainRound)> = JoinSet::new();
     let max = schedule.max_concurrent_domains.max(1);
     loop {
@@ -86,24 +110,52 @@ pub async fn run_prober<R, F>(
                 break;
             }
             due.pop();
-            let (domains, default, resolvers, connect, host) = (
+            let (domains, default, resolvers, connect, host, extras) = (
                 domains.clone(),
                 default.clone(),
                 resolvers.clone(),
                 connect.clone(),
                 host.clone(),
+                extras.clone(),
             );
             running.spawn(async move {
-                let round = probe_domain(
-                    &domains[i],
+                let now = unix_ms();
+                let window_secs = schedule.options.window_secs;
+                let Some(spec) = domains.get(i) else {
+                    let ip = extras.sending_ips[i - domains.len()];
+                    let samples =
+                        ip_reputation(ip, &extras.lists, &*default, &host, now, window_secs).await;
+                    return (
+                        i,
+                        DomainRound {
+                            samples,
+                            ..DomainRound::default()
+                        },
+                    );
+                };
+                let mut round = probe_domain(
+                    spec,
                     &default,
                     connect,
                     &resolvers,
-                    unix_ms(),
+                    now,
                     &host,
                     schedule.options,
                 )
                 .await;
+                if extras.checks {
+                    round.samples.extend(
+                        domain_findings(
+                            spec,
+                            &extras.sending_ips,
+                            &*default,
+                            &host,
+                            now,
+                            window_secs,
+                        )
+                        .await,
+                    );
+                }
                 (i, round)
             });
         }
@@ -214,6 +266,7 @@ mod tests {
             connect,
             Arc::new(Vec::new()),
             schedule,
+            Extras::default(),
             "mx1".into(),
             true,
             rx,
@@ -262,6 +315,7 @@ mod tests {
             connect,
             Arc::new(Vec::new()),
             schedule,
+            Extras::default(),
             "mx1".into(),
             false,
             rx,

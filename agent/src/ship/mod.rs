@@ -18,6 +18,7 @@
 //! [`Aggregator`]: crate::aggregate::Aggregator
 
 mod client;
+mod dns;
 pub mod outbox;
 mod periodic;
 mod reader;
@@ -33,6 +34,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::aggregate::AggregatorConfig;
 use crate::capacity::{CapacityConfig, CapacityProbe};
+use crate::dns::config::DnsConfig;
 use crate::parse::LogFormat;
 use crate::queue::{QueueConfig, QueueWatcher};
 use crate::source::{Checkpoints, SourceError, TailConfig};
@@ -94,6 +96,8 @@ pub struct AgentRunOptions {
     pub queue: Option<QueueConfig>,
     /// Filesystem and process capacity signals (default none).
     pub capacity: Option<CapacityConfig>,
+    /// DNS and reputation probes (default none).
+    pub dns: Option<DnsConfig>,
 }
 
 impl AgentRunOptions {
@@ -127,6 +131,7 @@ impl AgentRunOptions {
             traffic: TrafficConfig::default(),
             queue: None,
             capacity: None,
+            dns: None,
         }
     }
 }
@@ -179,6 +184,9 @@ where
     opts.traffic.validate().map_err(ShipError::InvalidConfig)?;
     if let Some(queue) = &opts.queue {
         queue.validate().map_err(ShipError::InvalidConfig)?;
+    }
+    if let Some(dns) = &opts.dns {
+        dns.validate().map_err(ShipError::InvalidConfig)?;
     }
     std::fs::create_dir_all(&opts.state_dir).map_err(|source| ShipError::StateDir {
         path: opts.state_dir.clone(),
@@ -259,6 +267,18 @@ where
             periodic::run_periodic(sources, &host, window_secs, &outbox, &appended, &stop)
         })
     });
+    let (dns_stop, dns_rx) = watch::channel(false);
+    let dns_task = match opts.dns.as_ref().filter(|d| d.active()) {
+        Some(cfg) => Some(dns::spawn_dns(
+            cfg,
+            opts.host.clone(),
+            opts.window_secs.max(1),
+            outbox.clone(),
+            appended.clone(),
+            dns_rx,
+        )?),
+        None => None,
+    };
     let (ship_stop, ship_rx) = watch::channel(false);
     let mut ship_task = tokio::spawn(shipper.run(ship_rx));
 
@@ -288,6 +308,14 @@ where
         }
     };
     stop.store(true, Ordering::Release);
+    let _ = dns_stop.send(true);
+    let dns_done = match dns_task {
+        Some(task) => match tokio::time::timeout(PROBE_STOP_GRACE, task).await {
+            Ok(r) => joined(r),
+            Err(_) => Ok(()),
+        },
+        None => Ok(()),
+    };
     let probed = match probe_task {
         // A poll in progress (a slow `postqueue`) is not waited for beyond a moment: whatever it
         // appends later stays in the outbox for the next start.
@@ -297,7 +325,7 @@ where
         },
         None => Ok(()),
     };
-    result.and(probed)
+    result.and(probed).and(dns_done)
 }
 
 /// How long a stopping agent waits for a poll of the host probes to finish.

@@ -1,0 +1,151 @@
+//! Per-round checks beyond the raw record sets: the findings of [`check_domain`] per monitored
+//! domain (with the host's sending IPs evaluated against the domain's SPF: "would fail"), and
+//! each sending IP's reputation (PTR/FCrDNS, DNS block and allow lists, Sender Score), as gauges.
+
+use std::net::IpAddr;
+
+use mailpulse_proto::v1 as pb;
+
+use super::Resolve;
+use super::check::{CheckInput, check_domain};
+use super::dnsbl::{DnsList, ListKind, ListingStatus, check_dnsbl};
+use super::finding::Severity;
+use super::mtasts::FetchDisabled;
+use super::probe::DomainSpec;
+use super::reverse::check_reverse;
+use super::senderscore::{SenderScore, check_sender_score};
+use super::spf::Verdict;
+use crate::aggregate::window_start;
+
+/// Builds gauges stamped with one window.
+struct Gauges<'a> {
+    host: &'a str,
+    window_start_unix_ms: i64,
+    window_secs: u32,
+    out: Vec<pb::Sample>,
+}
+
+impl Gauges<'_> {
+    fn push(&mut self, metric: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push(pb::Sample {
+            metric: metric.to_owned(),
+            labels: std::iter::once(("host", self.host))
+                .chain(labels.iter().copied())
+                .map(|(name, value)| pb::Label {
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                })
+                .collect(),
+            window_start_unix_ms: self.window_start_unix_ms,
+            window_secs: self.window_secs,
+            value: Some(pb::sample::Value::Gauge(value)),
+        });
+    }
+}
+
+fn gauges(host: &str, now_ms: i64, window_secs: u32) -> Gauges<'_> {
+    Gauges {
+        host,
+        window_start_unix_ms: window_start(now_ms.div_euclid(1000), window_secs) * 1000,
+        window_secs,
+        out: Vec::new(),
+    }
+}
+
+/// `dns_findings{domain,check,severity}` (counts; every severity of a check that reported
+/// anything, 0 included) and `spf_would_fail{domain,ip}` per sending IP.
+pub async fn domain_findings<R: Resolve>(
+    spec: &DomainSpec,
+    sending_ips: &[IpAddr],
+    resolver: &R,
+    host: &str,
+    now_ms: i64,
+    window_secs: u32,
+) -> Vec<pb::Sample> {
+    let input = CheckInput {
+        domain: spec.domain.clone(),
+        ips: sending_ips.to_vec(),
+        dkim_selectors: spec.dkim_selectors.clone(),
+        lists: Vec::new(),
+        ip_reputation: false,
+    };
+    let report = check_domain(&input, resolver, &FetchDisabled).await;
+    let mut g = gauges(host, now_ms, window_secs);
+    let mut checks: Vec<&'static str> = report.findings.iter().map(|f| f.check).collect();
+    checks.sort_unstable();
+    checks.dedup();
+    for check in checks {
+        for severity in [
+            Severity::Error,
+            Severity::Warning,
+            Severity::Info,
+            Severity::Ok,
+        ] {
+            let n = report
+                .findings
+                .iter()
+                .filter(|f| f.check == check && f.severity == severity)
+                .count();
+            g.push(
+                "dns_findings",
+                &[
+                    ("domain", &report.domain),
+                    ("check", check),
+                    ("severity", severity.as_str()),
+                ],
+                n as f64,
+            );
+        }
+    }
+    for outcome in &report.spf {
+        let fails = matches!(outcome.verdict, Verdict::Fail | Verdict::SoftFail);
+        g.push(
+            "spf_would_fail",
+            &[("domain", &report.domain), ("ip", &outcome.ip.to_string())],
+            if fails { 1.0 } else { 0.0 },
+        );
+    }
+    g.out
+}
+
+/// `dnsbl_listed{ip,list}` (1 listed, 0 not; lists that errored or do not cover the family
+/// are left out), `dnswl_listed{ip,list}`, `sender_score{ip}` when scored, and
+/// `dns_fcrdns_ok{ip}`.
+pub async fn ip_reputation<R: Resolve>(
+    ip: IpAddr,
+    lists: &[DnsList],
+    resolver: &R,
+    host: &str,
+    now_ms: i64,
+    window_secs: u32,
+) -> Vec<pb::Sample> {
+    let mut g = gauges(host, now_ms, window_secs);
+    let ip_text = ip.to_string();
+    let (results, _) = check_dnsbl(ip, lists, resolver).await;
+    for r in &results {
+        let listed = match r.status {
+            ListingStatus::Listed { .. } => 1.0,
+            ListingStatus::NotListed => 0.0,
+            ListingStatus::NotApplicable | ListingStatus::Error { .. } => continue,
+        };
+        let metric = match r.kind {
+            ListKind::Block => "dnsbl_listed",
+            _ => "dnswl_listed",
+        };
+        g.push(metric, &[("ip", &ip_text), ("list", &r.zone)], listed);
+    }
+    if let (SenderScore::Score { score }, _) = check_sender_score(ip, resolver).await {
+        g.push("sender_score", &[("ip", &ip_text)], f64::from(score));
+    }
+    let (reverse, _) = check_reverse(ip, resolver).await;
+    g.push(
+        "dns_fcrdns_ok",
+        &[("ip", &ip_text)],
+        if reverse.forward_confirmed() {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    g.out
+}

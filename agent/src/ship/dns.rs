@@ -1,0 +1,162 @@
+//! The agent's DNS prober task: [`run_prober`] over hickory resolvers, its rounds batched into
+//! the outbox (probes + gauges, no file positions) like every other sample source.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mailpulse_proto::v1 as pb;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::outbox::Outbox;
+use super::{ShipError, lock};
+use crate::dns::config::DnsConfig;
+use crate::dns::dnsbl::default_lists;
+use crate::dns::hickory::{HickoryResolver, ResolverOptions, TrustAnchor};
+use crate::dns::probe::{DomainRound, ProbeOptions, Server};
+use crate::dns::schedule::{Extras, Schedule, run_prober};
+
+/// Rounds are appended at least this often while they come in.
+const FLUSH_EVERY: Duration = Duration::from_secs(2);
+/// …or once this many probes are waiting.
+const FLUSH_PROBES: usize = 2_000;
+
+/// Starts the prober and its batcher; both end when `stop` turns true.
+pub(crate) fn spawn_dns(
+    cfg: &DnsConfig,
+    host: String,
+    window_secs: u32,
+    outbox: Arc<Mutex<Outbox>>,
+    appended: Arc<Notify>,
+    stop: watch::Receiver<bool>,
+) -> Result<JoinHandle<Result<(), ShipError>>, ShipError> {
+    let setup = |e: &dyn std::fmt::Display| ShipError::InvalidConfig(format!("dns: {e}"));
+    let mut options = ResolverOptions::default()
+        .timeout(cfg.timeout())
+        .attempts(cfg.attempts)
+        .cache(false)
+        .max_in_flight(cfg.max_in_flight);
+    let dnssec = match &cfg.trust_anchor_file {
+        Some(path) => {
+            options = options.dnssec(TrustAnchor::from_file(path).map_err(|e| setup(&e))?);
+            true
+        }
+        None => false,
+    };
+    let default = if cfg.nameservers.is_empty() {
+        HickoryResolver::system(options)
+    } else {
+        HickoryResolver::with_nameservers(&cfg.nameservers, options)
+    }
+    .map_err(|e| setup(&e))?;
+    let compare = ResolverOptions::default()
+        .timeout(cfg.timeout())
+        .attempts(cfg.attempts)
+        .cache(false)
+        .max_in_flight(cfg.max_in_flight);
+    let mut resolvers = Vec::new();
+    for addr in &cfg.compare_resolvers {
+        let resolver =
+            HickoryResolver::with_nameservers(&[*addr], compare.clone()).map_err(|e| setup(&e))?;
+        resolvers.push(Server {
+            label: format!("resolver@{addr}"),
+            resolver: Arc::new(resolver),
+        });
+    }
+    let timeout = cfg.timeout();
+    let authoritative: Arc<Mutex<HashMap<SocketAddr, Arc<HickoryResolver>>>> = Arc::default();
+    let connect = move |addr: SocketAddr| {
+        let mut known = lock(&authoritative);
+        if let Some(r) = known.get(&addr) {
+            return Some(r.clone());
+        }
+        let r = Arc::new(HickoryResolver::authoritative(addr, timeout).ok()?);
+        known.insert(addr, r.clone());
+        Some(r)
+    };
+    let schedule = Schedule {
+        interval: cfg.interval(),
+        jitter: Duration::from_secs(cfg.jitter_secs),
+        max_concurrent_domains: cfg.max_concurrent_domains,
+        options: ProbeOptions {
+            dnssec,
+            window_secs,
+        },
+    };
+    let domains = cfg.domains.clone();
+    let (tx, rx) = mpsc::unbounded_channel::<DomainRound>();
+    let prober = tokio::spawn(run_prober(
+        domains,
+        Arc::new(default),
+        connect,
+        Arc::new(resolvers),
+        schedule,
+        Extras {
+            checks: true,
+            sending_ips: cfg.sending_ips.clone(),
+            lists: default_lists(),
+        },
+        host,
+        false,
+        stop.clone(),
+        move |round| {
+            let _ = tx.send(round);
+        },
+    ));
+    Ok(tokio::spawn(batch_rounds(
+        rx, outbox, appended, stop, prober,
+    )))
+}
+
+/// Collects rounds and appends them to the outbox every [`FLUSH_EVERY`] (or
+/// [`FLUSH_PROBES`]); a last batch on stop.
+async fn batch_rounds(
+    mut rx: mpsc::UnboundedReceiver<DomainRound>,
+    outbox: Arc<Mutex<Outbox>>,
+    appended: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+    prober: JoinHandle<()>,
+) -> Result<(), ShipError> {
+    let mut pending = pb::Batch::default();
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            round = rx.recv() => match round {
+                Some(round) => {
+                    pending.probes.extend(round.probes);
+                    pending.samples.extend(round.samples);
+                    if pending.probes.len() < FLUSH_PROBES {
+                        continue;
+                    }
+                    false
+                }
+                None => true,
+            },
+            _ = tick.tick() => false,
+            _ = stop.changed() => true,
+        };
+        if !pending.probes.is_empty() || !pending.samples.is_empty() {
+            let mut batch = std::mem::take(&mut pending);
+            batch.created_unix_ms = unix_ms();
+            let outbox = outbox.clone();
+            let seq = tokio::task::spawn_blocking(move || lock(&outbox).append(batch, &[]))
+                .await
+                .map_err(|e| ShipError::Task(e.to_string()))??;
+            tracing::debug!(seq, "DNS probes appended");
+            appended.notify_one();
+        }
+        if stopping || *stop.borrow() {
+            prober.abort();
+            return Ok(());
+        }
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
