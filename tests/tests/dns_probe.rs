@@ -27,6 +27,7 @@ fn records(spf: &str) -> Vec<String> {
         "mx 3600 IN A 192.0.2.25".into(),
         format!("@ IN TXT \"{spf}\""),
         "_dmarc IN TXT \"v=DMARC1; p=reject; rua=mailto:dmarc@example.test\"".into(),
+        "news IN TXT \"v=spf1 ip4:198.51.100.0/24 -all\"".into(),
         "s1._domainkey IN TXT \"v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\"".into(),
     ]
 }
@@ -83,7 +84,14 @@ fn propagation_disagreement_and_changes_reach_the_collector() {
 
     let work = tempfile::tempdir().expect("temp dir");
     let d = work.path();
-    std::fs::write(d.join("mail.log"), "").expect("log");
+    // One outbound delivery for a sender domain that is not monitored: the prober learns it
+    // from the log and evaluates the sending IPs against its SPF.
+    std::fs::write(
+        d.join("mail.log"),
+        "Oct 26 18:13:50 mx1 postfix/qmgr[1]: 1A2B3C4D5E: from=<alice@news.example.test>, size=1234, nrcpt=1 (queue active)\n\
+         Oct 26 18:13:51 mx1 postfix/smtp[2]: 1A2B3C4D5E: to=<bob@gmail.com>, relay=gmail-smtp-in.l.google.com[142.250.1.27]:25, delay=1.2, delays=0.1/0/0.5/0.6, dsn=2.0.0, status=sent (250 2.0.0 OK)\n",
+    )
+    .expect("log");
     let extra = format!(
         "[queue]\nenabled = false\n[capacity]\nenabled = false\n\
          [dns]\ninterval_secs = 1\njitter_secs = 0\ntimeout_ms = 1000\nattempts = 1\n\
@@ -138,6 +146,28 @@ fn propagation_disagreement_and_changes_reach_the_collector() {
         );
         wait_value(http, "mailpulse_dns_fcrdns_ok", &[("ip", ip)], 0.0, d);
     }
+    let news = "news.example.test";
+    wait_value(
+        http,
+        "mailpulse_spf_would_fail",
+        &[("domain", news), ("ip", "192.0.2.10")],
+        1.0,
+        d,
+    );
+    wait_value(
+        http,
+        "mailpulse_spf_would_fail",
+        &[("domain", news), ("ip", "198.51.100.7")],
+        0.0,
+        d,
+    );
+    wait_value(
+        http,
+        "mailpulse_sender_domain_deliveries",
+        &[("domain", news)],
+        1.0,
+        d,
+    );
     let spf_errors = [("domain", ZONE), ("check", "spf"), ("severity", "error")];
     wait_value(http, "mailpulse_dns_findings", &spf_errors, 2.0, d);
 

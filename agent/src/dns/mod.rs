@@ -21,6 +21,7 @@ pub mod probe;
 pub mod reputation;
 pub mod reverse;
 pub mod schedule;
+pub mod senders;
 pub mod senderscore;
 pub mod spf;
 pub mod tlsrpt;

@@ -475,6 +475,7 @@ where
             ));
         }
     }
+    probe_samples(&round.probes, &domain, &gauge, &mut round.samples);
     for ((resolver, agrees), (_, suspect)) in
         round.resolver_agrees.iter().zip(&round.poisoning_suspect)
     {
@@ -487,6 +488,70 @@ where
             .push(gauge("dns_poisoning_suspect", &labels, flag(*suspect)));
     }
     round
+}
+
+/// Builds a gauge sample of this round (metric, labels after `host`, value).
+type GaugeFn<'a> = dyn Fn(&str, &[(&str, &str)], f64) -> pb::Sample + 'a;
+
+/// Upper bounds (seconds) of the `dns_probe_latency_seconds` buckets.
+pub const LATENCY_BOUNDS_SECS: [f64; 10] =
+    [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// Per round: latency histograms and rcode counters per probe kind (`dkim:*` as `dkim`), and
+/// the TTL of each record set as the default resolver sees it.
+fn probe_samples(
+    probes: &[pb::Probe],
+    domain: &str,
+    gauge: &GaugeFn<'_>,
+    out: &mut Vec<pb::Sample>,
+) {
+    use std::collections::BTreeMap;
+    let family = |kind: &str| -> String {
+        kind.split_once(':')
+            .map_or(kind, |(family, _)| family)
+            .to_owned()
+    };
+    let mut latency: BTreeMap<String, (Vec<u64>, f64)> = BTreeMap::new();
+    let mut rcodes: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for p in probes
+        .iter()
+        .filter(|p| !p.kind.starts_with("disagreement:"))
+    {
+        let kind = family(&p.kind);
+        let (counts, sum) = latency
+            .entry(kind.clone())
+            .or_insert_with(|| (vec![0; LATENCY_BOUNDS_SECS.len() + 1], 0.0));
+        let i = LATENCY_BOUNDS_SECS.partition_point(|&b| b < p.latency_secs);
+        counts[i] += 1;
+        *sum += p.latency_secs;
+        *rcodes.entry((kind, p.rcode.clone())).or_insert(0) += 1;
+        if p.server.is_empty() && p.rcode == "noerror" && p.ttl_secs > 0 && p.target == domain {
+            out.push(gauge(
+                "dns_record_ttl_seconds",
+                &[("domain", domain), ("kind", &p.kind)],
+                f64::from(p.ttl_secs),
+            ));
+        }
+    }
+    let template = gauge("dns_probes", &[], 0.0);
+    for ((kind, rcode), n) in rcodes {
+        let mut s = gauge("dns_probes", &[("kind", &kind), ("rcode", &rcode)], 0.0);
+        s.value = Some(pb::sample::Value::CounterDelta(n as f64));
+        out.push(s);
+    }
+    for (kind, (counts, sum)) in latency {
+        out.push(pb::Sample {
+            metric: "dns_probe_latency_seconds".into(),
+            labels: gauge("x", &[("kind", &kind)], 0.0).labels,
+            window_start_unix_ms: template.window_start_unix_ms,
+            window_secs: template.window_secs,
+            value: Some(pb::sample::Value::Histogram(pb::Histogram {
+                bounds: LATENCY_BOUNDS_SECS.to_vec(),
+                counts,
+                sum,
+            })),
+        });
+    }
 }
 
 #[cfg(test)]
@@ -608,6 +673,40 @@ mod tests {
             (dkim.target.as_str(), dkim.rcode.as_str()),
             ("s1._domainkey.example.test", "nxdomain")
         );
+        let probes_counted: f64 = round
+            .samples
+            .iter()
+            .filter(|s| s.metric == "dns_probes")
+            .map(|s| match s.value {
+                Some(pb::sample::Value::CounterDelta(v)) => v,
+                _ => 0.0,
+            })
+            .sum();
+        assert_eq!(probes_counted, round.probes.len() as f64);
+        let latency_counts: u64 = round
+            .samples
+            .iter()
+            .filter(|s| s.metric == "dns_probe_latency_seconds")
+            .map(|s| match &s.value {
+                Some(pb::sample::Value::Histogram(h)) => h.counts.iter().sum::<u64>(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(latency_counts, round.probes.len() as u64);
+        assert!(
+            round
+                .samples
+                .iter()
+                .any(|s| s.metric == "dns_probes" && s.labels.iter().any(|l| l.value == "dkim"))
+        );
+        let ttl = round
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "dns_record_ttl_seconds" && s.labels.iter().any(|l| l.value == "txt")
+            })
+            .unwrap();
+        assert_eq!(ttl.value, Some(pb::sample::Value::Gauge(3600.0)));
         let consistent = round
             .samples
             .iter()

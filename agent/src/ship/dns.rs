@@ -12,11 +12,16 @@ use tokio::task::JoinHandle;
 
 use super::outbox::Outbox;
 use super::{ShipError, lock};
+use std::net::IpAddr;
+
 use crate::dns::config::DnsConfig;
 use crate::dns::dnsbl::default_lists;
 use crate::dns::hickory::{HickoryResolver, ResolverOptions, TrustAnchor};
+use crate::dns::normalise_name;
 use crate::dns::probe::{DomainRound, ProbeOptions, Server};
 use crate::dns::schedule::{Extras, Schedule, run_prober};
+use crate::dns::senders::SenderDomains;
+use crate::dns::spf::{Verdict, check_host};
 
 /// Rounds are appended at least this often while they come in.
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
@@ -31,6 +36,7 @@ pub(crate) fn spawn_dns(
     outbox: Arc<Mutex<Outbox>>,
     appended: Arc<Notify>,
     stop: watch::Receiver<bool>,
+    senders: Option<Arc<Mutex<SenderDomains>>>,
 ) -> Result<JoinHandle<Result<(), ShipError>>, ShipError> {
     let setup = |e: &dyn std::fmt::Display| ShipError::InvalidConfig(format!("dns: {e}"));
     let mut options = ResolverOptions::default()
@@ -87,9 +93,24 @@ pub(crate) fn spawn_dns(
     };
     let domains = cfg.domains.clone();
     let (tx, rx) = mpsc::unbounded_channel::<DomainRound>();
+    let default = Arc::new(default);
+    if let Some(senders) = senders {
+        let configured: Vec<String> = domains.iter().map(|d| normalise_name(&d.domain)).collect();
+        tokio::spawn(evaluate_sender_domains(
+            senders,
+            configured,
+            cfg.sending_ips.clone(),
+            default.clone(),
+            cfg.interval(),
+            host.clone(),
+            window_secs,
+            tx.clone(),
+            stop.clone(),
+        ));
+    }
     let prober = tokio::spawn(run_prober(
         domains,
-        Arc::new(default),
+        default,
         connect,
         Arc::new(resolvers),
         schedule,
@@ -108,6 +129,105 @@ pub(crate) fn spawn_dns(
     Ok(tokio::spawn(batch_rounds(
         rx, outbox, appended, stop, prober,
     )))
+}
+
+/// Most sender domains from the logs evaluated per interval (the busiest).
+const SENDER_DOMAINS_PER_ROUND: usize = 20;
+
+/// Every `interval`: the busiest outbound sender domains seen in the logs (not configured as
+/// monitored domains) get the sending IPs evaluated against their SPF: `spf_would_fail{domain,ip}`
+/// and `sender_domain_deliveries{domain}` (outbound delivery attempts since the last round).
+#[allow(clippy::too_many_arguments)]
+async fn evaluate_sender_domains(
+    senders: Arc<Mutex<SenderDomains>>,
+    configured: Vec<String>,
+    ips: Vec<IpAddr>,
+    resolver: Arc<HickoryResolver>,
+    interval: Duration,
+    host: String,
+    window_secs: u32,
+    tx: mpsc::UnboundedSender<DomainRound>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first take after one interval of log
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let top = lock(&senders).take_top(SENDER_DOMAINS_PER_ROUND + configured.len());
+        let now = unix_ms();
+        let mut samples = Vec::new();
+        for (domain, deliveries) in top
+            .into_iter()
+            .filter(|(d, _)| !configured.contains(d))
+            .take(SENDER_DOMAINS_PER_ROUND)
+        {
+            samples.push(sender_gauge(
+                "sender_domain_deliveries",
+                &host,
+                &[("domain", &domain)],
+                now,
+                window_secs,
+                deliveries as f64,
+            ));
+            for ip in &ips {
+                let result = check_host(
+                    *ip,
+                    &domain,
+                    &format!("postmaster@{domain}"),
+                    &domain,
+                    &*resolver,
+                )
+                .await;
+                let fails = matches!(result.verdict, Verdict::Fail | Verdict::SoftFail);
+                samples.push(sender_gauge(
+                    "spf_would_fail",
+                    &host,
+                    &[("domain", &domain), ("ip", &ip.to_string())],
+                    now,
+                    window_secs,
+                    if fails { 1.0 } else { 0.0 },
+                ));
+            }
+        }
+        if !samples.is_empty()
+            && tx
+                .send(DomainRound {
+                    samples,
+                    ..DomainRound::default()
+                })
+                .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn sender_gauge(
+    metric: &str,
+    host: &str,
+    labels: &[(&str, &str)],
+    now_ms: i64,
+    window_secs: u32,
+    value: f64,
+) -> pb::Sample {
+    pb::Sample {
+        metric: metric.to_owned(),
+        labels: std::iter::once(("host", host))
+            .chain(labels.iter().copied())
+            .map(|(name, value)| pb::Label {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            })
+            .collect(),
+        window_start_unix_ms: crate::aggregate::window_start(now_ms.div_euclid(1000), window_secs)
+            * 1000,
+        window_secs,
+        value: Some(pb::sample::Value::Gauge(value)),
+    }
 }
 
 /// Collects rounds and appends them to the outbox every [`FLUSH_EVERY`] (or

@@ -213,6 +213,12 @@ where
     );
     let outbox = Arc::new(Mutex::new(outbox));
     let appended = Arc::new(Notify::new());
+    // Sender domains from the logs, for the prober's SPF evaluation of the sending IPs.
+    let senders = opts
+        .dns
+        .as_ref()
+        .filter(|d| d.active() && !d.sending_ips.is_empty())
+        .map(|_| Arc::new(Mutex::new(crate::dns::senders::SenderDomains::new())));
     let reader_cfg = reader::ReaderConfig {
         tail: TailConfig::new(opts.files.clone()),
         format: opts.format,
@@ -229,6 +235,7 @@ where
         flush_interval: Duration::from_secs(u64::from(opts.flush_interval_secs.max(1))),
         include_events: opts.include_events,
         traffic: opts.traffic.clone(),
+        senders: senders.clone(),
     };
     let reader = reader::Reader::new(reader_cfg, &start, outbox.clone(), appended.clone())?;
     // Files neither the checkpoints nor the outbox know are recorded at their start offset and
@@ -276,6 +283,7 @@ where
             outbox.clone(),
             appended.clone(),
             dns_rx,
+            senders.clone(),
         )?),
         None => None,
     };

@@ -13,6 +13,7 @@ use super::{MAX_PENDING_SAMPLES, ShipError, lock};
 use crate::aggregate::{
     Aggregator, AggregatorConfig, SelfMetrics, SelfMetricsSnapshot, window_start,
 };
+use crate::dns::senders::SenderDomains;
 use crate::parse::{LogFormat, Timestamp};
 use crate::pipeline::LineProcessor;
 use crate::source::{Checkpoints, FileKey, TailConfig, Tailer};
@@ -36,6 +37,8 @@ pub(crate) struct ReaderConfig {
     pub flush_interval: Duration,
     pub include_events: bool,
     pub traffic: TrafficConfig,
+    /// Outbound sender domains for the DNS prober, when it evaluates sending IPs.
+    pub senders: Option<Arc<Mutex<SenderDomains>>>,
 }
 
 /// Owns the tailer, the processor and the aggregator; cuts batches into the outbox.
@@ -52,6 +55,7 @@ pub(crate) struct Reader {
     positions: HashMap<FileKey, u64>,
     events: Vec<MessageEvent>,
     signals: Vec<TrafficSignal>,
+    senders: Option<Arc<Mutex<SenderDomains>>>,
     wire_events: Vec<pb::Event>,
     last_cut: Instant,
     /// Window of the last batch cut, so an idle agent still reports itself once per window.
@@ -83,6 +87,7 @@ impl Reader {
             positions: HashMap::new(),
             events: Vec::new(),
             signals: Vec::new(),
+            senders: cfg.senders,
             wire_events: Vec::new(),
             last_cut: Instant::now(),
             last_cut_window: None,
@@ -102,6 +107,8 @@ impl Reader {
             }
             let lines = self.tailer.next_batch(READ_LINES, READ_TIMEOUT)?;
             let caught_up = lines.len() < READ_LINES;
+            let senders = self.senders.clone();
+            let mut senders = senders.as_deref().map(lock);
             for line in &lines {
                 self.processor.process_with_signals(
                     &line.text,
@@ -113,6 +120,9 @@ impl Reader {
                 }
                 for ev in self.events.drain(..) {
                     self.aggregator.observe(&ev);
+                    if let Some(s) = senders.as_mut() {
+                        s.observe(&ev);
+                    }
                     if self.include_events {
                         self.wire_events.push(wire_event(&ev));
                     }
@@ -123,6 +133,7 @@ impl Reader {
                     self.cut()?;
                 }
             }
+            drop(senders);
             if self.last_cut.elapsed() >= self.flush_interval {
                 self.cut()?;
             }
