@@ -10,10 +10,10 @@
 
 use serde::Serialize;
 
-use super::dkim::{Tag, TagListError, leading_version, parse_tag_list};
-use super::finding::{Finding, Lookup, long_string_finding, lookup, txt_records};
+use super::dkim::{Tag, TagListError, parse_tag_list};
+use super::finding::{Finding, long_string_finding, versioned_txt};
 use super::tlsrpt::is_https_url;
-use super::{RecordType, Resolve, normalise_name};
+use super::{Resolve, normalise_name};
 
 /// The `check` of BIMI findings.
 pub const CHECK: &str = "bimi";
@@ -84,26 +84,15 @@ pub async fn check_bimi<R: Resolve>(domain: &str, resolver: &R) -> (BimiReport, 
         record: None,
     };
     let mut findings = Vec::new();
-    let answer = match lookup(resolver, &name, RecordType::Txt).await {
-        Lookup::Failed(reason) => {
-            findings.push(Finding::lookup_failed(
-                CHECK,
-                &name,
-                RecordType::Txt,
-                &reason,
-            ));
+    let (owned, authenticated) = match versioned_txt(resolver, CHECK, &name, "BIMI1").await {
+        Ok(found) => found,
+        Err(finding) => {
+            findings.push(finding);
             return (report, findings);
         }
-        Lookup::Empty { .. } => None,
-        Lookup::Found(answer) => Some(answer),
     };
-    let records: Vec<&[Vec<u8>]> = answer
-        .as_ref()
-        .map(txt_records)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|strings| leading_version(&strings.concat()) == Some("BIMI1"))
-        .collect();
+    let _ = authenticated;
+    let records: Vec<&[Vec<u8>]> = owned.iter().map(Vec::as_slice).collect();
     let record = match records.as_slice() {
         [] => {
             findings.push(Finding::info(

@@ -173,6 +173,34 @@ pub(crate) fn txt_records(answer: &Answer) -> Vec<&[Vec<u8>]> {
         .collect()
 }
 
+/// The TXT records at `name` whose tag list starts with `v=<version>` (each as its strings) and
+/// whether the answer was DNSSEC-authenticated; a failed lookup becomes its finding.
+pub(crate) async fn versioned_txt<R: Resolve>(
+    resolver: &R,
+    check: &'static str,
+    name: &str,
+    version: &str,
+) -> Result<(Vec<Vec<Vec<u8>>>, bool), Finding> {
+    let answer = match lookup(resolver, name, RecordType::Txt).await {
+        Lookup::Failed(reason) => {
+            return Err(Finding::lookup_failed(
+                check,
+                name,
+                RecordType::Txt,
+                &reason,
+            ));
+        }
+        Lookup::Empty { .. } => return Ok((Vec::new(), false)),
+        Lookup::Found(answer) => answer,
+    };
+    let records = txt_records(&answer)
+        .into_iter()
+        .filter(|strings| super::dkim::leading_version(&strings.concat()) == Some(version))
+        .map(<[Vec<u8>]>::to_vec)
+        .collect();
+    Ok((records, answer.authenticated))
+}
+
 /// The fix text for "publish this TXT record", with the zone-file line to add.
 pub(crate) fn publish_txt_fix(name: &str, value: &str) -> String {
     format!("Publish the TXT record: {name}. IN TXT \"{value}\"")

@@ -31,9 +31,11 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-use super::dkim::{Tag, TagListError, leading_version, parse_tag_list};
+use super::dkim::{Tag, TagListError, parse_tag_list};
 use super::dmarc::is_hostname;
-use super::finding::{Finding, Lookup, long_string_finding, lookup, publish_txt_fix, txt_records};
+use super::finding::{
+    Finding, Lookup, long_string_finding, lookup, publish_txt_fix, versioned_txt,
+};
 use super::{RecordType, Resolve, normalise_name};
 
 /// The `check` of MTA-STS findings.
@@ -619,27 +621,15 @@ pub async fn check_mta_sts<R: Resolve, F: PolicyFetcher>(
     };
     let mut findings = Vec::new();
     let name = format!("_mta-sts.{domain}");
-    let answer = match lookup(resolver, &name, RecordType::Txt).await {
-        Lookup::Failed(reason) => {
-            findings.push(Finding::lookup_failed(
-                CHECK,
-                &name,
-                RecordType::Txt,
-                &reason,
-            ));
+    let (owned, authenticated) = match versioned_txt(resolver, CHECK, &name, "STSv1").await {
+        Ok(found) => found,
+        Err(finding) => {
+            findings.push(finding);
             return (report, findings);
         }
-        Lookup::Empty { .. } => None,
-        Lookup::Found(answer) => Some(answer),
     };
-    report.authenticated = answer.as_ref().is_some_and(|a| a.authenticated);
-    let records: Vec<&[Vec<u8>]> = answer
-        .as_ref()
-        .map(txt_records)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|strings| leading_version(&strings.concat()) == Some("STSv1"))
-        .collect();
+    report.authenticated = authenticated;
+    let records: Vec<&[Vec<u8>]> = owned.iter().map(Vec::as_slice).collect();
     match records.as_slice() {
         [] => {
             findings.push(

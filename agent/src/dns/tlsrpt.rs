@@ -9,10 +9,10 @@
 
 use serde::Serialize;
 
-use super::dkim::{Tag, TagListError, leading_version, parse_tag_list};
+use super::dkim::{Tag, TagListError, parse_tag_list};
 use super::dmarc::{is_hostname, parse_mailto};
-use super::finding::{Finding, Lookup, long_string_finding, lookup, publish_txt_fix, txt_records};
-use super::{RecordType, Resolve, normalise_name};
+use super::finding::{Finding, long_string_finding, publish_txt_fix, versioned_txt};
+use super::{Resolve, normalise_name};
 
 /// The `check` of TLS-RPT findings.
 pub const CHECK: &str = "tlsrpt";
@@ -128,27 +128,15 @@ pub async fn check_tlsrpt<R: Resolve>(domain: &str, resolver: &R) -> (TlsRptRepo
         authenticated: false,
     };
     let mut findings = Vec::new();
-    let answer = match lookup(resolver, &name, RecordType::Txt).await {
-        Lookup::Failed(reason) => {
-            findings.push(Finding::lookup_failed(
-                CHECK,
-                &name,
-                RecordType::Txt,
-                &reason,
-            ));
+    let (owned, authenticated) = match versioned_txt(resolver, CHECK, &name, "TLSRPTv1").await {
+        Ok(found) => found,
+        Err(finding) => {
+            findings.push(finding);
             return (report, findings);
         }
-        Lookup::Empty { .. } => None,
-        Lookup::Found(answer) => Some(answer),
     };
-    report.authenticated = answer.as_ref().is_some_and(|a| a.authenticated);
-    let records: Vec<&[Vec<u8>]> = answer
-        .as_ref()
-        .map(txt_records)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|strings| leading_version(&strings.concat()) == Some("TLSRPTv1"))
-        .collect();
+    report.authenticated = authenticated;
+    let records: Vec<&[Vec<u8>]> = owned.iter().map(Vec::as_slice).collect();
     let example = format!(
         "v=TLSRPTv1; rua=mailto:tls-reports@{}",
         normalise_name(domain)
