@@ -18,15 +18,15 @@ use super::spf::Verdict;
 use crate::aggregate::window_start;
 
 /// Builds gauges stamped with one window.
-struct Gauges<'a> {
+pub(crate) struct Gauges<'a> {
     host: &'a str,
     window_start_unix_ms: i64,
     window_secs: u32,
-    out: Vec<pb::Sample>,
+    pub(crate) out: Vec<pb::Sample>,
 }
 
 impl Gauges<'_> {
-    fn push(&mut self, metric: &str, labels: &[(&str, &str)], value: f64) {
+    pub(crate) fn push(&mut self, metric: &str, labels: &[(&str, &str)], value: f64) {
         self.out.push(pb::Sample {
             metric: metric.to_owned(),
             labels: std::iter::once(("host", self.host))
@@ -43,7 +43,8 @@ impl Gauges<'_> {
     }
 }
 
-fn gauges(host: &str, now_ms: i64, window_secs: u32) -> Gauges<'_> {
+/// A gauge builder for `host` at the window of `now_ms`.
+pub(crate) fn gauges(host: &str, now_ms: i64, window_secs: u32) -> Gauges<'_> {
     Gauges {
         host,
         window_start_unix_ms: window_start(now_ms.div_euclid(1000), window_secs) * 1000,

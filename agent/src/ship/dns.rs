@@ -19,6 +19,7 @@ use crate::dns::dnsbl::default_lists;
 use crate::dns::hickory::{HickoryResolver, ResolverOptions, TrustAnchor};
 use crate::dns::normalise_name;
 use crate::dns::probe::{DomainRound, ProbeOptions, Server};
+use crate::dns::reputation::gauges;
 use crate::dns::schedule::{Extras, Schedule, run_prober};
 use crate::dns::senders::SenderDomains;
 use crate::dns::spf::{Verdict, check_host};
@@ -158,21 +159,17 @@ async fn evaluate_sender_domains(
             _ = stop.changed() => return,
         }
         let top = lock(&senders).take_top(SENDER_DOMAINS_PER_ROUND + configured.len());
-        let now = unix_ms();
-        let mut samples = Vec::new();
+        let mut g = gauges(&host, unix_ms(), window_secs);
         for (domain, deliveries) in top
             .into_iter()
             .filter(|(d, _)| !configured.contains(d))
             .take(SENDER_DOMAINS_PER_ROUND)
         {
-            samples.push(sender_gauge(
+            g.push(
                 "sender_domain_deliveries",
-                &host,
                 &[("domain", &domain)],
-                now,
-                window_secs,
                 deliveries as f64,
-            ));
+            );
             for ip in &ips {
                 let result = check_host(
                     *ip,
@@ -183,16 +180,14 @@ async fn evaluate_sender_domains(
                 )
                 .await;
                 let fails = matches!(result.verdict, Verdict::Fail | Verdict::SoftFail);
-                samples.push(sender_gauge(
+                g.push(
                     "spf_would_fail",
-                    &host,
                     &[("domain", &domain), ("ip", &ip.to_string())],
-                    now,
-                    window_secs,
                     if fails { 1.0 } else { 0.0 },
-                ));
+                );
             }
         }
+        let samples = g.out;
         if !samples.is_empty()
             && tx
                 .send(DomainRound {
@@ -203,30 +198,6 @@ async fn evaluate_sender_domains(
         {
             return;
         }
-    }
-}
-
-fn sender_gauge(
-    metric: &str,
-    host: &str,
-    labels: &[(&str, &str)],
-    now_ms: i64,
-    window_secs: u32,
-    value: f64,
-) -> pb::Sample {
-    pb::Sample {
-        metric: metric.to_owned(),
-        labels: std::iter::once(("host", host))
-            .chain(labels.iter().copied())
-            .map(|(name, value)| pb::Label {
-                name: name.to_owned(),
-                value: value.to_owned(),
-            })
-            .collect(),
-        window_start_unix_ms: crate::aggregate::window_start(now_ms.div_euclid(1000), window_secs)
-            * 1000,
-        window_secs,
-        value: Some(pb::sample::Value::Gauge(value)),
     }
 }
 
