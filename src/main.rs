@@ -3,7 +3,9 @@
 mod cli_agent;
 mod cli_check;
 mod cli_collector;
+mod cli_detect;
 mod cli_events;
+mod cli_simulate;
 mod cli_spf;
 mod input;
 
@@ -64,6 +66,16 @@ enum SynthStyle {
     Maillog,
 }
 
+impl From<SynthStyle> for mailpulse_agent::synth::TimestampStyle {
+    fn from(style: SynthStyle) -> Self {
+        match style {
+            SynthStyle::Bsd => Self::Bsd,
+            SynthStyle::Rfc3339 => Self::Rfc3339,
+            SynthStyle::Maillog => Self::Maillog,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate an agent or collector configuration file (errors name the line and column).
@@ -116,6 +128,35 @@ enum Command {
     SpfSuite {
         /// The suite file (YAML, several documents).
         file: PathBuf,
+    },
+    /// Score one series offline, causally: `timestamp,value` CSV in (the Numenta Anomaly
+    /// Benchmark format), `timestamp,value,anomaly_score` out, one row per input row.
+    #[command(
+        after_help = "Examples:\n  mailpulse detect --input realKnownCause/machine_temperature_system_failure.csv --output scored.csv\n\nThe score of a row uses only the rows before it and itself (the same detector as the\ncollector's); scores are in [0, 1]. Without --output the result goes to standard output."
+    )]
+    Detect {
+        /// The input CSV (`timestamp,value` with a header).
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the scored CSV (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Simulate a mail fleet from a scenario file: one Postfix log per host and the labels of the
+    /// injected incidents.
+    #[command(
+        after_help = "Examples:\n  mailpulse simulate --scenario scenarios/small.toml --out-dir /tmp/sim\n\nThe same scenario (and seed) always gives the same bytes."
+    )]
+    Simulate {
+        /// The scenario (TOML).
+        #[arg(long)]
+        scenario: PathBuf,
+        /// Output directory (default: named after the scenario).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// Timestamp style of the logs (default: the scenario's).
+        #[arg(long, value_enum)]
+        format: Option<SynthStyle>,
     },
     /// Run the agent: follow the mail logs and stream samples to the collector.
     #[command(
@@ -236,6 +277,16 @@ fn run() -> Result<()> {
             files,
         } => parse(format.into(), summary, utc_offset_secs, &files),
         Command::Agent { config } => cli_agent::run(&config),
+        Command::Detect { input, output } => cli_detect::run(&input, output.as_deref()),
+        Command::Simulate {
+            scenario,
+            out_dir,
+            format,
+        } => cli_simulate::run(cli_simulate::SimulateArgs {
+            scenario,
+            out_dir,
+            format: format.map(Into::into),
+        }),
         Command::SpfSuite { file } => {
             if !cli_spf::run(&file)? {
                 std::process::exit(1);
@@ -327,16 +378,12 @@ fn parse(
 }
 
 fn synth_log(seed: u64, messages: u64, style: SynthStyle, start_unix_secs: i64) -> Result<()> {
-    use mailpulse_agent::synth::{SynthConfig, SynthLog, TimestampStyle};
+    use mailpulse_agent::synth::{SynthConfig, SynthLog};
     let config = SynthConfig {
         seed,
         messages,
         start_unix_secs,
-        style: match style {
-            SynthStyle::Bsd => TimestampStyle::Bsd,
-            SynthStyle::Rfc3339 => TimestampStyle::Rfc3339,
-            SynthStyle::Maillog => TimestampStyle::Maillog,
-        },
+        style: style.into(),
         ..SynthConfig::default()
     };
     let stdout = std::io::stdout();

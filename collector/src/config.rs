@@ -27,6 +27,8 @@ pub struct CollectorConfig {
     pub store: StoreConfig,
     /// Periodic OTLP export of the fleet totals; absent = off.
     pub otlp: Option<OtlpConfig>,
+    /// Anomaly detection over the stored series.
+    pub detect: crate::analyze::AnalyzeConfig,
 }
 
 impl Default for CollectorConfig {
@@ -40,6 +42,7 @@ impl Default for CollectorConfig {
             limits: LimitsConfig::default(),
             store: StoreConfig::default(),
             otlp: None,
+            detect: crate::analyze::AnalyzeConfig::default(),
         }
     }
 }

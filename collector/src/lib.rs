@@ -3,12 +3,16 @@
 //! - [`ingest`]: the gRPC `AgentService` agents stream batches to (auth, limits, validation);
 //! - [`store`]: the embedded redb store and its single writer (durable before ack, dedupe by
 //!   agent seq, windowed points, agent registry);
-//! - [`expose`]: `/metrics`, `/healthz`, `/api/v1/agents` and the OTLP export.
+//! - [`expose`]: `/metrics`, `/healthz`, `/api/v1/agents` and the OTLP export;
+//! - [`detect`]: pure anomaly detection and forecasting on series (seasonal bands, small-count
+//!   ratios, level shifts, fleet outliers, capacity forecasts, the streaming scorer).
 //!
 //! [`run`] is what `mailpulse collector` calls; [`start`] does the same but returns at once with
 //! the bound addresses (tests, benchmarks, port 0).
 
+pub mod analyze;
 pub mod config;
+pub mod detect;
 pub mod expose;
 pub mod ingest;
 pub mod model;
@@ -114,6 +118,7 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
     let (store, writer) = store::open(&config.store, config.limits.max_series, stats.clone())?;
     let liveness = Arc::new(Liveness::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let bands = Arc::new(analyze::Bands::default());
 
     let ingest = Ingest::new(
         tokens,
@@ -135,6 +140,7 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
         stats: stats.clone(),
         liveness,
         agent_down_after: Duration::from_secs(config.agent_down_after_secs),
+        bands: bands.clone(),
     };
     let http_shutdown = signalled(shutdown_rx.clone());
     let http_task = tokio::spawn(async move {
@@ -144,6 +150,15 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
             .map_err(CollectorError::Http)
     });
 
+    if config.detect.enabled {
+        tokio::spawn(analyze::run_analyzer(
+            store.clone(),
+            config.detect.clone(),
+            analyze::streaming_factory(),
+            bands.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
     let otlp_task = config.otlp.clone().map(|otlp| {
         tokio::spawn(expose::otlp::run_exporter(
             otlp,

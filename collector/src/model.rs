@@ -136,6 +136,31 @@ pub struct DnsChange {
     pub new_answer: String,
 }
 
+/// A point a detector judged anomalous, with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Anomaly {
+    /// Increasing id (order of recording); 0 until stored.
+    pub id: u64,
+    /// The series: metric and its labels.
+    pub metric: String,
+    pub labels: Vec<(String, String)>,
+    /// Start of the judged window (Unix ms) and its length.
+    pub window_start_unix_ms: i64,
+    pub window_secs: u32,
+    /// Which detector (`seasonal`, `ratio`, `changepoint`, `fleet`, `forecast`).
+    pub detector: String,
+    pub observed: f64,
+    pub expected: f64,
+    pub lower: f64,
+    pub upper: f64,
+    /// In [0, 1].
+    pub score: f64,
+    /// `above` or `below`.
+    pub direction: String,
+    /// Detector-specific evidence (p-value, band units, …) in words.
+    pub detail: String,
+}
+
 /// The latest answer of one (kind, target, server), as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DnsRecordState {

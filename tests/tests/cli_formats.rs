@@ -285,3 +285,47 @@ fn spf_suite_command_runs_the_rfc7208_suite() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// `mailpulse detect`: one output row per input row, scores in [0, 1], a spike in a seasonal
+/// series scored near 1 while the quiet rows before it stay low.
+#[test]
+fn detect_command_scores_a_csv_causally() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("series.csv");
+    let output = dir.path().join("scored.csv");
+    let mut csv = String::from("timestamp,value\n");
+    let start = 1_396_310_400i64; // 2014-04-01 00:00:00 UTC
+    for i in 0..3000i64 {
+        let t = start + i * 300;
+        let (days, secs) = (t / 86_400, t % 86_400);
+        // Civil date from days since 1970 (2014-04 .. 2014-04-11 here).
+        let day_of_april = days - 16_161 + 1;
+        let value = 50.0
+            + 20.0 * (i as f64 / 288.0 * std::f64::consts::TAU).sin()
+            + if i == 2500 { 300.0 } else { 0.0 };
+        csv.push_str(&format!(
+            "2014-04-{:02} {:02}:{:02}:00,{value:.2}\n",
+            day_of_april,
+            secs / 3600,
+            secs % 3600 / 60
+        ));
+    }
+    std::fs::write(&input, &csv).expect("write");
+    let status = Command::new(mailpulse_bin())
+        .args(["detect", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .status()
+        .expect("run mailpulse detect");
+    assert!(status.success());
+    let scored = std::fs::read_to_string(&output).expect("output");
+    let rows: Vec<&str> = scored.lines().collect();
+    assert_eq!(rows[0], "timestamp,value,anomaly_score");
+    assert_eq!(rows.len(), 3001, "one row per input row");
+    let score = |row: &str| -> f64 { row.rsplit(',').next().unwrap().parse().unwrap() };
+    assert!(rows[1..].iter().all(|r| (0.0..=1.0).contains(&score(r))));
+    assert!(score(rows[2501]) > 0.9, "spike: {}", rows[2501]);
+    let quiet_high = rows[2000..2500].iter().filter(|r| score(r) > 0.5).count();
+    assert!(quiet_high <= 10, "{quiet_high} quiet rows scored > 0.5");
+}

@@ -12,14 +12,18 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use super::format::{Clock, Delay, Ip, bsd_time};
+use super::hooks::{
+    ExtraSession, Forced, Hooks, HostSetup, InboundEnding, QueueLoad, RemoteAttempt,
+};
 use super::queue_id::QueueIdGen;
 use super::rng::Rng;
 use super::world::{self, Client, Health, Mx, Provider, Reply, ReplyContext, World};
 use super::{SynthConfig, SynthTruth};
 
-/// Public address of the main instance (postscreen/smtpd listen here, smtp sends from here).
+/// Default public address of the main instance (postscreen/smtpd listen here, smtp sends from
+/// here).
 const MAIN_IP: Ip = Ip::new(198, 51, 100, 25);
-/// Source address of the `postfix-out` instance.
+/// Default source address of the `postfix-out` instance.
 const OUT_IP: Ip = Ip::new(198, 51, 100, 26);
 
 const SECOND: i64 = 1_000_000;
@@ -332,10 +336,22 @@ pub(crate) struct Engine {
     users: Vec<String>,
     recent_ips: Vec<Ip>,
     truth: SynthTruth,
+    main_ip: Ip,
+    out_ip: Ip,
+    /// Queued messages per instance (indexed by [`Instance`]).
+    queue: [QueueLoad; 2],
+    hooks: Option<Box<dyn Hooks>>,
+    /// Scratch buffer for [`Hooks::extra_sessions`].
+    extras: Vec<ExtraSession>,
 }
 
 impl Engine {
-    pub(crate) fn new(mut cfg: SynthConfig) -> Self {
+    pub(crate) fn new(cfg: SynthConfig) -> Self {
+        Self::with_setup(cfg, None)
+    }
+
+    /// A generator for a fleet member: its addresses, extra users and hooks.
+    pub(crate) fn with_setup(mut cfg: SynthConfig, setup: Option<HostSetup>) -> Self {
         if cfg.local_domains.is_empty() {
             cfg.local_domains.push("example.org".to_string());
         }
@@ -358,12 +374,19 @@ impl Engine {
                 pids.acquire(&mut rng, instance, service, 0, 0);
             }
         }
-        let users = (0..240)
+        let mut users: Vec<String> = (0..240)
             .map(|i| {
                 let domain = &cfg.local_domains[i % cfg.local_domains.len()];
                 format!("{}@{domain}", world::person_local_part(&mut rng))
             })
             .collect();
+        let (main_ip, out_ip, hooks) = match setup {
+            Some(setup) => {
+                users.extend(setup.extra_users);
+                (setup.main_ip, setup.out_ip, Some(setup.hooks))
+            }
+            None => (MAIN_IP, OUT_IP, None),
+        };
         let start = cfg.start_unix_secs.saturating_mul(SECOND);
         let mut engine = Self {
             fqdn: format!("{}.{}", cfg.host, cfg.local_domains[0]),
@@ -382,6 +405,11 @@ impl Engine {
             users,
             recent_ips: Vec::new(),
             truth: SynthTruth::default(),
+            main_ip,
+            out_ip,
+            queue: [QueueLoad::default(); 2],
+            hooks,
+            extras: Vec::new(),
             cfg,
         };
         if engine.arrivals_left > 0 {
@@ -402,13 +430,23 @@ impl Engine {
         self.truth
     }
 
+    /// Messages queued in the main and the `postfix-out` instance, as of the last line returned.
+    pub(crate) fn queue_loads(&self) -> [QueueLoad; 2] {
+        self.queue
+    }
+
     pub(crate) fn next_line(&mut self) -> Option<String> {
+        self.next_line_at().map(|(_, line)| line)
+    }
+
+    /// The next line with its time (Unix microseconds).
+    pub(crate) fn next_line_at(&mut self) -> Option<(i64, String)> {
         loop {
             let entry = self.heap.pop()?;
             self.now = entry.at;
             match entry.task {
                 Task::Line { program, pid, body } => {
-                    return Some(self.render(entry.at, program, pid, &body));
+                    return Some((entry.at, self.render(entry.at, program, pid, &body)));
                 }
                 Task::Arrival => self.arrival(),
                 Task::Round(idx) => self.round(idx),
@@ -514,13 +552,13 @@ impl Engine {
             c.submission_share + c.outbound_instance_share + c.pickup_share,
         );
         if r < sub {
-            self.submission_session(t);
+            self.submission_session(t, None);
         } else if r < out {
             self.out_session(t);
         } else if r < pick {
             self.pickup(t);
         } else {
-            self.inbound_session(t, Plan::Message);
+            self.inbound_session(t, Plan::Message, None);
         }
         let gap = self.interarrival(t);
         let noise = [
@@ -533,8 +571,8 @@ impl Engine {
             for _ in 0..self.count(rate) {
                 let at = t + self.rng.below(gap as u64) as i64;
                 match plan {
-                    Some(plan) => self.inbound_session(at, plan),
-                    None => self.auth_failure_session(at),
+                    Some(plan) => self.inbound_session(at, plan, None),
+                    None => self.auth_failure_session(at, None),
                 }
             }
         }
@@ -542,16 +580,55 @@ impl Engine {
             let at = t + self.rng.below(gap as u64) as i64;
             self.standalone_warning(at);
         }
+        self.extra_sessions(t, gap);
         if self.arrivals_left > 0 {
             self.schedule(t + gap, Task::Arrival);
         }
     }
 
-    /// Time to the next accepted message: exponential around the diurnally modulated rate.
+    /// Starts the sessions the hooks add in `[t, t + gap)`.
+    fn extra_sessions(&mut self, t: i64, gap: i64) {
+        let Some(hooks) = self.hooks.as_mut() else {
+            return;
+        };
+        let mut extras = std::mem::take(&mut self.extras);
+        hooks.extra_sessions(&self.world, t, gap, &mut extras);
+        for extra in extras.drain(..) {
+            match extra {
+                ExtraSession::Submission {
+                    at,
+                    client,
+                    user,
+                    domains,
+                } => self.submission_session(at.max(t), Some((client, user, domains))),
+                ExtraSession::AuthFailure { at, client, user } => {
+                    self.auth_failure_session(at.max(t), Some((client, user)));
+                }
+                ExtraSession::Inbound { at, client, ending } => {
+                    let plan = match ending {
+                        InboundEnding::Reject => Plan::Reject,
+                        InboundEnding::Lost => Plan::Lost,
+                        InboundEnding::PostscreenDrop => Plan::PostscreenDrop,
+                    };
+                    self.inbound_session(at.max(t), plan, Some(client));
+                }
+            }
+        }
+        self.extras = extras;
+    }
+
+    /// Time to the next accepted message: exponential around the diurnally modulated rate (or
+    /// the rate the hooks give).
     fn interarrival(&mut self, t: i64) -> i64 {
-        let hour = t.rem_euclid(86_400 * SECOND) as f64 / (3600 * SECOND) as f64;
-        let phase = (hour - 8.0) / 24.0 * std::f64::consts::TAU;
-        let rate = self.cfg.messages_per_sec * (1.0 + self.cfg.diurnal_amplitude * phase.sin());
+        let hooked = self.hooks.as_mut().and_then(|h| h.messages_per_sec(t));
+        let rate = match hooked {
+            Some(rate) => rate,
+            None => {
+                let hour = t.rem_euclid(86_400 * SECOND) as f64 / (3600 * SECOND) as f64;
+                let phase = (hour - 8.0) / 24.0 * std::f64::consts::TAU;
+                self.cfg.messages_per_sec * (1.0 + self.cfg.diurnal_amplitude * phase.sin())
+            }
+        };
         let mean_us = SECOND as f64 / rate.max(1e-6);
         (self.rng.exponential(mean_us) as i64).clamp(1, 3600 * SECOND)
     }
@@ -625,13 +702,15 @@ impl Engine {
         )
     }
 
-    /// A port-25 connection through postscreen to smtpd.
-    fn inbound_session(&mut self, t0: i64, plan: Plan) {
+    /// A port-25 connection through postscreen to smtpd, from `client` or a drawn one.
+    fn inbound_session(&mut self, t0: i64, plan: Plan, client: Option<Client>) {
         let sender_domain = self.world.sender_domain(&mut self.rng);
-        let client = if plan == Plan::Message && self.rng.chance(0.85) {
-            self.world.inbound_client(&mut self.rng, sender_domain)
-        } else {
-            self.unknown_client()
+        let client = match client {
+            Some(client) => client,
+            None if plan == Plan::Message && self.rng.chance(0.85) => {
+                self.world.inbound_client(&mut self.rng, sender_domain)
+            }
+            None => self.unknown_client(),
         };
         self.remember(client.ip);
         let mut t = t0;
@@ -640,8 +719,8 @@ impl Engine {
             Instance::Main,
             Service::Postscreen,
             format!(
-                "CONNECT from [{}]:{} to [{MAIN_IP}]:25",
-                client.ip, client.port
+                "CONNECT from [{}]:{} to [{}]:25",
+                client.ip, client.port, self.main_ip
             ),
         );
         if plan == Plan::PostscreenDrop {
@@ -927,9 +1006,13 @@ impl Engine {
         );
     }
 
-    /// Authenticated submission from a mail client of a local user.
-    fn submission_session(&mut self, t0: i64) {
-        let client = self.residential_client();
+    /// Authenticated submission from a mail client of a local user; `forced` gives the client,
+    /// the user and the recipient domains instead of drawing them.
+    fn submission_session(&mut self, t0: i64, forced: Option<(Client, String, Vec<usize>)>) {
+        let (client, forced) = match forced {
+            Some((client, user, domains)) => (client, Some((user, domains))),
+            None => (self.residential_client(), None),
+        };
         self.remember(client.ip);
         let ep = format!("{}[{}]", client.host, client.ip);
         let mut t = t0;
@@ -939,21 +1022,34 @@ impl Engine {
         let body = self.inbound_tls_line(&client);
         lines.push((t, body));
         t += self.ms(100, 900);
-        let user = self.rng.pick(&self.users).clone();
-        let n = match self.rng.below(20) {
-            0..=11 => 1,
-            12..=18 => self.rng.range(2, 4) as usize,
-            _ => self.rng.range(5, 30) as usize,
+        let (user, rcpts) = match forced {
+            Some((user, domains)) => {
+                let rcpts: Vec<Rcpt> = domains
+                    .into_iter()
+                    .map(|d| self.remote_rcpt_at(d))
+                    .collect();
+                (user, rcpts)
+            }
+            None => {
+                let user = self.rng.pick(&self.users).clone();
+                let n = match self.rng.below(20) {
+                    0..=11 => 1,
+                    12..=18 => self.rng.range(2, 4) as usize,
+                    _ => self.rng.range(5, 30) as usize,
+                };
+                let mut rcpts = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let rcpt = if self.rng.chance(0.1) {
+                        self.local_rcpt()
+                    } else {
+                        self.remote_rcpt()
+                    };
+                    rcpts.push(rcpt);
+                }
+                (user, rcpts)
+            }
         };
-        let mut rcpts = Vec::with_capacity(n);
-        for _ in 0..n {
-            let rcpt = if self.rng.chance(0.1) {
-                self.local_rcpt()
-            } else {
-                self.remote_rcpt()
-            };
-            rcpts.push(rcpt);
-        }
+        let n = rcpts.len();
         let sender_dest = self.local_dest(&user);
         let message_id = format!(
             "<{}-{}-{}-{}-{}@{}>",
@@ -998,9 +1094,12 @@ impl Engine {
         self.job(Instance::Main, Service::Submission, lines);
     }
 
-    /// Password guessing against submission.
-    fn auth_failure_session(&mut self, t0: i64) {
-        let client = self.unknown_client();
+    /// Password guessing against submission; `forced` gives the client and the username tried.
+    fn auth_failure_session(&mut self, t0: i64, forced: Option<(Client, Option<String>)>) {
+        let (client, forced_user) = match forced {
+            Some((client, user)) => (client, Some(user)),
+            None => (self.unknown_client(), None),
+        };
         self.remember(client.ip);
         let ep = format!("{}[{}]", client.host, client.ip);
         let mut t = t0;
@@ -1015,12 +1114,15 @@ impl Engine {
         } else {
             ("PLAIN", "authentication failure")
         };
-        let user = if self.rng.chance(0.4) {
-            let domain = self.rng.pick(&self.cfg.local_domains).clone();
-            let name = *self.rng.pick(&["admin", "info", "test", "office", "sales"]);
-            format!(", sasl_username={name}@{domain}")
-        } else {
-            String::new()
+        let user = match forced_user {
+            Some(Some(name)) => format!(", sasl_username={name}"),
+            Some(None) => String::new(),
+            None if self.rng.chance(0.4) => {
+                let domain = self.rng.pick(&self.cfg.local_domains).clone();
+                let name = *self.rng.pick(&["admin", "info", "test", "office", "sales"]);
+                format!(", sasl_username={name}@{domain}")
+            }
+            None => String::new(),
         };
         lines.push((
             t,
@@ -1257,6 +1359,11 @@ impl Engine {
 
     fn remote_rcpt(&mut self) -> Rcpt {
         let d = self.world.recipient_domain(&mut self.rng);
+        self.remote_rcpt_at(d)
+    }
+
+    /// A recipient at domain `d` of the world table.
+    fn remote_rcpt_at(&mut self, d: usize) -> Rcpt {
         let addr = format!(
             "{}@{}",
             world::remote_local_part(&mut self.rng),
@@ -1354,6 +1461,9 @@ impl Engine {
     }
 
     fn store(&mut self, msg: Msg) -> usize {
+        let load = &mut self.queue[msg.instance as usize];
+        load.messages += 1;
+        load.bytes += msg.size_bytes;
         match self.free_msgs.pop() {
             Some(i) => {
                 self.msgs[i] = Some(msg);
@@ -1373,6 +1483,8 @@ impl Engine {
         };
         let t = self.now;
         let instance = msg.instance;
+        // Counted as deferred in `queue` since an earlier round left it in the queue.
+        let was_deferred = msg.deferred_once;
         let body = format!(
             "{}: from=<{}>, size={}, nrcpt={} (queue active)",
             msg.qid,
@@ -1417,9 +1529,21 @@ impl Engine {
             let age = te - msg.created;
             let backoff =
                 age.clamp(MINIMAL_BACKOFF, MAXIMAL_BACKOFF) + self.rng.millis_us(0, 120_000);
+            if !was_deferred && msg.deferred_once {
+                let load = &mut self.queue[instance as usize];
+                load.deferred_messages += 1;
+                load.deferred_bytes += msg.size_bytes;
+            }
             self.msgs[idx] = Some(msg);
             self.schedule(te + backoff, Task::Round(idx));
         } else {
+            let load = &mut self.queue[instance as usize];
+            load.messages = load.messages.saturating_sub(1);
+            load.bytes = load.bytes.saturating_sub(msg.size_bytes);
+            if was_deferred {
+                load.deferred_messages = load.deferred_messages.saturating_sub(1);
+                load.deferred_bytes = load.deferred_bytes.saturating_sub(msg.size_bytes);
+            }
             self.note(te, instance, Service::Qmgr, format!("{}: removed", msg.qid));
             self.truth.removed += 1;
             self.free_msgs.push(idx);
@@ -1438,27 +1562,71 @@ impl Engine {
     ) -> (i64, bool) {
         let world = Arc::clone(&self.world);
         let instance = msg.instance;
+        let our_ip = if instance == Instance::Out {
+            self.out_ip
+        } else {
+            self.main_ip
+        };
+        // The MX is chosen before the outcomes (which draw no random numbers) so that the hooks
+        // see it; the order of random draws is the same as without hooks.
+        let mx_idx = match dest {
+            Dest::Remote(d) => {
+                let domain = &world.domains[d];
+                usize::from(domain.mx.len() > 1 && self.rng.chance(0.1))
+            }
+            _ => 0,
+        };
+        let fallback_mx = match dest {
+            Dest::Remote(d) => Mx {
+                host: world.domains[d].name.clone(),
+                ip: Ip(0),
+            },
+            _ => Mx {
+                host: String::new(),
+                ip: Ip(0),
+            },
+        };
+        let mut forced: Vec<Option<Forced>> = Vec::new();
+        if let (Dest::Remote(d), Some(hooks)) = (dest, self.hooks.as_mut()) {
+            let domain = &world.domains[d];
+            let mx = domain.mx.get(mx_idx).unwrap_or(&fallback_mx);
+            forced = members
+                .iter()
+                .map(|&i| {
+                    hooks.remote_attempt(&RemoteAttempt {
+                        at: start,
+                        age: start - msg.created,
+                        domain,
+                        mx,
+                        sender: &msg.sender,
+                        rcpt: &msg.rcpts[i].addr,
+                        our_ip,
+                    })
+                })
+                .collect();
+        }
+        let unreachable = forced.iter().find_map(|f| match f {
+            Some(Forced::Unreachable(reply)) => Some(reply.clone()),
+            _ => None,
+        });
         let outcomes: Vec<Outcome> = members
             .iter()
-            .map(|&i| msg.rcpts[i].fate.attempt())
+            .enumerate()
+            .map(|(k, &i)| match forced.get(k) {
+                _ if unreachable.is_some() => Outcome::Deferred,
+                Some(Some(Forced::Defer(_) | Forced::Unreachable(_))) => Outcome::Deferred,
+                Some(Some(Forced::Bounce(_))) => Outcome::Bounced,
+                _ => msg.rcpts[i].fate.attempt(),
+            })
             .collect();
         let mut lines: Vec<(i64, String)> = Vec::with_capacity(members.len() + 2);
         let (service, relay, conn_setup, mut replies) = match dest {
             Dest::Remote(d) => {
                 let domain = &world.domains[d];
-                let mx_idx = usize::from(domain.mx.len() > 1 && self.rng.chance(0.1));
-                let fallback_mx = Mx {
-                    host: domain.name.clone(),
-                    ip: Ip(0),
-                };
                 let mx = domain.mx.get(mx_idx).unwrap_or(&fallback_mx);
                 let base = ReplyContext {
                     rcpt: "",
-                    our_ip: if instance == Instance::Out {
-                        OUT_IP
-                    } else {
-                        MAIN_IP
-                    },
+                    our_ip,
                     unix_secs: start / SECOND,
                     size_bytes: msg.size_bytes,
                     message_id: msg.message_id.trim_matches(['<', '>']),
@@ -1466,8 +1634,13 @@ impl Engine {
                 };
                 let cx_base = |rcpt| ReplyContext { rcpt, ..base };
                 let all_deferred = outcomes.iter().all(|o| *o == Outcome::Deferred);
+                let any_forced = forced.iter().any(Option::is_some);
                 // Connection-level failure: one reply for the whole group, relay=none.
-                let group_failure = if domain.health == Health::NxDomain {
+                let group_failure = if unreachable.is_some() {
+                    unreachable
+                } else if any_forced {
+                    None
+                } else if domain.health == Health::NxDomain {
                     let cx = cx_base(msg.rcpts[members[0]].addr.as_str());
                     Some(world::bounce_reply(&mut self.rng, domain, &cx).0)
                 } else if all_deferred {
@@ -1481,7 +1654,8 @@ impl Engine {
                 };
                 let (relay, conn_setup, replies) = if let Some(reply) = group_failure {
                     let timeout = reply.text.contains("timed out");
-                    if timeout && domain.mx.len() > 1 && mx_idx == 0 {
+                    // A forced failure names its MX itself; the backup MX is not tried.
+                    if timeout && !any_forced && domain.mx.len() > 1 && mx_idx == 0 {
                         let other = &domain.mx[1];
                         lines.push((
                             start + 30 * SECOND,
@@ -1501,7 +1675,13 @@ impl Engine {
                     let replies = members
                         .iter()
                         .zip(&outcomes)
-                        .map(|(&i, outcome)| {
+                        .enumerate()
+                        .map(|(k, (&i, outcome))| {
+                            if let Some(Some(Forced::Defer(reply) | Forced::Bounce(reply))) =
+                                forced.get_mut(k).map(Option::take)
+                            {
+                                return reply;
+                            }
                             let cx = cx_base(msg.rcpts[i].addr.as_str());
                             match outcome {
                                 Outcome::Sent => {
@@ -1583,7 +1763,7 @@ impl Engine {
                         ),
                     })
                     .collect();
-                let relay = format!("{}[{MAIN_IP}]:25", self.fqdn);
+                let relay = format!("{}[{}]:25", self.fqdn, self.main_ip);
                 (Service::Smtp, relay, self.ms(1, 10), replies)
             }
         };

@@ -13,10 +13,11 @@
 //! records what was written so tests can compare parser and tracker counts exactly.
 
 mod engine;
-mod format;
+pub(crate) mod format;
+pub(crate) mod hooks;
 mod queue_id;
-mod rng;
-mod world;
+pub(crate) mod rng;
+pub(crate) mod world;
 
 use std::collections::BTreeMap;
 
@@ -194,6 +195,24 @@ impl SynthLog {
         Self {
             engine: engine::Engine::new(config),
         }
+    }
+
+    /// A generator for one member of a simulated fleet ([`crate::sim`]): its addresses, extra
+    /// users and time-dependent [`hooks`].
+    pub(crate) fn with_setup(config: SynthConfig, setup: hooks::HostSetup) -> Self {
+        Self {
+            engine: engine::Engine::with_setup(config, Some(setup)),
+        }
+    }
+
+    /// The next line with its time (Unix microseconds).
+    pub(crate) fn next_timed(&mut self) -> Option<(i64, String)> {
+        self.engine.next_line_at()
+    }
+
+    /// Messages queued in the main and the `postfix-out` instance, as of the last line returned.
+    pub(crate) fn queue_loads(&self) -> [hooks::QueueLoad; 2] {
+        self.engine.queue_loads()
     }
 
     /// Counts of what has been generated so far.

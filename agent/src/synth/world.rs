@@ -492,7 +492,9 @@ pub(crate) struct ReplyContext<'a> {
     pub(crate) mx: &'a Mx,
 }
 
-fn said(out: &mut String, mx: &Mx, reply: &str, command: &str) {
+/// Appends `host MX[IP] said: REPLY (in reply to COMMAND command)`, as Postfix quotes a remote
+/// server's reply.
+pub(crate) fn said(out: &mut String, mx: &Mx, reply: &str, command: &str) {
     let _ = write!(
         out,
         "host {}[{}] said: {reply} (in reply to {command} command)",

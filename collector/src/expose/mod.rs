@@ -31,6 +31,8 @@ pub struct HttpState {
     pub liveness: Arc<Liveness>,
     /// Silence after which an agent counts as down.
     pub agent_down_after: Duration,
+    /// Latest detector judgements.
+    pub bands: std::sync::Arc<crate::analyze::Bands>,
 }
 
 /// One entry of `GET /api/v1/agents`.
@@ -50,6 +52,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/dns/changes", get(dns_changes))
+        .route("/api/v1/anomalies", get(anomalies))
         .with_state(state)
 }
 
@@ -78,6 +81,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             agents: &agents,
             stats: &state.stats,
             store_bytes: state.store.file_bytes(),
+            bands: &state.bands.all(),
         })
     })
     .await;
@@ -106,6 +110,26 @@ async fn dns_changes(
             .await;
     match read {
         Ok(Ok(changes)) => Json(changes).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Query of `GET /api/v1/anomalies`.
+#[derive(Debug, serde::Deserialize)]
+struct AnomaliesQuery {
+    /// At most this many, newest first (default 100, at most 10 000).
+    limit: Option<usize>,
+}
+
+async fn anomalies(
+    State(state): State<HttpState>,
+    axum::extract::Query(q): axum::extract::Query<AnomaliesQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    let read = tokio::task::spawn_blocking(move || state.store.anomalies(limit)).await;
+    match read {
+        Ok(Ok(list)) => Json(list).into_response(),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }

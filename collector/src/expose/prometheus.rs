@@ -36,6 +36,8 @@ pub struct Exposition<'a> {
     pub stats: &'a CollectorStats,
     /// Store file size.
     pub store_bytes: u64,
+    /// Latest detector judgements, sorted by metric then labels.
+    pub bands: &'a [crate::analyze::Band],
 }
 
 /// Content type of [`render`]'s output.
@@ -45,6 +47,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub fn render(exposition: &Exposition<'_>) -> String {
     let mut out = String::with_capacity(64 * 1024);
     render_fleet(exposition.snapshot, &mut out);
+    render_bands(exposition.bands, &mut out);
     render_agents(exposition.agents, &mut out);
     render_self(exposition, &mut out);
     out
@@ -280,6 +283,58 @@ fn render_self(exposition: &Exposition<'_>, out: &mut String) {
     );
 }
 
+/// `mailpulse_<metric>_{expected,lower,upper,anomaly_score}` per watched series (counters per
+/// window: the expected increase in one stored window). Values not known yet (no model, or an
+/// open band side) are left out.
+/// A band family: name suffix, help text, and the value it takes from a band.
+type BandPart = (&'static str, &'static str, fn(&crate::analyze::Band) -> f64);
+
+fn render_bands(bands: &[crate::analyze::Band], out: &mut String) {
+    let mut i = 0;
+    while i < bands.len() {
+        let metric = &bands[i].series.metric;
+        let mut j = i;
+        while j < bands.len() && bands[j].series.metric == *metric {
+            j += 1;
+        }
+        let group = &bands[i..j];
+        let parts: [BandPart; 4] = [
+            (
+                "expected",
+                "Expected value of the latest stored window",
+                |b| b.judgement.expected,
+            ),
+            ("lower", "Lower edge of the calibrated band", |b| {
+                b.judgement.lower
+            }),
+            ("upper", "Upper edge of the calibrated band", |b| {
+                b.judgement.upper
+            }),
+            (
+                "anomaly_score",
+                "Anomaly score in [0, 1] of the latest window",
+                |b| b.judgement.score,
+            ),
+        ];
+        for (suffix, help, value) in parts {
+            let name = format!("mailpulse_{metric}_{suffix}");
+            let mut wrote_header = false;
+            for band in group {
+                let v = value(band);
+                if !v.is_finite() {
+                    continue;
+                }
+                if !wrote_header {
+                    header(out, &name, "gauge", &format!("{help} of {metric}."));
+                    wrote_header = true;
+                }
+                line(out, &name, &band.series, None, v);
+            }
+        }
+        i = j;
+    }
+}
+
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -377,6 +432,7 @@ mod tests {
             agents: &[],
             stats: &stats,
             store_bytes: 1,
+            bands: &[],
         });
         for expected in [
             "# TYPE mailpulse_messages_delivered_total counter\n",

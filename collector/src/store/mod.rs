@@ -114,6 +114,11 @@ pub(crate) enum WriterCommand {
     Disconnected {
         agent_id: Arc<str>,
     },
+    /// Anomalies found by the detectors, appended durably.
+    Anomalies {
+        anomalies: Vec<crate::model::Anomaly>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Lets the writer fold/prune when no batches arrive.
     Tick,
     /// Commit what came before, fold, stop.
@@ -240,6 +245,59 @@ impl StoreHandle {
         tokio::spawn(async move {
             let _ = tx.send(WriterCommand::Disconnected { agent_id }).await;
         });
+    }
+
+    /// Appends anomalies (ids are assigned by the store) and waits until they are durable.
+    pub async fn record_anomalies(
+        &self,
+        anomalies: Vec<crate::model::Anomaly>,
+    ) -> Result<(), StoreError> {
+        if anomalies.is_empty() {
+            return Ok(());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriterCommand::Anomalies { anomalies, reply })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        rx.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// The newest anomalies first, at most `limit`.
+    pub fn anomalies(&self, limit: usize) -> Result<Vec<crate::model::Anomaly>, StoreError> {
+        use redb::{ReadableDatabase, ReadableTable};
+        let path = &self.shared.path;
+        let read = self
+            .shared
+            .db
+            .begin_read()
+            .map_err(|e| redb_error(path, e))?;
+        let table = match read.open_table(tables::ANOMALIES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(redb_error(path, e)),
+        };
+        let mut out = Vec::new();
+        for entry in table
+            .iter()
+            .map_err(|e| redb_error(path, e))?
+            .rev()
+            .take(limit)
+        {
+            let (_, value) = entry.map_err(|e| redb_error(path, e))?;
+            out.push(
+                serde_json::from_slice(value.value()).map_err(|_| StoreError::Corrupt {
+                    path: path.clone(),
+                    source: aggregate::CorruptRecord("anomaly is not valid JSON"),
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Width of the stored windows, in ms (`resolution_secs`).
+    pub fn resolution_ms(&self) -> i64 {
+        self.shared.resolution_ms
     }
 
     /// Series interning.

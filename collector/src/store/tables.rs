@@ -33,6 +33,9 @@ pub const DNS_RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("dns_
 /// change id → JSON [`crate::model::DnsChange`].
 pub const DNS_CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("dns_changes");
 
+/// anomaly id → JSON [`crate::model::Anomaly`].
+pub const ANOMALIES: TableDefinition<u64, &[u8]> = TableDefinition::new("anomalies");
+
 /// Series per point chunk.
 pub const CHUNK_SERIES: u32 = 1024;
 

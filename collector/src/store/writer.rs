@@ -15,8 +15,8 @@ use super::aggregate::{
 };
 use super::series::SeriesRegistry;
 use super::tables::{
-    AGENTS, ALERT_STATE, APPLIED_BATCHES, AUDIT_LOG, CHUNK_SERIES, DNS_CHANGES, DNS_RECORDS, META,
-    POINTS, SCHEMA_VERSION, SERIES, StoredSeries, TOTALS,
+    AGENTS, ALERT_STATE, ANOMALIES, APPLIED_BATCHES, AUDIT_LOG, CHUNK_SERIES, DNS_CHANGES,
+    DNS_RECORDS, META, POINTS, SCHEMA_VERSION, SERIES, StoredSeries, TOTALS,
 };
 use super::{BatchOutcome, LiveState, StoreError, StoreShared, WriterCommand, redb_error, unix_ms};
 use crate::config::StoreConfig;
@@ -253,6 +253,9 @@ impl Writer {
                         (WriterCommand::Batch { reply, .. }, Some(outcome)) => {
                             let _ = reply.send(Ok(outcome));
                         }
+                        (WriterCommand::Anomalies { reply, .. }, _) => {
+                            let _ = reply.send(Ok(()));
+                        }
                         _ => {}
                     }
                 }
@@ -268,6 +271,9 @@ impl Writer {
                             let _ = reply.send(Err(StoreError::CommitFailed(message.clone())));
                         }
                         WriterCommand::Batch { reply, .. } => {
+                            let _ = reply.send(Err(StoreError::CommitFailed(message.clone())));
+                        }
+                        WriterCommand::Anomalies { reply, .. } => {
                             let _ = reply.send(Err(StoreError::CommitFailed(message.clone())));
                         }
                         _ => {}
@@ -353,6 +359,17 @@ impl Writer {
                             let record = agent_entry(&mut touched, &self.agents, agent_id);
                             record.connected = false;
                             record.last_seen_unix_ms = now;
+                        }
+                        None
+                    }
+                    WriterCommand::Anomalies { anomalies, .. } => {
+                        let mut table = txn.open_table(ANOMALIES).at(path)?;
+                        let first = table.last().at(path)?.map_or(1, |(k, _)| k.value() + 1);
+                        for (id, anomaly) in (first..).zip(anomalies) {
+                            let mut stored = anomaly.clone();
+                            stored.id = id;
+                            let json = serde_json::to_vec(&stored).expect("anomalies serialize");
+                            table.insert(id, json.as_slice()).at(path)?;
                         }
                         None
                     }
@@ -603,6 +620,7 @@ fn create_tables(db: &Database, path: &Path, now: i64) -> Result<i64, StoreError
         txn.open_table(AUDIT_LOG).at(path)?;
         txn.open_table(DNS_RECORDS).at(path)?;
         txn.open_table(DNS_CHANGES).at(path)?;
+        txn.open_table(ANOMALIES).at(path)?;
     }
     txn.commit().at(path)?;
     Ok(created)

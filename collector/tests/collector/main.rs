@@ -1,5 +1,6 @@
 //! Collector integration tests: in-process collector on 127.0.0.1, real gRPC clients.
 
+mod analyze;
 mod dns;
 mod expose;
 mod ingest;
