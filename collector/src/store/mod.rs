@@ -265,6 +265,23 @@ impl StoreHandle {
 
     /// The newest anomalies first, at most `limit`.
     pub fn anomalies(&self, limit: usize) -> Result<Vec<crate::model::Anomaly>, StoreError> {
+        self.newest_records(
+            tables::ANOMALIES,
+            limit,
+            "anomaly is not valid JSON",
+            |_| true,
+        )
+    }
+
+    /// Up to `limit` JSON records of an id-keyed log table, newest first, those `keep` accepts;
+    /// a table not created yet reads as empty.
+    fn newest_records<T: serde::de::DeserializeOwned>(
+        &self,
+        table: redb::TableDefinition<u64, &[u8]>,
+        limit: usize,
+        what: &'static str,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, StoreError> {
         use redb::{ReadableDatabase, ReadableTable};
         let path = &self.shared.path;
         let read = self
@@ -272,25 +289,25 @@ impl StoreHandle {
             .db
             .begin_read()
             .map_err(|e| redb_error(path, e))?;
-        let table = match read.open_table(tables::ANOMALIES) {
+        let table = match read.open_table(table) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(redb_error(path, e)),
         };
         let mut out = Vec::new();
-        for entry in table
-            .iter()
-            .map_err(|e| redb_error(path, e))?
-            .rev()
-            .take(limit)
-        {
+        for entry in table.iter().map_err(|e| redb_error(path, e))?.rev() {
+            if out.len() >= limit {
+                break;
+            }
             let (_, value) = entry.map_err(|e| redb_error(path, e))?;
-            out.push(
+            let record: T =
                 serde_json::from_slice(value.value()).map_err(|_| StoreError::Corrupt {
                     path: path.clone(),
-                    source: aggregate::CorruptRecord("anomaly is not valid JSON"),
-                })?,
-            );
+                    source: aggregate::CorruptRecord(what),
+                })?;
+            if keep(&record) {
+                out.push(record);
+            }
         }
         Ok(out)
     }
@@ -388,42 +405,19 @@ impl StoreHandle {
         limit: usize,
         target: Option<&str>,
     ) -> Result<Vec<crate::model::DnsChange>, StoreError> {
-        use redb::{ReadableDatabase, ReadableTable};
-        let path = &self.shared.path;
-        let read = self
-            .shared
-            .db
-            .begin_read()
-            .map_err(|e| redb_error(path, e))?;
-        let table = match read.open_table(tables::DNS_CHANGES) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(redb_error(path, e)),
-        };
         let target = target.map(|t| t.trim_end_matches('.').to_ascii_lowercase());
-        let matches = |change: &crate::model::DnsChange| match &target {
-            None => true,
-            Some(t) => {
-                let name = change.target.to_ascii_lowercase();
-                name == *t || name.ends_with(&format!(".{t}"))
-            }
-        };
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(|e| redb_error(path, e))?.rev() {
-            if out.len() >= limit {
-                break;
-            }
-            let (_, value) = entry.map_err(|e| redb_error(path, e))?;
-            let change: crate::model::DnsChange =
-                serde_json::from_slice(value.value()).map_err(|_| StoreError::Corrupt {
-                    path: path.clone(),
-                    source: aggregate::CorruptRecord("dns change is not valid JSON"),
-                })?;
-            if matches(&change) {
-                out.push(change);
-            }
-        }
-        Ok(out)
+        self.newest_records(
+            tables::DNS_CHANGES,
+            limit,
+            "dns change is not valid JSON",
+            |change: &crate::model::DnsChange| match &target {
+                None => true,
+                Some(t) => {
+                    let name = change.target.to_ascii_lowercase();
+                    name == *t || name.ends_with(&format!(".{t}"))
+                }
+            },
+        )
     }
 
     /// When the store was created (start of all cumulative totals), Unix ms.
