@@ -27,8 +27,8 @@ use std::time::Instant;
 use mailpulse_proto::v1 as pb;
 use serde::Deserialize;
 
+use super::reputation::{Gauges, gauges};
 use super::{Answer, LookupError, RData, RecordType, Resolve, normalise_name};
-use crate::aggregate::window_start;
 
 /// A monitored domain.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -437,61 +437,38 @@ where
         .map(|(r, s)| (r.label.clone(), *s))
         .collect();
 
-    let window_start_unix_ms = window_start(now_ms.div_euclid(1000), window_secs) * 1000;
-    let gauge = |metric: &str, labels: &[(&str, &str)], value: f64| pb::Sample {
-        metric: metric.to_owned(),
-        labels: std::iter::once(("host", host))
-            .chain(labels.iter().copied())
-            .map(|(name, value)| pb::Label {
-                name: name.to_owned(),
-                value: value.to_owned(),
-            })
-            .collect(),
-        window_start_unix_ms,
-        window_secs,
-        value: Some(pb::sample::Value::Gauge(value)),
-    };
+    let mut g = gauges(host, now_ms, window_secs);
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     if let Some(ok) = round.dnssec_authenticated {
-        round.samples.push(gauge(
-            "dns_dnssec_authenticated",
-            &[("domain", &domain)],
-            flag(ok),
-        ));
+        g.push("dns_dnssec_authenticated", &[("domain", &domain)], flag(ok));
     }
     if !round.serials.is_empty() {
-        round.samples.push(gauge(
+        g.push(
             "dns_propagation_consistent",
             &[("domain", &domain)],
             flag(round.consistent),
-        ));
+        );
     }
     for (server, serial) in &round.serials {
         if let Some(serial) = serial {
-            round.samples.push(gauge(
+            g.push(
                 "dns_soa_serial",
                 &[("domain", &domain), ("server", server)],
                 f64::from(*serial),
-            ));
+            );
         }
     }
-    probe_samples(&round.probes, &domain, &gauge, &mut round.samples);
+    probe_samples(&round.probes, &domain, &mut g);
     for ((resolver, agrees), (_, suspect)) in
         round.resolver_agrees.iter().zip(&round.poisoning_suspect)
     {
         let labels = [("domain", domain.as_str()), ("resolver", resolver.as_str())];
-        round
-            .samples
-            .push(gauge("dns_resolver_agrees", &labels, flag(*agrees)));
-        round
-            .samples
-            .push(gauge("dns_poisoning_suspect", &labels, flag(*suspect)));
+        g.push("dns_resolver_agrees", &labels, flag(*agrees));
+        g.push("dns_poisoning_suspect", &labels, flag(*suspect));
     }
+    round.samples = g.out;
     round
 }
-
-/// Builds a gauge sample of this round (metric, labels after `host`, value).
-type GaugeFn<'a> = dyn Fn(&str, &[(&str, &str)], f64) -> pb::Sample + 'a;
 
 /// Upper bounds (seconds) of the `dns_probe_latency_seconds` buckets.
 pub const LATENCY_BOUNDS_SECS: [f64; 10] =
@@ -499,12 +476,7 @@ pub const LATENCY_BOUNDS_SECS: [f64; 10] =
 
 /// Per round: latency histograms and rcode counters per probe kind (`dkim:*` as `dkim`), and
 /// the TTL of each record set as the default resolver sees it.
-fn probe_samples(
-    probes: &[pb::Probe],
-    domain: &str,
-    gauge: &GaugeFn<'_>,
-    out: &mut Vec<pb::Sample>,
-) {
+fn probe_samples(probes: &[pb::Probe], domain: &str, g: &mut Gauges<'_>) {
     use std::collections::BTreeMap;
     let family = |kind: &str| -> String {
         kind.split_once(':')
@@ -526,31 +498,30 @@ fn probe_samples(
         *sum += p.latency_secs;
         *rcodes.entry((kind, p.rcode.clone())).or_insert(0) += 1;
         if p.server.is_empty() && p.rcode == "noerror" && p.ttl_secs > 0 && p.target == domain {
-            out.push(gauge(
+            g.push(
                 "dns_record_ttl_seconds",
                 &[("domain", domain), ("kind", &p.kind)],
                 f64::from(p.ttl_secs),
-            ));
+            );
         }
     }
-    let template = gauge("dns_probes", &[], 0.0);
     for ((kind, rcode), n) in rcodes {
-        let mut s = gauge("dns_probes", &[("kind", &kind), ("rcode", &rcode)], 0.0);
-        s.value = Some(pb::sample::Value::CounterDelta(n as f64));
-        out.push(s);
+        g.push_value(
+            "dns_probes",
+            &[("kind", &kind), ("rcode", &rcode)],
+            pb::sample::Value::CounterDelta(n as f64),
+        );
     }
     for (kind, (counts, sum)) in latency {
-        out.push(pb::Sample {
-            metric: "dns_probe_latency_seconds".into(),
-            labels: gauge("x", &[("kind", &kind)], 0.0).labels,
-            window_start_unix_ms: template.window_start_unix_ms,
-            window_secs: template.window_secs,
-            value: Some(pb::sample::Value::Histogram(pb::Histogram {
+        g.push_value(
+            "dns_probe_latency_seconds",
+            &[("kind", &kind)],
+            pb::sample::Value::Histogram(pb::Histogram {
                 bounds: LATENCY_BOUNDS_SECS.to_vec(),
                 counts,
                 sum,
-            })),
-        });
+            }),
+        );
     }
 }
 

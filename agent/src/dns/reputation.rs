@@ -17,7 +17,7 @@ use super::senderscore::{SenderScore, check_sender_score};
 use super::spf::Verdict;
 use crate::aggregate::window_start;
 
-/// Builds gauges stamped with one window.
+/// Builds samples (gauges, or any value with `push_value`) stamped with one window.
 pub(crate) struct Gauges<'a> {
     host: &'a str,
     window_start_unix_ms: i64,
@@ -27,6 +27,16 @@ pub(crate) struct Gauges<'a> {
 
 impl Gauges<'_> {
     pub(crate) fn push(&mut self, metric: &str, labels: &[(&str, &str)], value: f64) {
+        self.push_value(metric, labels, pb::sample::Value::Gauge(value));
+    }
+
+    /// A sample of any kind (counter delta, histogram) with the same labels and window.
+    pub(crate) fn push_value(
+        &mut self,
+        metric: &str,
+        labels: &[(&str, &str)],
+        value: pb::sample::Value,
+    ) {
         self.out.push(pb::Sample {
             metric: metric.to_owned(),
             labels: std::iter::once(("host", self.host))
@@ -38,7 +48,7 @@ impl Gauges<'_> {
                 .collect(),
             window_start_unix_ms: self.window_start_unix_ms,
             window_secs: self.window_secs,
-            value: Some(pb::sample::Value::Gauge(value)),
+            value: Some(value),
         });
     }
 }
