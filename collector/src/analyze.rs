@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use crate::model::{Anomaly, MetricKind, SeriesDef, SeriesId};
-use crate::store::{Aggregate, StoreHandle};
+use crate::store::{Aggregate, StoreHandle, unix_ms};
 
 /// The `[detect]` section of the collector configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -307,10 +307,4 @@ pub async fn run_analyzer(
             warn!(error = %e, "storing anomalies failed");
         }
     }
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

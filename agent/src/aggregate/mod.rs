@@ -243,6 +243,13 @@ impl Aggregator {
     }
 }
 
+/// Now, in Unix milliseconds (0 if the clock is before 1970).
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Start of the window of length `window_secs` that `unix_secs` falls into (floor, also for
 /// times before 1970).
 pub fn window_start(unix_secs: i64, window_secs: u32) -> i64 {

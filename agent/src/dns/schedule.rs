@@ -7,7 +7,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::watch;
@@ -20,6 +20,7 @@ use super::Resolve;
 use super::dnsbl::DnsList;
 use super::probe::{DomainRound, DomainSpec, ProbeOptions, Server, probe_domain};
 use super::reputation::{domain_findings, ip_reputation};
+use crate::aggregate::unix_ms;
 
 /// What the prober looks at besides the record sets.
 #[derive(Debug, Clone, Default)]
@@ -190,12 +191,6 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use mailpulse_proto::v1 as pb;
 use tokio::sync::{Notify, mpsc, watch};
@@ -14,6 +14,7 @@ use super::outbox::Outbox;
 use super::{ShipError, lock};
 use std::net::IpAddr;
 
+use crate::aggregate::unix_ms;
 use crate::dns::config::DnsConfig;
 use crate::dns::dnsbl::default_lists;
 use crate::dns::hickory::{HickoryResolver, ResolverOptions, TrustAnchor};
@@ -244,10 +245,4 @@ async fn batch_rounds(
             return Ok(());
         }
     }
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

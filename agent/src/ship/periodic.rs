@@ -8,7 +8,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use super::outbox::Outbox;
 use super::{ShipError, lock};
+use crate::aggregate::unix_ms;
 use crate::capacity::CapacityProbe;
 use crate::queue::QueueWatcher;
 
@@ -140,12 +141,6 @@ impl PeriodicSource for HostProbes {
         }
         samples
     }
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

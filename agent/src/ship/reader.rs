@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use super::outbox::{FilePosition, Outbox};
 use super::{MAX_PENDING_SAMPLES, ShipError, lock};
 use crate::aggregate::{
-    Aggregator, AggregatorConfig, SelfMetrics, SelfMetricsSnapshot, window_start,
+    Aggregator, AggregatorConfig, SelfMetrics, SelfMetricsSnapshot, unix_ms, window_start,
 };
 use crate::dns::senders::SenderDomains;
 use crate::parse::{LogFormat, Timestamp};
@@ -221,12 +221,6 @@ pub fn wire_event(ev: &MessageEvent) -> pb::Event {
             .unwrap_or_default(),
         sasl_user: text(&ev.sasl_user),
     }
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn now() -> Timestamp {

@@ -495,7 +495,8 @@ pub fn open(
     Ok((handle, WriterThread { tx, join }))
 }
 
-fn unix_ms() -> i64 {
+/// Now, in Unix milliseconds (0 if the clock is before 1970).
+pub(crate) fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
