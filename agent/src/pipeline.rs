@@ -142,11 +142,17 @@ impl LineProcessor {
             pid: env.pid,
             at: self.resolve(&env.time),
         };
+        let first_new = out.len();
         self.tracker.observe(origin, &record, out);
-        if let (Some(signals), Some(traffic)) = (signals, self.traffic.as_mut())
-            && let Some(signal) = traffic.extract(&origin, &record)
-        {
-            signals.push(signal);
+        if let (Some(signals), Some(traffic)) = (signals, self.traffic.as_mut()) {
+            if let Some(signal) = traffic.extract(&origin, &record) {
+                signals.push(signal);
+            }
+            signals.extend(
+                out[first_new..]
+                    .iter()
+                    .filter_map(|ev| traffic.message_signal(ev)),
+            );
         }
         LineOutcome::Parsed
     }

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::parse::Timestamp;
 use crate::parse::record::{Anvil, CheckAction, Postscreen, Record, Smtp, Smtpd};
-use crate::track::RecordOrigin;
+use crate::track::{EventKind, MessageEvent, RecordOrigin};
 
 /// What the signal extractor does; the `[traffic]` section of the agent configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -104,6 +104,10 @@ pub enum SignalKind {
     Postscreen { event: PostscreenEvent },
     /// A failed SASL authentication on smtpd.
     SaslFailure,
+    /// A message event (`received`, `delivered`, `deferred`, `bounced`) of a message submitted
+    /// by an authenticated SASL user: the per-account volume and outcome, for compromised
+    /// accounts (sudden volume, many new domains, bounces).
+    SaslUserMessage { event: &'static str },
     /// smtpd ended a session on an error.
     SessionError { kind: SessionError },
     /// A TLS handshake failed.
@@ -225,6 +229,27 @@ impl SignalExtractor {
             kind,
             client_net: client_ip.map(|ip| Arc::from(client_net(ip))),
             user,
+        })
+    }
+
+    /// The [`SignalKind::SaslUserMessage`] signal of a message event, if its message was
+    /// submitted by a SASL user and the event is one that is counted per user.
+    pub fn message_signal(&self, ev: &MessageEvent) -> Option<TrafficSignal> {
+        let user = ev.sasl_user.as_deref().filter(|u| !u.is_empty())?;
+        let event = match ev.kind {
+            EventKind::Received => "received",
+            EventKind::Delivered => "delivered",
+            EventKind::Deferred => "deferred",
+            EventKind::Bounced => "bounced",
+            _ => return None,
+        };
+        Some(TrafficSignal {
+            at: ev.at,
+            host: ev.host.clone(),
+            instance: ev.instance.clone(),
+            kind: SignalKind::SaslUserMessage { event },
+            client_net: None,
+            user: Some(self.user_label(Some(user))),
         })
     }
 

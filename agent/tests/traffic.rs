@@ -324,3 +324,64 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn messages_of_sasl_users_are_counted_per_user_and_outcome() {
+    let lines: Vec<String> = [
+        "Oct 26 18:20:00 mx1 postfix/submission/smtpd[3001]: connect from client.example.net[192.0.2.10]",
+        "Oct 26 18:20:01 mx1 postfix/submission/smtpd[3001]: 3F2A1B4C5D: client=client.example.net[192.0.2.10], sasl_method=PLAIN, sasl_username=J.Martin@example.org",
+        "Oct 26 18:20:01 mx1 postfix/cleanup[3002]: 3F2A1B4C5D: message-id=<a1@example.org>",
+        "Oct 26 18:20:01 mx1 postfix/qmgr[900]: 3F2A1B4C5D: from=<j.martin@example.org>, size=1200, nrcpt=3 (queue active)",
+        "Oct 26 18:20:02 mx1 postfix/smtp[3003]: 3F2A1B4C5D: to=<a@gmail.com>, relay=gmail-smtp-in.l.google.com[142.250.1.26]:25, delay=1.2, delays=0.1/0/0.5/0.6, dsn=2.0.0, status=sent (250 2.0.0 OK)",
+        "Oct 26 18:20:02 mx1 postfix/smtp[3003]: 3F2A1B4C5D: to=<b@web.de>, relay=mx-ha03.web.de[212.227.15.17]:25, delay=1.3, delays=0.1/0/0.5/0.7, dsn=5.1.1, status=bounced (host mx-ha03.web.de[212.227.15.17] said: 550 5.1.1 user unknown (in reply to RCPT TO command))",
+        "Oct 26 18:20:02 mx1 postfix/smtp[3003]: 3F2A1B4C5D: to=<c@orange.fr>, relay=smtp-in.orange.fr[80.12.24.81]:25, delay=1.4, delays=0.1/0/0.5/0.8, dsn=4.7.1, status=deferred (host smtp-in.orange.fr[80.12.24.81] said: 421 4.7.1 try again later (in reply to RCPT TO command))",
+        // Not authenticated: not counted per user.
+        "Oct 26 18:21:00 mx1 postfix/smtpd[3010]: 3F2A1B4C5E: client=mail.example.com[198.51.100.7]",
+        "Oct 26 18:21:00 mx1 postfix/qmgr[900]: 3F2A1B4C5E: from=<x@example.com>, size=900, nrcpt=1 (queue active)",
+        "Oct 26 18:21:01 mx1 postfix/local[3011]: 3F2A1B4C5E: to=<u@example.org>, relay=local, delay=0.2, delays=0.1/0/0/0.1, dsn=2.0.0, status=sent (delivered to mailbox)",
+    ]
+    .map(String::from)
+    .to_vec();
+    let s = samples(
+        &lines,
+        &TrafficConfig::default(),
+        AggregatorConfig::default(),
+    );
+    let user = [("user", "j.martin@example.org")];
+    for (event, n) in [
+        ("received", 1.0),
+        ("delivered", 1.0),
+        ("bounced", 1.0),
+        ("deferred", 1.0),
+    ] {
+        assert_eq!(
+            sum(&s, "sasl_user_messages", &[user[0], ("event", event)]),
+            n,
+            "{event}"
+        );
+    }
+    assert_eq!(
+        sum(&s, "sasl_user_messages", &[]),
+        4.0,
+        "only the SASL user's"
+    );
+    assert_eq!(sum(&s, "messages_received", &[]), 2.0);
+
+    let hashed = TrafficConfig {
+        hash_usernames: true,
+        username_hash_key: Some("k".into()),
+        ..TrafficConfig::default()
+    };
+    let s = samples(&lines, &hashed, AggregatorConfig::default());
+    let users: BTreeMap<&str, f64> =
+        s.iter()
+            .filter(|x| x.metric == "sasl_user_messages")
+            .fold(BTreeMap::new(), |mut m, x| {
+                *m.entry(label(x, "user").unwrap_or("")).or_default() += counter(x);
+                m
+            });
+    assert_eq!(users.len(), 1, "{users:?}");
+    let (name, n) = users.iter().next().unwrap();
+    assert!(name.starts_with("u_") && name.len() == 18, "{name}");
+    assert_eq!(*n, 4.0);
+}

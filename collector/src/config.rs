@@ -246,4 +246,12 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_shipped_configuration_parses() {
+        let text = include_str!("../../packaging/collector.toml");
+        let config: CollectorConfig = toml::from_str(text).expect("packaging/collector.toml");
+        assert!(config.detect.enabled);
+        assert_eq!(config.detect.settle_secs, 120);
+    }
 }

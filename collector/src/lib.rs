@@ -154,7 +154,6 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
         tokio::spawn(analyze::run_analyzer(
             store.clone(),
             config.detect.clone(),
-            analyze::streaming_factory(),
             bands.clone(),
             shutdown_rx.clone(),
         ));

@@ -169,6 +169,7 @@ impl Aggregator {
             SignalKind::SessionError { kind } => Some(("kind", kind.as_str())),
             SignalKind::TlsFailure { direction } => Some(("direction", direction.as_str())),
             SignalKind::AnvilMax { stat, .. } => Some(("stat", stat)),
+            SignalKind::SaslUserMessage { event } => Some(("event", event)),
             _ => None,
         };
         if let Some(net) = &sig.client_net {
@@ -176,13 +177,18 @@ impl Aggregator {
             key.client_net = Some(net.clone());
         }
         if let Some(user) = &sig.user {
-            // Failures per user go to their own metric, so the per-network one stays complete.
-            let mut by_user = key.clone();
-            by_user.metric = Metric::SaslAuthFailuresByUser;
-            by_user.client_net = None;
             window.rank(OpenLabel::User, user);
-            by_user.user = Some(user.clone());
-            *window.counters.entry(by_user).or_insert(0) += 1;
+            if sig.kind == SignalKind::SaslFailure {
+                // Failures per user go to their own metric, so the per-network one stays
+                // complete.
+                let mut by_user = key.clone();
+                by_user.metric = Metric::SaslAuthFailuresByUser;
+                by_user.client_net = None;
+                by_user.user = Some(user.clone());
+                *window.counters.entry(by_user).or_insert(0) += 1;
+            } else {
+                key.user = Some(user.clone());
+            }
         }
         match sig.kind {
             SignalKind::AnvilMax { value, .. } => {
@@ -278,6 +284,7 @@ enum Metric {
     PostscreenEvents,
     SaslAuthFailures,
     SaslAuthFailuresByUser,
+    SaslUserMessages,
     SmtpdSessionErrors,
     TlsHandshakeFailures,
     AnvilMax,
@@ -309,6 +316,7 @@ impl Metric {
             SignalKind::SessionError { .. } => Self::SmtpdSessionErrors,
             SignalKind::TlsFailure { .. } => Self::TlsHandshakeFailures,
             SignalKind::AnvilMax { .. } => Self::AnvilMax,
+            SignalKind::SaslUserMessage { .. } => Self::SaslUserMessages,
         }
     }
 
@@ -332,6 +340,7 @@ impl Metric {
             Self::PostscreenEvents => "postscreen_events",
             Self::SaslAuthFailures => "sasl_auth_failures",
             Self::SaslAuthFailuresByUser => "sasl_auth_failures_by_user",
+            Self::SaslUserMessages => "sasl_user_messages",
             Self::SmtpdSessionErrors => "smtpd_session_errors",
             Self::TlsHandshakeFailures => "tls_handshake_failures",
             Self::AnvilMax => "anvil_max",

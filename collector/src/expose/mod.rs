@@ -53,6 +53,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/dns/changes", get(dns_changes))
         .route("/api/v1/anomalies", get(anomalies))
+        .route("/api/v1/alerts", get(alerts))
         .with_state(state)
 }
 
@@ -133,6 +134,15 @@ async fn anomalies(
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+/// `GET /api/v1/alerts?limit=N`: open alerts, then the most recently resolved ones.
+async fn alerts(
+    State(state): State<HttpState>,
+    axum::extract::Query(q): axum::extract::Query<AnomaliesQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    Json(state.bands.alerts(limit)).into_response()
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {

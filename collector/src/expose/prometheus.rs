@@ -283,13 +283,35 @@ fn render_self(exposition: &Exposition<'_>, out: &mut String) {
     );
 }
 
-/// `mailpulse_<metric>_{expected,lower,upper,anomaly_score}` per watched series (counters per
-/// window: the expected increase in one stored window). Values not known yet (no model, or an
-/// open band side) are left out.
-/// A band family: name suffix, help text, and the value it takes from a band.
-type BandPart = (&'static str, &'static str, fn(&crate::analyze::Band) -> f64);
-
+/// `mailpulse_<view>_{observed,expected,lower,upper,anomaly_score}` per view series (counters
+/// per stored window: the increase in one window; ratios as rates in [0, 1]; forecasts: the
+/// values at the horizon, plus `_eta_seconds` when the limit is reached within it). Values not
+/// known yet (no model, an open band side) are left out.
 fn render_bands(bands: &[crate::analyze::Band], out: &mut String) {
+    /// A band family: name suffix, help text, and the value it takes from a band.
+    type BandPart = (&'static str, &'static str, fn(&crate::analyze::Band) -> f64);
+    let parts: [BandPart; 6] = [
+        ("observed", "Value of the latest judged window", |b| {
+            b.judgement.observed
+        }),
+        (
+            "expected",
+            "Expected value of the latest judged window",
+            |b| b.judgement.expected,
+        ),
+        ("lower", "Lower edge of the band", |b| b.judgement.lower),
+        ("upper", "Upper edge of the band", |b| b.judgement.upper),
+        (
+            "anomaly_score",
+            "Anomaly score in [0, 1] of the latest window",
+            |b| b.judgement.score,
+        ),
+        (
+            "eta_seconds",
+            "Seconds until the forecast reaches the limit (pessimistic bound)",
+            |b| b.judgement.eta_secs.unwrap_or(f64::NAN),
+        ),
+    ];
     let mut i = 0;
     while i < bands.len() {
         let metric = &bands[i].series.metric;
@@ -298,24 +320,6 @@ fn render_bands(bands: &[crate::analyze::Band], out: &mut String) {
             j += 1;
         }
         let group = &bands[i..j];
-        let parts: [BandPart; 4] = [
-            (
-                "expected",
-                "Expected value of the latest stored window",
-                |b| b.judgement.expected,
-            ),
-            ("lower", "Lower edge of the calibrated band", |b| {
-                b.judgement.lower
-            }),
-            ("upper", "Upper edge of the calibrated band", |b| {
-                b.judgement.upper
-            }),
-            (
-                "anomaly_score",
-                "Anomaly score in [0, 1] of the latest window",
-                |b| b.judgement.score,
-            ),
-        ];
         for (suffix, help, value) in parts {
             let name = format!("mailpulse_{metric}_{suffix}");
             let mut wrote_header = false;

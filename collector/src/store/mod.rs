@@ -398,6 +398,53 @@ impl StoreHandle {
         Ok(out)
     }
 
+    /// Every stored window with start in `from_ms..to_ms`, oldest first: `visit(window, entries)`
+    /// with the aggregates of all series stored in it (sorted by series id). One pass over the
+    /// points table whatever the number of series, which is what the detectors need on start
+    /// (weeks of history) and per round.
+    pub fn for_each_window(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        mut visit: impl FnMut(i64, &[(u32, Aggregate)]),
+    ) -> Result<(), StoreError> {
+        use redb::ReadableDatabase;
+        let path = &self.shared.path;
+        let read = self
+            .shared
+            .db
+            .begin_read()
+            .map_err(|e| redb_error(path, e))?;
+        let points = read
+            .open_table(tables::POINTS)
+            .map_err(|e| redb_error(path, e))?;
+        let from = from_ms.div_euclid(self.shared.resolution_ms) * self.shared.resolution_ms;
+        let mut current: Option<i64> = None;
+        let mut entries: Vec<(u32, Aggregate)> = Vec::new();
+        for entry in points
+            .range((from, 0)..(to_ms, 0))
+            .map_err(|e| redb_error(path, e))?
+        {
+            let (key, value) = entry.map_err(|e| redb_error(path, e))?;
+            let (window, _) = key.value();
+            if current.is_some_and(|c| c != window) {
+                visit(current.unwrap_or(window), &entries);
+                entries.clear();
+            }
+            current = Some(window);
+            let chunk =
+                aggregate::decode_chunk(value.value()).map_err(|source| StoreError::Corrupt {
+                    path: path.clone(),
+                    source,
+                })?;
+            entries.extend(chunk);
+        }
+        if let Some(window) = current {
+            visit(window, &entries);
+        }
+        Ok(())
+    }
+
     /// The newest DNS changes first, at most `limit`, only those whose target is `target` or a
     /// name below it when given (`example.com` matches `_dmarc.example.com`).
     pub fn dns_changes(

@@ -1,0 +1,266 @@
+//! Detection over the stored series: the collector's side of `detect`.
+//!
+//! Every `interval_secs` the analyzer reads the stored windows it has not judged yet — all
+//! series in one pass over the store — and pushes them, in time order, into the [`Engine`],
+//! which rolls them up into [views](views) (bounces per host, bounce ratio per domain, deferred
+//! queue per host, spool filling, …) and runs the detector each view's kind calls for. The
+//! latest judgement of every view series is kept for `/metrics`
+//! (`mailpulse_<view>_{observed,expected,lower,upper,anomaly_score}`, forecasts also
+//! `_eta_seconds`), anomalies are stored with their evidence (`/api/v1/anomalies`) and grouped
+//! into alerts (`/api/v1/alerts`).
+//!
+//! On start the engine is fed `history_days` of stored windows, so a restart refits from the
+//! store instead of waiting weeks. A window is judged once it ended `settle_secs` ago (agents
+//! ship a window after it closes and the store folds every few seconds; judging earlier would
+//! see half a window). Counters are judged per window (the increase; a window without data is
+//! 0 events), gauges by their level (a window without data is a gap).
+//!
+//! Architecture invariant: detection is causal — a window is pushed once, after it settled,
+//! and never revised; the engine does no I/O (this module does the reading).
+
+pub mod alerts;
+pub mod engine;
+pub mod views;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::model::{Anomaly, SeriesDef, SeriesId};
+use crate::store::{Aggregate, StoreHandle, unix_ms};
+
+pub use alerts::{Alert, AlertTracker};
+pub use engine::{Band, Engine, EngineConfig, Judgement, WindowOutcome};
+pub use views::{Selector, Side, View, ViewKind, default_views};
+
+/// The `[detect]` section of the collector configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalyzeConfig {
+    /// Run the detectors (default true).
+    pub enabled: bool,
+    /// Seconds between two rounds (default 60).
+    pub interval_secs: u64,
+    /// A window is judged once it ended this long ago (default 120).
+    pub settle_secs: u64,
+    /// What is judged; empty: the built-in views ([`default_views`]).
+    pub views: Vec<View>,
+    /// Most view series judged (the first ones seen); default 20 000.
+    pub max_series: usize,
+    /// Scores at or above this are anomalies (default 0.95).
+    pub score_threshold: f64,
+    /// Stored history the engine starts from (default 14 days).
+    pub history_days: u64,
+    /// Fewest hosts with data for a fleet comparison (default 5).
+    pub fleet_min_hosts: usize,
+    /// Windows without an anomaly before an alert resolves (default 6).
+    pub resolve_after_windows: u32,
+    /// Days of history a ratio baseline draws on (default 14).
+    pub ratio_baseline_days: u32,
+}
+
+impl Default for AnalyzeConfig {
+    fn default() -> Self {
+        let engine = EngineConfig::default();
+        Self {
+            enabled: true,
+            interval_secs: 60,
+            settle_secs: 120,
+            views: Vec::new(),
+            max_series: engine.max_series,
+            score_threshold: engine.score_threshold,
+            history_days: 14,
+            fleet_min_hosts: engine.fleet_min_hosts,
+            resolve_after_windows: engine.resolve_after_windows,
+            ratio_baseline_days: engine.ratio_baseline_days,
+        }
+    }
+}
+
+impl AnalyzeConfig {
+    /// The engine configuration this section describes.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            views: if self.views.is_empty() {
+                default_views()
+            } else {
+                self.views.clone()
+            },
+            score_threshold: self.score_threshold,
+            max_series: self.max_series,
+            fleet_min_hosts: self.fleet_min_hosts,
+            resolve_after_windows: self.resolve_after_windows,
+            ratio_baseline_days: self.ratio_baseline_days,
+        }
+    }
+}
+
+/// What the analyzer shares with the exposition: latest bands and alerts.
+#[derive(Debug, Default)]
+pub struct Bands {
+    inner: RwLock<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    bands: Vec<Band>,
+    open: Vec<Alert>,
+    resolved: std::collections::VecDeque<Alert>,
+}
+
+/// Resolved alerts kept for `/api/v1/alerts`.
+const RESOLVED_KEPT: usize = 1_000;
+
+impl Bands {
+    /// A copy of every band, sorted by family and labels, for one scrape.
+    pub fn all(&self) -> Vec<Band> {
+        self.read().bands.clone()
+    }
+
+    /// Open alerts, then the most recently resolved ones (newest first), at most `limit`.
+    pub fn alerts(&self, limit: usize) -> Vec<Alert> {
+        let shared = self.read();
+        shared
+            .open
+            .iter()
+            .chain(shared.resolved.iter().rev())
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Shared> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, engine: &Engine, resolved: Vec<Alert>) {
+        let mut bands = engine.bands();
+        bands.sort_by(|a, b| {
+            a.series
+                .metric
+                .cmp(&b.series.metric)
+                .then_with(|| a.series.labels.cmp(&b.series.labels))
+        });
+        let mut shared = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        shared.bands = bands;
+        shared.open = engine.open_alerts();
+        for alert in resolved {
+            shared.resolved.push_back(alert);
+            if shared.resolved.len() > RESOLVED_KEPT {
+                shared.resolved.pop_front();
+            }
+        }
+    }
+}
+
+/// The stored value a detector sees: a counter's increase, a gauge's level.
+pub fn point_value(aggregate: &Aggregate) -> Option<f64> {
+    match aggregate {
+        Aggregate::Counter(v) => Some(*v),
+        Aggregate::Gauge { value, .. } => Some(*value),
+        _ => None,
+    }
+}
+
+/// Pushes the stored windows in `from_ms..to_ms` into `engine`, every window of the range (an
+/// empty one too: silent counters are news). Returns the anomalies and resolved alerts.
+/// Synchronous (reads redb); run it off the async runtime.
+fn feed(
+    store: &StoreHandle,
+    engine: &mut Engine,
+    from_ms: i64,
+    to_ms: i64,
+) -> (Vec<Anomaly>, Vec<Alert>) {
+    let resolution_ms = store.resolution_ms();
+    let defs: Vec<Arc<SeriesDef>> = store.registry().all();
+    let mut anomalies = Vec::new();
+    let mut resolved = Vec::new();
+    let mut next = from_ms.div_euclid(resolution_ms) * resolution_ms;
+    let mut push = |engine: &mut Engine, window: i64, frame: &[(SeriesId, &SeriesDef, f64)]| {
+        let outcome = engine.push_window(window, frame);
+        anomalies.extend(outcome.anomalies);
+        resolved.extend(outcome.resolved);
+    };
+    let mut frame: Vec<(SeriesId, &SeriesDef, f64)> = Vec::new();
+    let read = store.for_each_window(from_ms, to_ms, |window, entries| {
+        // Windows the store has nothing for still count (as empty) once data exists.
+        while next < window {
+            push(engine, next, &[]);
+            next += resolution_ms;
+        }
+        frame.clear();
+        frame.extend(entries.iter().filter_map(|(id, aggregate)| {
+            let def = defs.get(*id as usize)?;
+            Some((SeriesId(*id), &**def, point_value(aggregate)?))
+        }));
+        push(engine, window, &frame);
+        next = window + resolution_ms;
+    });
+    if let Err(e) = read {
+        warn!(error = %e, "reading stored windows failed");
+        return (anomalies, resolved);
+    }
+    // Trailing empty windows, only once the engine has seen data at all.
+    if engine.series_count() > 0 {
+        while next < to_ms {
+            push(engine, next, &[]);
+            next += resolution_ms;
+        }
+    }
+    (anomalies, resolved)
+}
+
+/// Runs rounds every `interval_secs` until `shutdown` turns true.
+pub async fn run_analyzer(
+    store: StoreHandle,
+    cfg: AnalyzeConfig,
+    shared: Arc<Bands>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let resolution_ms = store.resolution_ms();
+    let step_secs = (resolution_ms / 1000).max(1) as u32;
+    let mut engine = Some(Engine::new(cfg.engine(), step_secs));
+    let history_ms = (cfg.history_days.max(1) * 86_400_000) as i64;
+    let settle_ms = (cfg.settle_secs * 1000) as i64;
+    let mut next_ms: Option<i64> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(cfg.interval_secs.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let Some(mut e) = engine.take() else { return };
+        let now = unix_ms();
+        // Windows that ended at least `settle_secs` ago.
+        let until = (now - settle_ms).div_euclid(resolution_ms) * resolution_ms;
+        let from = next_ms.unwrap_or((until - history_ms).max(0));
+        if from >= until {
+            engine = Some(e);
+            continue;
+        }
+        let (store2, shared2) = (store.clone(), shared.clone());
+        let joined = tokio::task::spawn_blocking(move || {
+            let (found, resolved) = feed(&store2, &mut e, from, until);
+            shared2.publish(&e, resolved);
+            (e, found)
+        })
+        .await;
+        let Ok((e, anomalies)) = joined else {
+            warn!("detector round panicked; detection stops");
+            return;
+        };
+        // Until the first data arrives, every round looks back over the whole history: an
+        // agent's backlog after an outage lands in windows that are already past.
+        if e.series_count() > 0 {
+            next_ms = Some(until);
+        }
+        engine = Some(e);
+        if let Err(e) = store.record_anomalies(anomalies).await {
+            warn!(error = %e, "storing anomalies failed");
+        }
+    }
+}
