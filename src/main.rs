@@ -4,6 +4,7 @@ mod cli_agent;
 mod cli_check;
 mod cli_collector;
 mod cli_detect;
+mod cli_eval;
 mod cli_events;
 mod cli_simulate;
 mod cli_spf;
@@ -142,6 +143,30 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Evaluate detection end to end: simulated fleets (scenarios) through the agent pipeline
+    /// and the collector's detectors; prints recall and median delay per incident kind and
+    /// false alerts per host-week, and fails when the file's targets are missed.
+    #[command(
+        after_help = "Examples:\n  mailpulse eval\n  mailpulse eval --config scenarios/eval/full.toml --alerts /tmp/alerts.jsonl\n\nThe format of evaluation files is described in scenarios/README.md. --alerts writes every\nlabel (detected or missed, with its delay) and every false alert as JSON Lines."
+    )]
+    Eval {
+        /// The evaluation file (TOML).
+        #[arg(long, default_value = "scenarios/eval/ci.toml")]
+        config: PathBuf,
+        /// Where to write the labels and false alerts (JSON Lines).
+        #[arg(long)]
+        alerts: Option<PathBuf>,
+        /// Where to write every anomaly (JSON Lines).
+        #[arg(long)]
+        anomalies: Option<PathBuf>,
+        /// Trace the bands of the view series this selector matches, e.g.
+        /// 'deferral_ratio{domain="outlook.com"}' (written to --trace-out).
+        #[arg(long)]
+        trace: Option<String>,
+        /// Where to write the traced bands (CSV; default trace.csv).
+        #[arg(long)]
+        trace_out: Option<PathBuf>,
+    },
     /// Simulate a mail fleet from a scenario file: one Postfix log per host and the labels of the
     /// injected incidents.
     #[command(
@@ -278,6 +303,19 @@ fn run() -> Result<()> {
         } => parse(format.into(), summary, utc_offset_secs, &files),
         Command::Agent { config } => cli_agent::run(&config),
         Command::Detect { input, output } => cli_detect::run(&input, output.as_deref()),
+        Command::Eval {
+            config,
+            alerts,
+            anomalies,
+            trace,
+            trace_out,
+        } => cli_eval::run(&cli_eval::EvalArgs {
+            config,
+            alerts,
+            anomalies,
+            trace_out: trace_out.or_else(|| trace.is_some().then(|| PathBuf::from("trace.csv"))),
+            trace,
+        }),
         Command::Simulate {
             scenario,
             out_dir,

@@ -310,6 +310,22 @@ impl Scenario {
         }
     }
 
+    /// The same scenario starting `days` earlier (whole seconds; negative or NaN: 0): normal
+    /// traffic before the first incident, so detectors have history when it starts. Incidents
+    /// keep their times; the period stays within the longest a scenario may have.
+    pub fn with_warmup_days(&self, days: f64) -> Self {
+        let longest = (MAX_DAYS * 86_400.0) as i64 * SECOND - (self.end_us - self.start_us);
+        let warmup = if days.is_finite() && days > 0.0 {
+            ((days.min(MAX_DAYS) * 86_400.0) as i64 * SECOND).min(longest.max(0))
+        } else {
+            0
+        };
+        Self {
+            start_us: self.start_us - warmup,
+            ..self.clone()
+        }
+    }
+
     /// Start of the simulated period (Unix seconds).
     pub fn start_unix_secs(&self) -> i64 {
         self.start_us.div_euclid(SECOND)

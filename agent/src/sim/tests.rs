@@ -464,3 +464,26 @@ fn simulations_can_move_to_other_threads() {
         "a host's simulation runs on another thread: {lines}"
     );
 }
+
+#[test]
+fn a_warmup_moves_the_start_back_and_keeps_the_incidents() {
+    let s = one_incident(
+        500,
+        "kind = \"bounce_storm\"\nstart = 2024-10-07T10:00:00Z\nend = 2024-10-07T11:00:00Z\ndomain = \"gmail.com\"\n",
+    );
+    let w = s.with_warmup_days(2.0);
+    assert_eq!(w.start_unix_secs(), s.start_unix_secs() - 2 * 86_400);
+    assert_eq!(w.end_unix_secs(), s.end_unix_secs());
+    assert_eq!(w.labels(), s.labels());
+    assert_eq!(s.with_warmup_days(f64::NAN), s);
+    assert_eq!(s.with_warmup_days(-3.0), s);
+    // Never longer than the longest scenario.
+    let huge = s.with_warmup_days(1e300);
+    assert!(huge.end_unix_secs() - huge.start_unix_secs() <= 400 * 86_400);
+    // The warm-up is traffic before the original start.
+    let first = w
+        .host_simulation(0)
+        .and_then(|mut h| h.next())
+        .expect("a line");
+    assert!(first.at_unix_micros / 1_000_000 < s.start_unix_secs());
+}

@@ -588,6 +588,9 @@ struct RatioState {
     max_hours: usize,
     /// The newest windows (failures, attempts), newest last, at most [`POOLED_WINDOWS`].
     recent: VecDeque<(f64, f64)>,
+    /// The baseline of the current hour (it draws on earlier hours only, so it holds for the
+    /// whole hour).
+    cached: Option<(i64, RatioBaseline)>,
 }
 
 /// Windows pooled for the slow test (a moderate rise accumulates evidence over them).
@@ -603,13 +606,19 @@ impl RatioState {
             hours: VecDeque::new(),
             max_hours: (baseline_days.max(1) as usize) * 24,
             recent: VecDeque::new(),
+            cached: None,
         }
     }
 
     /// The seasonal baseline at `at_secs`: the same hour of day ±1 h on earlier days, plus the
     /// last six hours (recent level), from the hourly buckets.
-    fn baseline(&self, at_secs: i64) -> RatioBaseline {
+    fn baseline(&mut self, at_secs: i64) -> RatioBaseline {
         let hour = at_secs.div_euclid(3600);
+        if let Some((cached_hour, baseline)) = self.cached
+            && cached_hour == hour
+        {
+            return baseline;
+        }
         let windows: Vec<(u64, u64)> = self
             .hours
             .iter()
@@ -621,7 +630,9 @@ impl RatioState {
             })
             .map(|&(_, k, n)| (k.round() as u64, n.round() as u64))
             .collect();
-        RatioBaseline::from_windows(&windows)
+        let baseline = RatioBaseline::from_windows(&windows);
+        self.cached = Some((hour, baseline));
+        baseline
     }
 
     fn judge(

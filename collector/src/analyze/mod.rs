@@ -20,6 +20,7 @@
 
 pub mod alerts;
 pub mod engine;
+pub mod replay;
 pub mod views;
 
 use std::sync::{Arc, RwLock};
@@ -34,6 +35,7 @@ use crate::store::{Aggregate, StoreHandle, unix_ms};
 
 pub use alerts::{Alert, AlertTracker};
 pub use engine::{Band, Engine, EngineConfig, Judgement, WindowOutcome};
+pub use replay::{Replay, ReplayOutcome};
 pub use views::{Selector, Side, View, ViewKind, default_views};
 
 /// The `[detect]` section of the collector configuration.
@@ -52,7 +54,8 @@ pub struct AnalyzeConfig {
     pub max_series: usize,
     /// Scores at or above this are anomalies (default 0.95).
     pub score_threshold: f64,
-    /// Stored history the engine starts from (default 14 days).
+    /// Stored history the engine starts from (default 16 days: the weekly season needs two
+    /// weeks and a day).
     pub history_days: u64,
     /// Fewest hosts with data for a fleet comparison (default 5).
     pub fleet_min_hosts: usize,
@@ -72,7 +75,7 @@ impl Default for AnalyzeConfig {
             views: Vec::new(),
             max_series: engine.max_series,
             score_threshold: engine.score_threshold,
-            history_days: 14,
+            history_days: 16,
             fleet_min_hosts: engine.fleet_min_hosts,
             resolve_after_windows: engine.resolve_after_windows,
             ratio_baseline_days: engine.ratio_baseline_days,

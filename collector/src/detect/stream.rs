@@ -50,6 +50,9 @@ const STEP_LEARNING_GAPS: usize = 8;
 const CALIBRATION_CUTOFF: f64 = 3.0;
 /// Points beyond this many half-bands are stored in the history as the expected value.
 const OUTLIER_CUTOFF: f64 = 3.0;
+/// Consecutive outliers on one side after which they are a new normal: stored as observed and
+/// the model refitted at once.
+const ACCEPT_RUN: usize = 24;
 
 /// How a [`StreamingDetector`] runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +119,9 @@ pub struct StreamingDetector {
     cusum: Cusum,
     level_offset: f64,
     fits: usize,
+    /// The current run of outliers on one side: (observed, observed − expected), and the side.
+    outlier_run: Vec<(f64, f64)>,
+    outlier_above: bool,
 }
 
 impl StreamingDetector {
@@ -138,6 +144,8 @@ impl StreamingDetector {
             cusum,
             level_offset: 0.0,
             fits: 0,
+            outlier_run: Vec::new(),
+            outlier_above: false,
         }
     }
 
@@ -208,7 +216,26 @@ impl StreamingDetector {
         // A clear outlier enters the history as what was expected, so a bounce storm does not
         // become part of next week's seasonal pattern; a lasting change is accepted through the
         // level-shift correction (points near the shifted level are stored as they are).
-        let stored = if score.band_units.abs() > OUTLIER_CUTOFF && score.expected.is_finite() {
+        // A run of outliers that lasts is a new normal (a series that was constant and now
+        // moves, a level the CUSUM cannot follow because the band is all but zero): once it is
+        // ACCEPT_RUN points long its points go back into the history as observed, for the next
+        // fit to learn, and until then the expected value moves by the run's median deviation.
+        let outlier = score.band_units.abs() > OUTLIER_CUTOFF && score.expected.is_finite();
+        let above = score.band_units > 0.0;
+        if !outlier {
+            self.outlier_run.clear();
+        } else if self.outlier_run.is_empty() || above == self.outlier_above {
+            self.outlier_above = above;
+            self.outlier_run
+                .push((score.observed, score.observed - score.expected));
+        } else {
+            self.outlier_above = above;
+            self.outlier_run.clear();
+            self.outlier_run
+                .push((score.observed, score.observed - score.expected));
+        }
+        let accept = self.outlier_run.len() >= ACCEPT_RUN;
+        let stored = if outlier && !accept {
             score.expected
         } else {
             score.observed
@@ -218,6 +245,9 @@ impl StreamingDetector {
             self.history.pop_front();
         }
         self.since_fit = self.since_fit.saturating_add(advance);
+        if accept {
+            self.accept_run();
+        }
         self.maybe_refit(timestamp_secs);
 
         StreamScore {
@@ -333,9 +363,36 @@ impl StreamingDetector {
         } else {
             self.since_fit >= every
         };
-        if !due {
-            return;
+        if due {
+            self.refit(last_timestamp);
         }
+    }
+
+    /// Puts the observed values of the current outlier run back into the history (its points
+    /// are its last finite entries), shifts the expected value by the run's median deviation
+    /// and ends the run.
+    fn accept_run(&mut self) {
+        let mut run = std::mem::take(&mut self.outlier_run);
+        let deviations: Vec<f64> = run.iter().map(|&(_, d)| d).collect();
+        if let Some(shift) = median(&deviations)
+            && shift.is_finite()
+        {
+            self.level_offset += shift;
+        }
+        for slot in self.history.iter_mut().rev() {
+            if run.is_empty() {
+                break;
+            }
+            if slot.is_finite()
+                && let Some((observed, _)) = run.pop()
+            {
+                *slot = observed;
+            }
+        }
+    }
+
+    fn refit(&mut self, last_timestamp: i64) {
+        let n = self.history.len();
         let step = self.provisional_step();
         let start = last_timestamp.saturating_sub((n as i64 - 1).saturating_mul(i64::from(step)));
         let series = Series::new(
@@ -382,6 +439,35 @@ mod tests {
         let s = d.push(15 * 300, 1.0);
         assert_eq!(d.history_len(), 16);
         assert_eq!(s.timestamp_secs, 4500);
+    }
+
+    #[test]
+    fn a_lasting_new_level_of_a_constant_series_becomes_normal() {
+        let mut d = StreamingDetector::new(StreamConfig {
+            step_secs: Some(300),
+            ..StreamConfig::default()
+        });
+        let mut t = 0;
+        let mut push = |d: &mut StreamingDetector, v: f64| {
+            t += 300;
+            d.push(t, v)
+        };
+        for _ in 0..600 {
+            push(&mut d, 0.0);
+        }
+        // A short burst is flagged and not learned.
+        for _ in 0..6 {
+            assert!(push(&mut d, 15.0).anomaly_score > 0.9);
+        }
+        assert!(push(&mut d, 0.0).anomaly_score < 0.5);
+        // A lasting level is flagged for ACCEPT_RUN points, then it is expected.
+        let flagged = (0..ACCEPT_RUN + 10)
+            .map(|_| push(&mut d, 15.0).score)
+            .filter(|s| s.anomaly_score > 0.9 && (s.observed - s.expected).abs() > 1.0)
+            .count();
+        assert_eq!(flagged, ACCEPT_RUN);
+        let after = push(&mut d, 15.0).score;
+        assert!((after.expected - 15.0).abs() < 1.0, "{after:?}");
     }
 
     #[test]
