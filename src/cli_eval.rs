@@ -596,41 +596,38 @@ fn write_alerts(path: &Path, results: &[RunResult]) -> Result<()> {
         #[serde(skip_serializing_if = "Option::is_none")]
         alert: Option<&'a Alert>,
     }
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-    );
-    for r in results {
-        for l in &r.labels {
-            let outcome = if l.delay_windows.is_some() {
-                "detected"
-            } else {
-                "missed"
-            };
-            let line = Line {
-                scenario: &r.scenario,
-                seed: r.seed,
-                outcome,
-                label: Some(l),
-                alert: None,
-            };
-            serde_json::to_writer(&mut out, &line)?;
-            out.write_all(b"\n")?;
+    write_file(path, |out| {
+        for r in results {
+            for l in &r.labels {
+                let outcome = if l.delay_windows.is_some() {
+                    "detected"
+                } else {
+                    "missed"
+                };
+                let line = Line {
+                    scenario: &r.scenario,
+                    seed: r.seed,
+                    outcome,
+                    label: Some(l),
+                    alert: None,
+                };
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+            }
+            for a in &r.false_alerts {
+                let line = Line {
+                    scenario: &r.scenario,
+                    seed: r.seed,
+                    outcome: "false_alert",
+                    label: None,
+                    alert: Some(a),
+                };
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+            }
         }
-        for a in &r.false_alerts {
-            let line = Line {
-                scenario: &r.scenario,
-                seed: r.seed,
-                outcome: "false_alert",
-                label: None,
-                alert: Some(a),
-            };
-            serde_json::to_writer(&mut out, &line)?;
-            out.write_all(b"\n")?;
-        }
-    }
-    out.flush()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// One line per anomaly: run and anomaly.
@@ -641,59 +638,67 @@ fn write_anomalies(path: &Path, results: &[RunResult]) -> Result<()> {
         seed: u64,
         anomaly: &'a Anomaly,
     }
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-    );
-    for r in results {
-        for anomaly in &r.anomalies {
-            let line = Line {
-                scenario: &r.scenario,
-                seed: r.seed,
-                anomaly,
-            };
-            serde_json::to_writer(&mut out, &line)?;
-            out.write_all(b"\n")?;
+    write_file(path, |out| {
+        for r in results {
+            for anomaly in &r.anomalies {
+                let line = Line {
+                    scenario: &r.scenario,
+                    seed: r.seed,
+                    anomaly,
+                };
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+            }
         }
-    }
-    out.flush()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// One CSV row per traced band and window.
 fn write_trace(path: &Path, results: &[RunResult]) -> Result<()> {
+    write_file(path, |out| {
+        writeln!(
+            out,
+            "scenario,seed,window_start_unix_ms,series,observed,expected,lower,upper,score"
+        )?;
+        for r in results {
+            for band in &r.traced {
+                let labels: Vec<String> = band
+                    .series
+                    .labels
+                    .iter()
+                    .map(|(n, v)| format!("{n}={v}"))
+                    .collect();
+                let j = &band.judgement;
+                writeln!(
+                    out,
+                    "{},{},{},{}{{{}}},{},{},{},{},{:.4}",
+                    r.scenario,
+                    r.seed,
+                    band.window_start_unix_ms,
+                    band.series.metric,
+                    labels.join(";"),
+                    j.observed,
+                    j.expected,
+                    j.lower,
+                    j.upper,
+                    j.score
+                )?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Creates `path`, lets `write` fill it through a buffer, and flushes it; errors name the file.
+fn write_file(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<()>,
+) -> Result<()> {
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
     );
-    writeln!(
-        out,
-        "scenario,seed,window_start_unix_ms,series,observed,expected,lower,upper,score"
-    )?;
-    for r in results {
-        for band in &r.traced {
-            let labels: Vec<String> = band
-                .series
-                .labels
-                .iter()
-                .map(|(n, v)| format!("{n}={v}"))
-                .collect();
-            let j = &band.judgement;
-            writeln!(
-                out,
-                "{},{},{},{}{{{}}},{},{},{},{},{:.4}",
-                r.scenario,
-                r.seed,
-                band.window_start_unix_ms,
-                band.series.metric,
-                labels.join(";"),
-                j.observed,
-                j.expected,
-                j.lower,
-                j.upper,
-                j.score
-            )?;
-        }
-    }
+    write(&mut out).with_context(|| format!("writing {}", path.display()))?;
     out.flush()
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
