@@ -27,7 +27,9 @@ use crate::detect::{
     Basis, Direction, FleetConfig, ForecastConfig, Series, SeriesKind, StreamConfig,
     StreamingDetector, fleet_outliers, forecast_with, time_until_threshold,
 };
-use crate::detect::{RatioBaseline, RatioTest};
+use crate::detect::{
+    CountBaseline, CountTest, RatioBaseline, RatioTest, dispersion, evidence_score,
+};
 use crate::model::{Anomaly, MetricKind, SeriesDef, SeriesId};
 
 use super::alerts::{Alert, AlertTracker};
@@ -118,6 +120,10 @@ pub struct Engine {
     alerts: AlertTracker,
     last_window_ms: Option<i64>,
     dropped_series: u64,
+    /// The first window each host (value of its `host` label) had data in, and the first window
+    /// of all: a series that appears later has been silent, i.e. 0 events, since then.
+    first_seen: HashMap<Box<str>, i64>,
+    first_window_ms: Option<i64>,
 }
 
 /// One view series: its key, per-window accumulator and detector state.
@@ -150,6 +156,8 @@ enum State {
     Volume {
         detector: Box<StreamingDetector>,
         kind: SeriesKind,
+        /// The small-count test of counter views judged on their upper side.
+        counts: Option<Box<CountState>>,
     },
     Ratio(RatioState),
     Forecast(ForecastState),
@@ -169,6 +177,8 @@ impl Engine {
             alerts: AlertTracker::default(),
             last_window_ms: None,
             dropped_series: 0,
+            first_seen: HashMap::new(),
+            first_window_ms: None,
         }
     }
 
@@ -212,11 +222,12 @@ impl Engine {
             return WindowOutcome::default();
         }
         self.last_window_ms = Some(window_start_ms);
+        self.first_window_ms.get_or_insert(window_start_ms);
         for &(id, def, value) in frame {
             if !value.is_finite() {
                 continue;
             }
-            self.accumulate(id, def, value);
+            self.accumulate(id, def, value, window_start_ms);
         }
         let mut anomalies = Vec::new();
         let at_secs = window_start_ms.div_euclid(1000);
@@ -248,7 +259,17 @@ impl Engine {
         self.alerts.close_all()
     }
 
-    fn accumulate(&mut self, id: SeriesId, def: &SeriesDef, value: f64) {
+    fn accumulate(&mut self, id: SeriesId, def: &SeriesDef, value: f64, window_ms: i64) {
+        let origin_ms = match def.label("host") {
+            Some(host) => match self.first_seen.get(host) {
+                Some(&first) => first,
+                None => {
+                    self.first_seen.insert(host.into(), window_ms);
+                    window_ms
+                }
+            },
+            None => self.first_window_ms.unwrap_or(window_ms),
+        };
         let slot = id.index();
         if slot >= self.routes.len() {
             self.routes.resize(slot + 1, None);
@@ -268,6 +289,7 @@ impl Engine {
                     def.kind,
                     self.step_secs,
                     self.config.ratio_baseline_days,
+                    (origin_ms.div_euclid(1000), window_ms.div_euclid(1000)),
                 );
             }
             let acc = &mut s.acc;
@@ -345,7 +367,11 @@ impl Engine {
         let verdict = match (&mut s.state, &view.kind) {
             (State::Pending, _) => return None,
             (
-                State::Volume { detector, kind },
+                State::Volume {
+                    detector,
+                    kind,
+                    counts,
+                },
                 ViewKind::Volume {
                     alert_on,
                     min_excess,
@@ -357,7 +383,16 @@ impl Engine {
                     (false, SeriesKind::Count) => 0.0,
                     (false, SeriesKind::Gauge) => f64::NAN,
                 };
-                judge_volume(detector, at_secs, value, *alert_on, *min_excess, threshold)
+                let mut verdict =
+                    judge_volume(detector, at_secs, value, *alert_on, *min_excess, threshold);
+                if let Some(counts) = counts {
+                    let count = counts.judge(at_secs, value, *min_excess, threshold);
+                    verdict.judgement.score = verdict.judgement.score.max(count.score);
+                    if verdict.anomaly.is_none() {
+                        verdict.anomaly = count.anomaly;
+                    }
+                }
+                verdict
             }
             (State::Ratio(state), ViewKind::Ratio { min_failures, .. }) => {
                 state.judge(at_secs, &acc, *min_failures, threshold)
@@ -472,13 +507,28 @@ impl Engine {
 }
 
 impl State {
-    fn start(view: &View, kind: MetricKind, step_secs: u32, ratio_baseline_days: u32) -> State {
+    /// The detector state of a view series first fed at `span.1` (Unix secs) by a host seen
+    /// since `span.0` (counted as zeros where the view's new keys start at zero).
+    fn start(
+        view: &View,
+        kind: MetricKind,
+        step_secs: u32,
+        ratio_baseline_days: u32,
+        span: (i64, i64),
+    ) -> State {
         match &view.kind {
-            ViewKind::Volume { .. } => {
+            ViewKind::Volume { alert_on, .. } => {
                 let kind = match kind {
                     MetricKind::Counter => SeriesKind::Count,
                     _ => SeriesKind::Gauge,
                 };
+                let span = if view.new_keys_start_at_zero() {
+                    span
+                } else {
+                    (span.1, span.1)
+                };
+                let counts = (kind == SeriesKind::Count && *alert_on != Side::Below)
+                    .then(|| Box::new(CountState::new(ratio_baseline_days, step_secs, span)));
                 State::Volume {
                     detector: Box::new(StreamingDetector::new(StreamConfig {
                         step_secs: Some(step_secs),
@@ -486,6 +536,7 @@ impl State {
                         ..StreamConfig::default()
                     })),
                     kind,
+                    counts,
                 }
             }
             ViewKind::Ratio { .. } => State::Ratio(RatioState::new(ratio_baseline_days)),
@@ -581,6 +632,194 @@ fn judge_volume(
     }
 }
 
+/// Hourly event counts of one counter view series, and its newest windows: the small-count
+/// test (gamma-Poisson, [`crate::detect::counts`]) against the same hour ±1 h of earlier days.
+/// It catches what a band cannot: a reason for deferrals that is normally seen once a day
+/// turning up in every window.
+struct CountState {
+    /// Hourly buckets, newest last.
+    hours: VecDeque<CountBucket>,
+    max_hours: usize,
+    /// The newest windows' events, newest last, at most the longest pool.
+    recent: VecDeque<f64>,
+    /// The baseline and clustering factor of the current hour (earlier hours only, so they
+    /// hold for the whole hour).
+    cached: Option<(i64, Option<(CountBaseline, f64)>)>,
+    /// Consecutive flagged windows.
+    flagged_run: usize,
+}
+
+/// One hour of a counter view series.
+#[derive(Debug, Clone, Copy)]
+struct CountBucket {
+    /// Hour start, Unix secs.
+    start: i64,
+    events: f64,
+    windows: f64,
+    /// Σ events² over its windows (for the clustering factor).
+    squares: f64,
+}
+
+/// Windows pooled by the count and ratio tests: the window alone, a quarter of an hour, an hour
+/// (at 5-minute windows). Longer pools catch a moderate rise; Bonferroni over the three.
+const POOLS: [usize; 3] = [1, 3, 12];
+/// Flagged windows in a row after which a count is a new normal and enters the baseline.
+const COUNT_ACCEPT_RUN: usize = 72;
+/// Fewest same-hour buckets (one earlier day: the hour and its neighbours) a count baseline
+/// needs.
+const MIN_COUNT_BUCKETS: usize = 3;
+
+impl CountState {
+    /// A series first seen at `span.1` whose host has had data since `span.0`: the hours in
+    /// between are buckets of 0 events (a counter that did not exist counted nothing).
+    fn new(baseline_days: u32, step_secs: u32, span: (i64, i64)) -> Self {
+        let max_hours = (baseline_days.max(1) as usize) * 24;
+        let per_hour = (3600.0 / f64::from(step_secs.max(1))).max(1.0);
+        let (origin, now) = (span.0.div_euclid(3600), span.1.div_euclid(3600));
+        let first = origin.max(now - max_hours as i64);
+        let hours = (first..now)
+            .map(|h| CountBucket {
+                start: h * 3600,
+                events: 0.0,
+                windows: per_hour,
+                squares: 0.0,
+            })
+            .collect();
+        CountState {
+            hours,
+            max_hours,
+            recent: VecDeque::new(),
+            cached: None,
+            flagged_run: 0,
+        }
+    }
+
+    /// The baseline of the hour of `at_secs` (same hour ±1 h of earlier days, counts divided
+    /// by the clustering factor) and that factor (over all earlier hours); `None` before the
+    /// first day of history: without a baseline nothing is judged.
+    fn baseline(&mut self, at_secs: i64) -> Option<(CountBaseline, f64)> {
+        let hour = at_secs.div_euclid(3600);
+        if let Some((cached_hour, cached)) = self.cached
+            && cached_hour == hour
+        {
+            return cached;
+        }
+        let all: Vec<(f64, f64, f64)> = self
+            .hours
+            .iter()
+            .filter(|b| b.start.div_euclid(3600) < hour)
+            .map(|b| (b.events, b.windows, b.squares))
+            .collect();
+        let phi = dispersion(&all);
+        let buckets: Vec<(f64, f64)> = self
+            .hours
+            .iter()
+            .filter(|b| same_hour_of_earlier_day(hour - b.start.div_euclid(3600)))
+            .map(|b| (b.events / phi, b.windows))
+            .collect();
+        let baseline = (buckets.len() >= MIN_COUNT_BUCKETS)
+            .then(|| (CountBaseline::from_buckets(&buckets), phi));
+        self.cached = Some((hour, baseline));
+        baseline
+    }
+
+    fn judge(&mut self, at_secs: i64, value: f64, min_excess: f64, threshold: f64) -> CountVerdict {
+        let events = if value.is_finite() {
+            value.max(0.0)
+        } else {
+            0.0
+        };
+        let judged = self.baseline(at_secs);
+        self.recent.push_back(events);
+        while self.recent.len() > POOLS[POOLS.len() - 1] {
+            self.recent.pop_front();
+        }
+        let mut best: Option<CountTest> = None;
+        let (baseline, phi) = judged.unwrap_or((CountBaseline::UNINFORMATIVE, 1.0));
+        for pool in POOLS {
+            if judged.is_none() {
+                break;
+            }
+            if self.recent.len() < pool {
+                break;
+            }
+            let sum: f64 = self.recent.iter().rev().take(pool).sum();
+            let test = baseline.test(sum / phi, pool as u32);
+            let test = CountTest {
+                events: sum,
+                expected: test.expected * phi,
+                anomaly_score: evidence_score(test.p_value, POOLS.len()),
+                ..test
+            };
+            if best.is_none_or(|b| test.anomaly_score > b.anomaly_score) {
+                best = Some(test);
+            }
+        }
+        let score = best.map_or(0.0, |t| t.anomaly_score);
+        let anomaly = best
+            .filter(|t| {
+                t.anomaly_score >= threshold
+                    && t.events - t.expected >= min_excess
+                    && t.events >= MIN_RATE_FACTOR * t.expected
+            })
+            .map(|t| {
+                (
+                    "counts",
+                    "above",
+                    format!(
+                        "{} events in {} window(s) where {:.2} are usual at this hour \
+                         (gamma-Poisson p = {:.2e}, clustering factor {phi:.1})",
+                        t.events, t.windows, t.expected, t.p_value
+                    ),
+                )
+            });
+        // A flagged window enters the baseline as a usual one (a storm must not become normal
+        // tomorrow), unless the change has lasted COUNT_ACCEPT_RUN windows.
+        self.flagged_run = if anomaly.is_some() {
+            self.flagged_run + 1
+        } else {
+            0
+        };
+        let stored = if anomaly.is_some() && self.flagged_run < COUNT_ACCEPT_RUN {
+            (baseline.rate() * phi).min(events)
+        } else {
+            events
+        };
+        let hour = at_secs.div_euclid(3600) * 3600;
+        match self.hours.back_mut() {
+            Some(last) if last.start == hour => {
+                last.events += stored;
+                last.windows += 1.0;
+                last.squares += stored * stored;
+            }
+            _ => {
+                self.hours.push_back(CountBucket {
+                    start: hour,
+                    events: stored,
+                    windows: 1.0,
+                    squares: stored * stored,
+                });
+                while self.hours.len() > self.max_hours {
+                    self.hours.pop_front();
+                }
+            }
+        }
+        CountVerdict { score, anomaly }
+    }
+}
+
+/// What the count test says about one window.
+struct CountVerdict {
+    score: f64,
+    anomaly: Option<(&'static str, &'static str, String)>,
+}
+
+/// Whether an hour `age` hours back is the same hour of day ±1 h on an earlier day.
+fn same_hour_of_earlier_day(age: i64) -> bool {
+    let phase = (age.rem_euclid(24) + 1) % 24;
+    age >= 23 && phase <= 2
+}
+
 /// Hourly (failures, attempts) of one ratio key, and the newest windows.
 struct RatioState {
     /// Hourly buckets, newest last: (hour start Unix secs, failures, attempts).
@@ -623,10 +862,8 @@ impl RatioState {
             .hours
             .iter()
             .filter(|(start, _, _)| {
-                let h = start.div_euclid(3600);
-                let age = hour - h;
-                let phase = (age.rem_euclid(24) + 1) % 24;
-                (1..=6).contains(&age) || (age >= 23 && phase <= 2)
+                let age = hour - start.div_euclid(3600);
+                (1..=6).contains(&age) || same_hour_of_earlier_day(age)
             })
             .map(|&(_, k, n)| (k.round() as u64, n.round() as u64))
             .collect();
@@ -656,9 +893,7 @@ impl RatioState {
         let pooled = baseline.test(kp.round() as u64, np.round() as u64);
         // Two tests per window: Bonferroni, each at half the level.
         let best = |t: &RatioTest| RatioTest {
-            anomaly_score: crate::detect::anomaly_score(
-                ((-(2.0 * t.p_value).min(1.0).log10()).clamp(0.0, 300.0) - 2.0) / 2.0,
-            ),
+            anomaly_score: evidence_score(t.p_value, 2),
             ..*t
         };
         let (single, pooled) = (best(&single), best(&pooled));

@@ -374,7 +374,32 @@ impl View {
     pub fn key_names(&self) -> impl Iterator<Item = &str> {
         std::iter::once("host").chain(self.by.iter().map(String::as_str))
     }
+
+    /// Whether a key that first appears on a known host has counted 0 events until then. True
+    /// for keys of a closed set (a host's totals, a reason class, an instance: a reason for
+    /// deferrals that was never seen before is news); false when the view is kept by a label of
+    /// [`OPEN_ENDED_LABELS`]: a new user, domain or client network is an everyday event, and its
+    /// first messages are not a rise from zero.
+    pub fn new_keys_start_at_zero(&self) -> bool {
+        !self
+            .by
+            .iter()
+            .any(|b| OPEN_ENDED_LABELS.contains(&b.as_str()))
+    }
 }
+
+/// Labels whose values keep appearing in normal operation (see
+/// [`View::new_keys_start_at_zero`]).
+pub const OPEN_ENDED_LABELS: &[&str] = &[
+    "user",
+    "sasl_user",
+    "sender",
+    "domain",
+    "relay",
+    "client_net",
+    "client",
+    "path",
+];
 
 /// What a series contributes to a view.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -433,7 +458,8 @@ pub fn default_views() -> Vec<View> {
             &["instance"],
             Side::Both,
         ),
-        volume("messages_delivered", "messages_delivered", &[], Side::Both),
+        // More deliveries than usual is a queue catching up; fewer is the news.
+        volume("messages_delivered", "messages_delivered", &[], Side::Below),
         volume("messages_deferred", "messages_deferred", &[], Side::Above),
         volume(
             "messages_deferred",

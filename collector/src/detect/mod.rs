@@ -48,6 +48,7 @@
 //! any input).
 
 pub mod changepoint;
+pub mod counts;
 pub mod fleet;
 pub mod forecast;
 mod math;
@@ -57,6 +58,7 @@ pub mod stream;
 mod trend;
 
 pub use changepoint::{Cusum, CusumConfig, LevelShift};
+pub use counts::{CountBaseline, CountTest, count_test, dispersion};
 pub use fleet::{FleetConfig, FleetScore, fleet_outliers};
 pub use forecast::{
     Bound, Forecast, ForecastConfig, ForecastPoint, forecast, forecast_with, time_until_threshold,
@@ -188,6 +190,20 @@ pub fn anomaly_score(excess: f64) -> f64 {
     (1.0 - (-excess).exp()).clamp(0.0, 1.0)
 }
 
+/// Maps a p-value from one of `tests` tests of the same window (Bonferroni: `tests × p`) to
+/// [0, 1]: 0 while the corrected p ≥ 0.01, 0.78 at 1e-4, 0.95 at 1e-6 (the default alerting
+/// level: about one false alarm per host-week over the default views' tests), 0.99 at 1e-8.
+pub fn evidence_score(p_value: f64, tests: usize) -> f64 {
+    let p = if p_value.is_nan() { 1.0 } else { p_value };
+    let corrected = (p * tests.max(1) as f64).clamp(0.0, 1.0);
+    let surprise = if corrected > 0.0 {
+        (-corrected.log10()).clamp(0.0, 300.0)
+    } else {
+        300.0
+    };
+    anomaly_score(0.75 * (surprise - 2.0))
+}
+
 /// Default candidate seasonal periods, in points, for windows of `step_secs`: daily and weekly
 /// where the step divides them into at least 2 points (288 and 2016 at 5 minutes).
 pub fn default_periods(step_secs: u32) -> Vec<usize> {
@@ -226,6 +242,15 @@ mod tests {
         assert_eq!(default_periods(86_400), vec![7]);
         assert_eq!(default_periods(1000), Vec::<usize>::new());
         assert_eq!(default_periods(0), vec![86_400, 604_800]);
+    }
+
+    #[test]
+    fn evidence_scores_reach_the_alerting_level_at_one_in_a_million() {
+        assert_eq!(evidence_score(0.5, 1), 0.0);
+        assert_eq!(evidence_score(f64::NAN, 3), 0.0);
+        assert!((evidence_score(1e-6, 1) - 0.95).abs() < 0.01);
+        assert!(evidence_score(1e-6, 3) < 0.95);
+        assert_eq!(evidence_score(0.0, 3), 1.0);
     }
 
     #[test]

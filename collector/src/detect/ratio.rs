@@ -19,7 +19,7 @@
 //! window behaved like the baseline. Only the upper tail is tested: fewer failures than usual is
 //! not an incident.
 
-use super::anomaly_score;
+use super::evidence_score;
 use super::math::ln_beta;
 
 /// Cap of the prior's effective sample size `α + β`.
@@ -49,8 +49,7 @@ pub struct RatioTest {
     pub p_value: f64,
     /// `-log10(p_value)`, capped at 300.
     pub surprise: f64,
-    /// Score in [0, 1]: 0 while `p ≥ 0.01`, then `1 - exp(-(surprise - 2) / 2)`
-    /// (0.63 at p = 1e-4, 0.86 at 1e-6).
+    /// Score in [0, 1]: [`super::evidence_score`] of the p-value (0.95 at p = 1e-6).
     pub anomaly_score: f64,
 }
 
@@ -150,7 +149,7 @@ pub fn ratio_test(baseline: &RatioBaseline, failures: u64, total: u64) -> RatioT
         expected_rate,
         p_value,
         surprise,
-        anomaly_score: anomaly_score((surprise - 2.0) / 2.0),
+        anomaly_score: evidence_score(p_value, 1),
     }
 }
 

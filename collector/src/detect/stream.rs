@@ -52,7 +52,7 @@ const CALIBRATION_CUTOFF: f64 = 3.0;
 const OUTLIER_CUTOFF: f64 = 3.0;
 /// Consecutive outliers on one side after which they are a new normal: stored as observed and
 /// the model refitted at once.
-const ACCEPT_RUN: usize = 24;
+const ACCEPT_RUN: usize = 72;
 
 /// How a [`StreamingDetector`] runs.
 #[derive(Debug, Clone, PartialEq)]
