@@ -217,6 +217,8 @@ const DEFAULT_MIN_EXCESS: f64 = 3.0;
 const DEFAULT_MIN_FAILURES: u64 = 5;
 const DEFAULT_FORECAST_HISTORY: usize = 72;
 const DEFAULT_FORECAST_EVERY: usize = 3;
+/// Least unexpected drop of free spool space for an anomaly.
+const SPOOL_MIN_EXCESS_BYTES: f64 = 256.0 * 1024.0 * 1024.0;
 
 /// `metric{label="value",…}`: a metric name and exact label matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -495,6 +497,17 @@ pub fn default_views() -> Vec<View> {
             &["user"],
             Side::Above,
         ),
+        // Free space falling faster than its daily pattern: something writes into the spool,
+        // hours before the forecast's "full in 6 h" holds.
+        View {
+            name: "filesystem_avail_bytes".into(),
+            by: vec!["path".into()],
+            kind: ViewKind::Volume {
+                series: s("filesystem_avail_bytes"),
+                alert_on: Side::Below,
+                min_excess: SPOOL_MIN_EXCESS_BYTES,
+            },
+        },
         volume(
             "queue_messages",
             "queue_messages{queue=\"deferred\"}",
