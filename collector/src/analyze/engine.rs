@@ -660,8 +660,8 @@ struct CountBucket {
     squares: f64,
 }
 
-/// Windows pooled by the count and ratio tests: the window alone, a quarter of an hour, an hour
-/// (at 5-minute windows). Longer pools catch a moderate rise; Bonferroni over the three.
+/// Windows pooled by the count test: the window alone, a quarter of an hour, an hour (at
+/// 5-minute windows). Longer pools catch a moderate rise; Bonferroni over the three.
 const POOLS: [usize; 3] = [1, 3, 12];
 /// Flagged windows in a row after which a count is a new normal and enters the baseline.
 const COUNT_ACCEPT_RUN: usize = 72;
@@ -736,10 +736,9 @@ impl CountState {
         }
         let mut best: Option<CountTest> = None;
         let (baseline, phi) = judged.unwrap_or((CountBaseline::UNINFORMATIVE, 1.0));
-        for pool in POOLS {
-            if judged.is_none() {
-                break;
-            }
+        // Without a baseline nothing is tested.
+        let pools: &[usize] = if judged.is_some() { &POOLS } else { &[] };
+        for &pool in pools {
             if self.recent.len() < pool {
                 break;
             }
