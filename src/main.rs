@@ -67,7 +67,7 @@ enum SynthStyle {
     Maillog,
 }
 
-impl From<SynthStyle> for mailpulse_agent::synth::TimestampStyle {
+impl From<SynthStyle> for mailpulse_sim::synth::TimestampStyle {
     fn from(style: SynthStyle) -> Self {
         match style {
             SynthStyle::Bsd => Self::Bsd,
@@ -416,7 +416,7 @@ fn parse(
 }
 
 fn synth_log(seed: u64, messages: u64, style: SynthStyle, start_unix_secs: i64) -> Result<()> {
-    use mailpulse_agent::synth::{SynthConfig, SynthLog};
+    use mailpulse_sim::synth::{SynthConfig, SynthLog};
     let config = SynthConfig {
         seed,
         messages,

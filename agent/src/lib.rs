@@ -13,8 +13,6 @@ pub mod pipeline;
 pub mod queue;
 pub mod report;
 pub mod ship;
-pub mod sim;
 pub mod source;
-pub mod synth;
 pub mod track;
 pub mod traffic;

@@ -16,10 +16,11 @@ use mailpulse_agent::classify::{ReasonClass, classify};
 use mailpulse_agent::queue::{
     AGE_BOUNDS_SECS, AGE_LE_LABELS, InstanceConfig, MAX_LINE_BYTES, QueueConfig, QueueError,
     QueueName, QueueSnapshot, QueueStats, QueueWatcher, REC_TYPE_SIZE, REC_TYPE_TIME,
-    SnapshotConfig, SnapshotSource, SynthQueueConfig, queue_file_arrival_time,
-    scan_queue_directory, summarise_postqueue, write_synth_postqueue,
+    SnapshotConfig, SnapshotSource, queue_file_arrival_time, scan_queue_directory,
+    summarise_postqueue,
 };
 use mailpulse_proto::v1::{Sample, sample};
+use mailpulse_sim::postqueue::{SynthQueueConfig, write_synth_postqueue};
 use proptest::prelude::*;
 use serde_json::Value;
 

@@ -8,9 +8,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use mailpulse_agent::queue::{
-    QueueName, SnapshotConfig, SynthQueueConfig, summarise_postqueue, write_synth_postqueue,
-};
+use mailpulse_agent::queue::{QueueName, SnapshotConfig, summarise_postqueue};
+use mailpulse_sim::postqueue::{SynthQueueConfig, write_synth_postqueue};
 
 /// Counts live heap bytes and their peak.
 struct CountingAllocator;

@@ -14,13 +14,13 @@ use mailpulse_agent::ship::{
     AgentRunOptions, FilePosition, Outbox, OutboxConfig, Shipper, ShipperConfig, run_agent,
 };
 use mailpulse_agent::source::{Checkpoints, FileKey};
-use mailpulse_agent::synth::{SynthConfig, generate};
 use mailpulse_agent::track::MessageEvent;
 use mailpulse_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
 use mailpulse_proto::v1::{
     Ack, Action, AgentMessage, Batch, CollectorMessage, Hello, agent_message, collector_message,
     sample,
 };
+use mailpulse_sim::synth::{SynthConfig, generate};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use mailpulse_agent::synth::{SynthConfig, SynthLog};
+use mailpulse_sim::synth::{SynthConfig, SynthLog};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use mailpulse_agent::parse::{LogFormat, Timestamp};
 use mailpulse_agent::pipeline::{LineOutcome, LineProcessor};
-use mailpulse_agent::synth::{SynthConfig, SynthLog};
+use mailpulse_sim::synth::{SynthConfig, SynthLog};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -21,9 +21,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use mailpulse_agent::queue::{
-    QueueConfig, QueueName, QueueWatcher, SnapshotConfig, SynthQueueConfig, summarise_postqueue,
-    write_synth_postqueue,
+    QueueConfig, QueueName, QueueWatcher, SnapshotConfig, summarise_postqueue,
 };
+use mailpulse_sim::postqueue::{SynthQueueConfig, write_synth_postqueue};
 
 /// The time the generated queue is summarised at.
 const NOW_UNIX_SECS: i64 = 1_700_000_000;

@@ -10,7 +10,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use mailpulse_agent::parse::Timestamp;
 use mailpulse_agent::parse::syslog::{LogFormat, parse_as};
-use mailpulse_agent::synth::{SynthConfig, SynthLog, SynthTruth, TimestampStyle};
+use mailpulse_sim::synth::{SynthConfig, SynthLog, SynthTruth, TimestampStyle};
 use mailpulse_tests::mailpulse_bin;
 use serde_json::Value;
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use mailpulse_agent::synth::{SynthConfig, SynthLog};
+use mailpulse_sim::synth::{SynthConfig, SynthLog};
 use mailpulse_tests::net::{free_port, poll_until};
 use mailpulse_tests::stack::{Proc, metric_sum, start_collector_and_agent, write_configs};
 

@@ -41,7 +41,6 @@ mod directory;
 mod postqueue;
 mod samples;
 mod snapshot;
-mod synth;
 mod watcher;
 
 use std::io;
@@ -66,7 +65,6 @@ pub use snapshot::{
     AGE_BOUNDS_SECS, AGE_BUCKETS, DEFAULT_MAX_DOMAINS, DomainStats, MAX_DOMAIN_BYTES, QueueName,
     QueueSnapshot, QueueStats, ReasonCounts, SnapshotSource,
 };
-pub use synth::{SynthQueueConfig, write_synth_postqueue};
 pub use watcher::{InstanceStatus, MAX_INSTANCES, QueueWatcher};
 
 /// Why a command, the instance discovery or a directory scan failed.

@@ -20,7 +20,6 @@
 
 pub mod alerts;
 pub mod engine;
-pub mod replay;
 pub mod views;
 
 use std::sync::{Arc, RwLock};
@@ -35,7 +34,6 @@ use crate::store::{Aggregate, StoreHandle, unix_ms};
 
 pub use alerts::{Alert, AlertTracker};
 pub use engine::{Band, Engine, EngineConfig, Judgement, WindowOutcome};
-pub use replay::{Replay, ReplayOutcome};
 pub use views::{Selector, Side, View, ViewKind, default_views};
 
 /// The `[detect]` section of the collector configuration.

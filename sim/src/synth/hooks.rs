@@ -1,6 +1,6 @@
 //! Hooks that steer the generator over time without writing Postfix lines of their own.
 //!
-//! The fleet simulator ([`crate::sim`]) drives one generator per host through these: the
+//! The fleet simulator ([`crate::fleet`]) drives one generator per host through these: the
 //! arrival rate follows its seasonal model, incidents add sessions (a compromised account
 //! submitting, a network flooding port 25 and guessing passwords) and decide remote delivery
 //! attempts (a bounce storm, greylisting, a blocklisted IP, a DNS failure, a dead relay). Every

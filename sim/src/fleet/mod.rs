@@ -27,8 +27,8 @@
 //! - Spool filling has no log lines (the log says nothing about disks): it exists only in the
 //!   gauges.
 //!
-//! [`LineProcessor`]: crate::pipeline::LineProcessor
-//! [`Aggregator`]: crate::aggregate::Aggregator
+//! [`LineProcessor`]: mailpulse_agent::pipeline::LineProcessor
+//! [`Aggregator`]: mailpulse_agent::aggregate::Aggregator
 
 mod feed;
 pub mod gauges;
@@ -36,6 +36,7 @@ pub mod incident;
 pub mod labels;
 pub mod scenario;
 mod seasonal;
+mod write;
 
 use std::path::PathBuf;
 
@@ -44,8 +45,10 @@ pub use gauges::{HostGauges, QueueGauge, SPOOL_PATH};
 pub use incident::{AffectedKeys, IncidentKind};
 pub use labels::{IncidentLabel, LabelsError, parse_labels, write_labels};
 pub use scenario::Scenario;
+pub use write::{FleetOutput, HostReport, WriteError, dir_name, summary, write_fleet};
 
-use crate::config::ConfigError;
+use mailpulse_agent::config::ConfigError;
+
 use crate::synth::hooks::HostSetup;
 use crate::synth::rng::Rng;
 use crate::synth::{SynthConfig, SynthLog, SynthTruth};

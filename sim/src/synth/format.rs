@@ -3,7 +3,7 @@
 use std::fmt::{self, Write as _};
 
 use super::TimestampStyle;
-use crate::parse::time::civil_from_days;
+use mailpulse_agent::parse::time::civil_from_days;
 
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

@@ -197,7 +197,7 @@ impl SynthLog {
         }
     }
 
-    /// A generator for one member of a simulated fleet ([`crate::sim`]): its addresses, extra
+    /// A generator for one member of a simulated fleet ([`crate::fleet`]): its addresses, extra
     /// users and time-dependent [`hooks`].
     pub(crate) fn with_setup(config: SynthConfig, setup: hooks::HostSetup) -> Self {
         Self {

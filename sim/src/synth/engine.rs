@@ -2077,7 +2077,7 @@ fn mailbox_reply(rng: &mut Rng, rcpt: &str, outcome: Outcome) -> Reply {
 /// `20241026181350` (UTC), as Postfix uses in the Message-ID of messages it creates.
 fn compact_time(unix_micros: i64) -> String {
     let secs = unix_micros.div_euclid(SECOND);
-    let (y, m, d) = crate::parse::time::civil_from_days(secs.div_euclid(86_400));
+    let (y, m, d) = mailpulse_agent::parse::time::civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
     format!(
         "{y:04}{m:02}{d:02}{:02}{:02}{:02}",

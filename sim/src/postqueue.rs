@@ -10,6 +10,8 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
+use crate::synth::rng::Rng;
+
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SynthQueueConfig {
@@ -55,7 +57,7 @@ const PROVIDERS: [&str; 12] = [
 
 /// Writes `cfg.entries` lines of `postqueue -j` output to `out`; returns the bytes written.
 pub fn write_synth_postqueue(cfg: &SynthQueueConfig, out: &mut impl Write) -> io::Result<u64> {
-    let mut rng = SplitMix64::new(cfg.seed);
+    let mut rng = Rng::new(cfg.seed);
     let mut line = String::with_capacity(2048);
     let mut written = 0u64;
     for n in 0..cfg.entries {
@@ -68,7 +70,7 @@ pub fn write_synth_postqueue(cfg: &SynthQueueConfig, out: &mut impl Write) -> io
     Ok(written)
 }
 
-fn synth_entry(cfg: &SynthQueueConfig, rng: &mut SplitMix64, n: u64, line: &mut String) {
+fn synth_entry(cfg: &SynthQueueConfig, rng: &mut Rng, n: u64, line: &mut String) {
     let (queue, max_age_secs, reason_per_mille) = match rng.below(100) {
         0..=54 => ("deferred", 6 * 86_400, 970),
         55..=74 => ("active", 7_200, 300),
@@ -122,7 +124,7 @@ fn synth_entry(cfg: &SynthQueueConfig, rng: &mut SplitMix64, n: u64, line: &mut 
     line.push_str("]}");
 }
 
-fn synth_domain(cfg: &SynthQueueConfig, rng: &mut SplitMix64) -> String {
+fn synth_domain(cfg: &SynthQueueConfig, rng: &mut Rng) -> String {
     if rng.below(1000) < cfg.long_tail_per_mille {
         return format!("t{:x}.example.net", rng.next_u64() & 0xFFFF_FFFF);
     }
@@ -136,7 +138,7 @@ fn synth_domain(cfg: &SynthQueueConfig, rng: &mut SplitMix64) -> String {
     }
 }
 
-fn synth_reason(rng: &mut SplitMix64, domain: &str, address: &str) -> String {
+fn synth_reason(rng: &mut Rng, domain: &str, address: &str) -> String {
     let ip = format!("192.0.2.{}", rng.below(254) + 1);
     match rng.below(20) {
         0..=5 => format!("connect to mx.{domain}[{ip}]:25: Connection refused"),
@@ -182,28 +184,6 @@ fn push_json_string(line: &mut String, s: &str) {
         }
     }
     line.push('"');
-}
-
-/// SplitMix64, as in the log generator: tiny, and stable across dependency upgrades.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn new(seed: u64) -> Self {
-        Self(seed ^ 0x6A09_E667_F3BC_C908)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n`; 0 when `n` is 0.
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
 }
 
 #[cfg(test)]

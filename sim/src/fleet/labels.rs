@@ -16,8 +16,8 @@ use super::Scenario;
 use super::gauges::SPOOL_PATH;
 use super::incident::{AffectedKeys, Effect, IncidentKind};
 use super::scenario::relay_domains;
-use crate::parse::time::civil_from_days;
 use crate::synth::world::World;
+use mailpulse_agent::parse::time::civil_from_days;
 
 /// One line of the labels file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

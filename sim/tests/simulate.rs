@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use mailpulse_agent::sim::{
+use mailpulse_proto::v1::{self as pb, sample};
+use mailpulse_sim::fleet::{
     IncidentKind, IncidentLabel, Scenario, parse_labels, simulate_samples, write_labels,
 };
-use mailpulse_proto::v1::{self as pb, sample};
 
 // ---------------------------------------------------------------- allocation counting
 

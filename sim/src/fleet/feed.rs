@@ -10,12 +10,12 @@
 use mailpulse_proto::v1 as pb;
 
 use super::{HostSimulation, Scenario, SimLine};
-use crate::aggregate::{Aggregator, AggregatorConfig, window_start};
-use crate::parse::{LogFormat, Timestamp};
-use crate::pipeline::LineProcessor;
 use crate::synth::TimestampStyle;
-use crate::track::MessageEvent;
-use crate::traffic::{TrafficConfig, TrafficSignal};
+use mailpulse_agent::aggregate::{Aggregator, AggregatorConfig, window_start};
+use mailpulse_agent::parse::{LogFormat, Timestamp};
+use mailpulse_agent::pipeline::LineProcessor;
+use mailpulse_agent::track::MessageEvent;
+use mailpulse_agent::traffic::{TrafficConfig, TrafficSignal};
 
 /// What [`simulate_samples`] went through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::*;
-use crate::parse::{EnvelopeParser, LogFormat, ProgramName};
+use mailpulse_agent::parse::{EnvelopeParser, LogFormat, ProgramName};
 
 fn config(seed: u64, messages: u64) -> SynthConfig {
     SynthConfig {
@@ -49,7 +49,7 @@ fn lines_are_in_timestamp_order_and_parse_as_syslog() {
             style,
             ..config(5, 500)
         };
-        let reference = crate::parse::Timestamp {
+        let reference = mailpulse_agent::parse::Timestamp {
             unix_secs: cfg.start_unix_secs + 30 * 86_400,
             nanos: 0,
         };

@@ -1,6 +1,6 @@
 //! Gauges a real agent reads from probes rather than from the log, computed from the
-//! simulator's state: queue sizes (as `postqueue` snapshots give them, [`crate::queue`]) and the
-//! spool filesystem (as `statvfs` gives it, [`crate::capacity`]).
+//! simulator's state: queue sizes (as `postqueue` snapshots give them, [`mailpulse_agent::queue`]) and the
+//! spool filesystem (as `statvfs` gives it, [`mailpulse_agent::capacity`]).
 //!
 //! The log has no disk lines, so the spool-filling incident exists only here: the spool's used
 //! bytes are a fixed base (Postfix's own files, other data on the filesystem), a small daily

@@ -1,5 +1,5 @@
-//! Agent batches straight into the [`Engine`], without network or store: the collector's
-//! judgement of a fast-forwarded fleet (`mailpulse eval`).
+//! Agent batches straight into the collector's [`Engine`], without network or store: the
+//! collector's judgement of a fast-forwarded fleet (`mailpulse eval`, `mailpulse demo`).
 //!
 //! Every batch goes through the collector's own decoder and validation ([`BatchDecoder`]: the
 //! agent's `host` label, series interning, kind checks) and is folded into store windows of
@@ -15,12 +15,10 @@ use bytes::Bytes;
 use mailpulse_proto::v1 as pb;
 use prost::Message;
 
-use super::alerts::Alert;
-use super::engine::{Band, Engine, EngineConfig};
-use super::views::Selector;
-use crate::ingest::pb::{BatchDecoder, Invalid};
-use crate::model::{Anomaly, SeriesDef, SeriesId};
-use crate::store::{Aggregate, SeriesRegistry, ValueRef};
+use mailpulse_collector::analyze::{Alert, Band, Engine, EngineConfig, Selector, point_value};
+use mailpulse_collector::ingest::pb::{BatchDecoder, Invalid};
+use mailpulse_collector::model::{Anomaly, SeriesDef, SeriesId};
+use mailpulse_collector::store::{Aggregate, SeriesRegistry, ValueRef};
 
 /// What a replay produced.
 #[derive(Debug, Default)]
@@ -141,7 +139,7 @@ impl<'r> Replay<'r> {
                 .drain()
                 .filter_map(|(id, aggregate)| {
                     let id = SeriesId(id);
-                    let value = super::point_value(&aggregate)?;
+                    let value = point_value(&aggregate)?;
                     Some((id, index.def(id).clone(), value))
                 })
                 .collect()
@@ -178,7 +176,7 @@ impl<'r> Replay<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::views::View;
+    use mailpulse_collector::analyze::View;
 
     fn counter(metric: &str, labels: &[(&str, &str)], window_ms: i64, value: f64) -> pb::Sample {
         pb::Sample {

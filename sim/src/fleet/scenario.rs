@@ -53,11 +53,11 @@ use toml::value::{Datetime, Offset};
 
 use super::SimError;
 use super::incident::{Effect, Incident, IncidentKind, RelayFailure};
-use crate::config::{ConfigError, line_column, parse_toml};
-use crate::parse::time::days_from_civil;
 use crate::synth::TimestampStyle;
 use crate::synth::format::Ip;
 use crate::synth::world::{Health, World};
+use mailpulse_agent::config::{ConfigError, line_column, parse_toml};
+use mailpulse_agent::parse::time::days_from_civil;
 
 const SECOND: i64 = 1_000_000;
 
