@@ -15,6 +15,7 @@
 mod engine;
 pub(crate) mod format;
 pub(crate) mod hooks;
+mod profile;
 mod queue_id;
 pub(crate) mod rng;
 pub(crate) mod world;
