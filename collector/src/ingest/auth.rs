@@ -4,10 +4,21 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 
-use crate::config::AuthConfig;
+/// Per-agent bearer tokens: the agent sends `authorization: Bearer <token>`; the token decides
+/// which `agent_id` the stream may speak for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// agent_id → token.
+    pub tokens: BTreeMap<String, String>,
+    /// A file of `agent_id token` lines (`#` comments, blank lines ignored), merged with `tokens`;
+    /// keeps secrets out of the main config.
+    pub token_file: Option<PathBuf>,
+}
 
 /// Token problems found while loading the configuration.
 #[derive(Debug, thiserror::Error)]
