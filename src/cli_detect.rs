@@ -1,5 +1,6 @@
 //! `mailpulse detect --input FILE.csv [--output FILE.csv]`: causal, offline anomaly scoring of
-//! one series with the collector's [`StreamingDetector`].
+//! one series with the collector's [`VolumeDetector`] (seasonal band and level shifts), at its
+//! defaults for a level whose window length is learned from the timestamps.
 //!
 //! Input: CSV with a header line and `timestamp,value` in the first two columns (the Numenta
 //! Anomaly Benchmark layout; further columns are ignored). Timestamps are UTC, either
@@ -16,7 +17,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use mailpulse_collector::detect::{StreamConfig, StreamingDetector};
+use mailpulse_collector::detect::{VolumeConfig, VolumeDetector};
 
 /// Scores the series in `input` and writes `timestamp,value,anomaly_score` to `output` (standard
 /// output when `None`).
@@ -58,7 +59,7 @@ fn score_csv(text: &str) -> Result<Vec<ScoredRow<'_>>> {
             "line 1: expected a header with at least two columns (timestamp,value), got {header:?}"
         );
     }
-    let mut detector = StreamingDetector::new(StreamConfig::default());
+    let mut detector = VolumeDetector::new(VolumeConfig::default());
     let mut rows = Vec::new();
     for (number, line) in lines {
         let mut fields = line.split(',').map(|f| unquote(f.trim()));
@@ -75,11 +76,11 @@ fn score_csv(text: &str) -> Result<Vec<ScoredRow<'_>>> {
                 "line {number}: unreadable value {value:?} (expected a number, or empty/NaN for missing)"
             );
         };
-        let scored = detector.push(secs, parsed);
+        let assessed = detector.judge(secs, Some(parsed));
         rows.push(ScoredRow {
             timestamp,
             value,
-            score: scored.anomaly_score,
+            score: assessed.judgement.score,
         });
     }
     Ok(rows)

@@ -1,11 +1,19 @@
 //! Collector configuration (the `[collector]` TOML the CLI reads). Every field has a default;
 //! unknown keys are errors; units are in the field names.
+//!
+//! Each section's type is owned by the module it configures ([`StoreConfig`] by `store`,
+//! [`AnalyzeConfig`] by `analyze`, auth, TLS and limits by `ingest`, [`OtlpConfig`] by
+//! `expose::otlp`); this module only composes them, so configuration depends on those modules
+//! and never the other way round.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use serde::Deserialize;
+
+use crate::analyze::AnalyzeConfig;
+use crate::expose::otlp::OtlpConfig;
+use crate::ingest::{AuthConfig, LimitsConfig, TlsConfig};
+use crate::store::StoreConfig;
 
 /// Everything `mailpulse collector` needs to run.
 #[derive(Debug, Clone, Deserialize)]
@@ -28,7 +36,7 @@ pub struct CollectorConfig {
     /// Periodic OTLP export of the fleet totals; absent = off.
     pub otlp: Option<OtlpConfig>,
     /// Anomaly detection over the stored series.
-    pub detect: crate::analyze::AnalyzeConfig,
+    pub detect: AnalyzeConfig,
 }
 
 impl Default for CollectorConfig {
@@ -42,139 +50,9 @@ impl Default for CollectorConfig {
             limits: LimitsConfig::default(),
             store: StoreConfig::default(),
             otlp: None,
-            detect: crate::analyze::AnalyzeConfig::default(),
+            detect: AnalyzeConfig::default(),
         }
     }
-}
-
-/// Per-agent bearer tokens: the agent sends `authorization: Bearer <token>`; the token decides
-/// which `agent_id` the stream may speak for.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// agent_id → token.
-    pub tokens: BTreeMap<String, String>,
-    /// A file of `agent_id token` lines (`#` comments, blank lines ignored), merged with `tokens`;
-    /// keeps secrets out of the main config.
-    pub token_file: Option<PathBuf>,
-}
-
-/// Server certificate and optional client verification (mTLS) for the gRPC listener.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM certificate chain of the collector.
-    pub cert_path: PathBuf,
-    /// PEM private key of the collector.
-    pub key_path: PathBuf,
-    /// PEM CA bundle that agent client certificates must chain to; absent = no client certs.
-    #[serde(default)]
-    pub client_ca_path: Option<PathBuf>,
-    /// With `client_ca_path`: reject handshakes without a valid client certificate.
-    #[serde(default = "default_true")]
-    pub require_client_cert: bool,
-}
-
-fn default_true() -> bool {
-    true
-}
-
-/// Limits on what one agent may send; each violation ends the stream with a gRPC status and is
-/// counted in `mailpulse_collector_rejections_total{reason}`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// Largest accepted gRPC message (decoded), in bytes.
-    pub max_message_bytes: usize,
-    /// Most samples in one batch.
-    pub max_batch_samples: usize,
-    /// Sustained samples per second per agent (token bucket).
-    pub max_agent_samples_per_sec: u64,
-    /// Token bucket size: samples an agent may send at once after being quiet.
-    pub agent_burst_samples: u64,
-    /// Distinct series the store accepts in total (cardinality guard).
-    pub max_series: usize,
-    /// Batches a single stream may have in flight (received, not yet acknowledged).
-    pub max_in_flight_batches: usize,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            max_message_bytes: 8 * 1024 * 1024,
-            max_batch_samples: 50_000,
-            max_agent_samples_per_sec: 100_000,
-            agent_burst_samples: 500_000,
-            max_series: 1_000_000,
-            max_in_flight_batches: 8,
-        }
-    }
-}
-
-/// The embedded redb store and its write pipeline.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreConfig {
-    /// The redb file (created if missing).
-    pub path: PathBuf,
-    /// Resolution of the stored per-series windows.
-    pub resolution_secs: u64,
-    /// Windows older than this are pruned.
-    pub retention_days: u64,
-    /// How often pruning runs.
-    pub prune_interval_secs: u64,
-    /// How often applied batches (kept as a write-ahead log) are folded into the window and
-    /// total tables; shorter = faster restart, more write amplification.
-    pub fold_interval_secs: u64,
-    /// Group commit: most batches in one write transaction.
-    pub max_commit_batches: usize,
-    /// Group commit: most encoded bytes in one write transaction.
-    pub max_commit_bytes: usize,
-    /// Batches waiting for the writer before ingest handlers wait (backpressure).
-    pub queue_batches: usize,
-    /// A gauge series is no longer exposed once the same host has reported gauges for windows
-    /// this much newer than the series' latest one (a deferred domain that left the queue, a
-    /// filesystem no longer watched). A silent host keeps its gauges; `mailpulse_agent_up`
-    /// tells it is gone.
-    pub gauge_stale_after_secs: u64,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        Self {
-            path: PathBuf::from("/var/lib/mailpulse/collector.redb"),
-            resolution_secs: 300,
-            retention_days: 35,
-            prune_interval_secs: 3600,
-            fold_interval_secs: 10,
-            max_commit_batches: 128,
-            max_commit_bytes: 64 * 1024 * 1024,
-            queue_batches: 256,
-            gauge_stale_after_secs: 900,
-        }
-    }
-}
-
-/// Export of the fleet totals over OTLP/gRPC (cumulative sums, gauges, explicit-bucket histograms).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OtlpConfig {
-    /// e.g. `http://127.0.0.1:4317` (or `https://…`, verified against the system roots).
-    pub endpoint: String,
-    /// Seconds between exports.
-    #[serde(default = "default_otlp_interval_secs")]
-    pub interval_secs: u64,
-    /// Timeout of one export call.
-    #[serde(default = "default_otlp_timeout_secs")]
-    pub timeout_secs: u64,
-}
-
-fn default_otlp_interval_secs() -> u64 {
-    60
-}
-
-fn default_otlp_timeout_secs() -> u64 {
-    10
 }
 
 #[cfg(test)]

@@ -28,7 +28,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-pub use config::{AuthConfig, CollectorConfig, LimitsConfig, OtlpConfig, StoreConfig, TlsConfig};
+pub use analyze::AnalyzeConfig;
+pub use config::CollectorConfig;
+pub use expose::otlp::OtlpConfig;
+pub use ingest::{AuthConfig, LimitsConfig, TlsConfig};
+pub use store::StoreConfig;
 
 use ingest::Ingest;
 use ingest::auth::{AuthError, TokenTable};

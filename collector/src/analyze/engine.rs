@@ -6,8 +6,10 @@
 //! engine
 //! 1. rolls the frame up into view series (sum of the matching series per key; ratios as
 //!    failures and attempts; forecast gauges with their capacity);
-//! 2. judges every view series — also those without data in the window: a counter that stays
-//!    silent is 0 events, which is news when mail usually flows (gauges: a gap);
+//! 2. judges every view series with the detector its view's kind calls for (the causal
+//!    detectors of [`crate::detect::causal`]; the engine only routes) — also those without
+//!    data in the window: a counter that stays silent is 0 events, which is news when mail
+//!    usually flows (gauges: a gap);
 //! 3. compares each fleet (one view key across hosts) for outliers;
 //! 4. turns anomalies into alerts ([`super::alerts`]).
 //!
@@ -20,20 +22,20 @@
 //! Architecture invariant: the engine does no I/O and reads no clock; the same frames give the
 //! same anomalies and alerts.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
-use crate::detect::{
-    Basis, Direction, FleetConfig, ForecastConfig, Series, SeriesKind, StreamConfig,
-    StreamingDetector, fleet_outliers, forecast_with, time_until_threshold,
+use crate::detect::causal::{
+    Assessment, DEFAULT_BASELINE_DAYS, DEFAULT_SCORE_THRESHOLD, DetectorKind, Deviation, Evidence,
+    ForecastDetector, ForecastDetectorConfig, ForecastLimit, Judgement, RatioConfig, RatioDetector,
+    Verdict, VolumeConfig, VolumeDetector,
 };
-use crate::detect::{
-    CountBaseline, CountTest, RatioBaseline, RatioTest, dispersion, evidence_score,
-};
+use crate::detect::{FleetConfig, SeriesKind, fleet_outliers};
 use crate::model::{Anomaly, MetricKind, SeriesDef, SeriesId};
 
 use super::alerts::{Alert, AlertTracker};
-use super::views::{Roles, Side, View, ViewKind};
+use super::views::{Roles, View, ViewKind};
 
 /// How the engine judges.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +50,7 @@ pub struct EngineConfig {
     pub fleet_min_hosts: usize,
     /// Windows without an anomaly after which an alert resolves.
     pub resolve_after_windows: u32,
-    /// Days of hourly history a ratio baseline draws on.
+    /// Days of hourly history the ratio and count baselines draw on.
     pub ratio_baseline_days: u32,
 }
 
@@ -56,11 +58,11 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             views: super::views::default_views(),
-            score_threshold: 0.95,
+            score_threshold: DEFAULT_SCORE_THRESHOLD,
             max_series: 20_000,
             fleet_min_hosts: 5,
             resolve_after_windows: 6,
-            ratio_baseline_days: 14,
+            ratio_baseline_days: DEFAULT_BASELINE_DAYS,
         }
     }
 }
@@ -70,23 +72,10 @@ impl Default for EngineConfig {
 pub struct Band {
     /// Family name (the view's) and key labels (non-empty ones, sorted), as a series.
     pub series: Arc<SeriesDef>,
+    /// The window judged.
     pub window_start_unix_ms: i64,
+    /// The detector's band and score in that window.
     pub judgement: Judgement,
-}
-
-/// What a detector says about one window of one view series.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Judgement {
-    /// The view's value in the window (a sum, a level, a rate; NaN when missing).
-    pub observed: f64,
-    pub expected: f64,
-    pub lower: f64,
-    pub upper: f64,
-    /// In [0, 1].
-    pub score: f64,
-    /// Forecast views: seconds until the limit is reached (pessimistic bound), if within the
-    /// forecast horizon.
-    pub eta_secs: Option<f64>,
 }
 
 /// What one window produced.
@@ -126,12 +115,13 @@ pub struct Engine {
     first_window_ms: Option<i64>,
 }
 
-/// One view series: its key, per-window accumulator and detector state.
+/// One view series: its key, per-window accumulator and detector.
 struct ViewSeries {
     view: u32,
     def: Arc<SeriesDef>,
     acc: Accumulator,
-    state: State,
+    /// `None` until data arrives: whether counters or gauges feed it is not known before.
+    detector: Option<Detector>,
     band: Option<Band>,
     /// Residual of the current window for fleet comparison (NaN: no verdict).
     fleet_value: f64,
@@ -150,17 +140,12 @@ struct Accumulator {
     has_capacity: bool,
 }
 
-enum State {
-    /// Not yet known whether counters or gauges feed it (no data yet).
-    Pending,
-    Volume {
-        detector: Box<StreamingDetector>,
-        kind: SeriesKind,
-        /// The small-count test of counter views judged on their upper side.
-        counts: Option<Box<CountState>>,
-    },
-    Ratio(RatioState),
-    Forecast(ForecastState),
+/// The detector of one view series, chosen by its view's kind; each variant judges the part of
+/// the accumulator its kind fills.
+enum Detector {
+    Volume(Box<VolumeDetector>),
+    Ratio(RatioDetector),
+    Forecast(ForecastDetector),
 }
 
 impl Engine {
@@ -283,14 +268,14 @@ impl Engine {
         };
         for &(target, roles) in routes {
             let s = &mut self.series[target as usize];
-            if let State::Pending = s.state {
-                s.state = State::start(
+            if s.detector.is_none() {
+                s.detector = Some(Detector::start(
                     &self.config.views[s.view as usize],
                     def.kind,
+                    &self.config,
                     self.step_secs,
-                    self.config.ratio_baseline_days,
-                    (origin_ms.div_euclid(1000), window_ms.div_euclid(1000)),
-                );
+                    origin_ms.div_euclid(1000)..window_ms.div_euclid(1000),
+                ));
             }
             let acc = &mut s.acc;
             if !acc.touched {
@@ -341,7 +326,7 @@ impl Engine {
                         view: v,
                         def: Arc::new(view_def(view, &key)),
                         acc: Accumulator::default(),
-                        state: State::Pending,
+                        detector: None,
                         band: None,
                         fleet_value: f64::NAN,
                         flagged: false,
@@ -357,90 +342,21 @@ impl Engine {
     }
 
     fn judge(&mut self, i: usize, at_secs: i64, window_ms: i64) -> Option<Anomaly> {
-        let threshold = self.config.score_threshold;
         let step_secs = self.step_secs;
         let s = &mut self.series[i];
-        let view = &self.config.views[s.view as usize];
-        let acc = s.acc;
         s.fleet_value = f64::NAN;
         s.flagged = false;
-        let verdict = match (&mut s.state, &view.kind) {
-            (State::Pending, _) => return None,
-            (
-                State::Volume {
-                    detector,
-                    kind,
-                    counts,
-                },
-                ViewKind::Volume {
-                    alert_on,
-                    min_excess,
-                    ..
-                },
-            ) => {
-                let value = match (acc.has_value, kind) {
-                    (true, _) => acc.value,
-                    (false, SeriesKind::Count) => 0.0,
-                    (false, SeriesKind::Gauge) => f64::NAN,
-                };
-                let mut verdict =
-                    judge_volume(detector, at_secs, value, *alert_on, *min_excess, threshold);
-                if let Some(counts) = counts {
-                    let count = counts.judge(at_secs, value, *min_excess, threshold);
-                    verdict.judgement.score = verdict.judgement.score.max(count.score);
-                    if verdict.anomaly.is_none() {
-                        verdict.anomaly = count.anomaly;
-                    }
-                }
-                verdict
-            }
-            (State::Ratio(state), ViewKind::Ratio { min_failures, .. }) => {
-                state.judge(at_secs, &acc, *min_failures, threshold)
-            }
-            (
-                State::Forecast(state),
-                ViewKind::Forecast {
-                    limit,
-                    limit_share,
-                    warn_within_secs,
-                    history_windows,
-                    every_windows,
-                    ..
-                },
-            ) => {
-                let limit = match limit {
-                    Some(l) => Some(*l),
-                    None => acc.has_capacity.then(|| acc.capacity * limit_share),
-                };
-                let value = if acc.has_value { acc.value } else { f64::NAN };
-                state.judge(
-                    at_secs,
-                    value,
-                    limit,
-                    *warn_within_secs,
-                    *history_windows,
-                    *every_windows,
-                    step_secs,
-                )
-            }
-            _ => return None,
-        };
-        s.fleet_value = verdict.fleet_value;
+        let Assessment {
+            judgement,
+            verdict,
+            fleet_value,
+        } = s.detector.as_mut()?.judge(at_secs, &s.acc);
+        s.fleet_value = fleet_value.unwrap_or(f64::NAN);
+        let anomaly = verdict.map(|v| anomaly(&s.def, window_ms, step_secs, &v, &judgement));
         s.band = Some(Band {
             series: s.def.clone(),
             window_start_unix_ms: window_ms,
-            judgement: verdict.judgement.clone(),
-        });
-        let anomaly = verdict.anomaly.map(|(detector, direction, detail)| {
-            anomaly(
-                &s.def,
-                window_ms,
-                step_secs,
-                detector,
-                &verdict.judgement,
-                direction,
-                detail,
-            )
+            judgement,
         });
         s.flagged = anomaly.is_some();
         anomaly
@@ -476,18 +392,21 @@ impl Engine {
                 let j = &band.judgement;
                 let significant = match &view.kind {
                     ViewKind::Volume { min_excess, .. } => j.observed - j.expected >= *min_excess,
-                    // The ratio state only offers a fleet value with enough failures.
+                    // The ratio detector only offers a fleet value with enough failures.
                     ViewKind::Ratio { .. } => true,
                     ViewKind::Forecast { .. } => false,
                 };
                 if !significant {
                     continue;
                 }
-                let detail = format!(
-                    "robust z {:.1} against {} hosts of the fleet",
-                    fleet.z,
-                    values.iter().filter(|v| v.is_finite()).count()
-                );
+                let verdict = Verdict {
+                    detector: DetectorKind::Fleet,
+                    direction: Deviation::Above,
+                    evidence: Evidence::Fleet {
+                        robust_z: fleet.z,
+                        hosts: values.iter().filter(|v| v.is_finite()).count(),
+                    },
+                };
                 let judgement = Judgement {
                     score: fleet.anomaly_score,
                     ..j.clone()
@@ -496,592 +415,84 @@ impl Engine {
                     &s.def,
                     window_ms,
                     self.step_secs,
-                    "fleet",
+                    &verdict,
                     &judgement,
-                    "above",
-                    detail,
                 ));
             }
         }
     }
 }
 
-impl State {
-    /// The detector state of a view series first fed at `span.1` (Unix secs) by a host seen
-    /// since `span.0` (counted as zeros where the view's new keys start at zero).
+impl Detector {
+    /// The detector a view series of `view` gets when `kind` first feeds it, in the window
+    /// starting at `silent_secs.end` (Unix secs); its host has reported since
+    /// `silent_secs.start`, counted as zeros where the view's new keys start at zero.
     fn start(
         view: &View,
         kind: MetricKind,
+        config: &EngineConfig,
         step_secs: u32,
-        ratio_baseline_days: u32,
-        span: (i64, i64),
-    ) -> State {
+        silent_secs: Range<i64>,
+    ) -> Detector {
         match &view.kind {
-            ViewKind::Volume { alert_on, .. } => {
-                let kind = match kind {
-                    MetricKind::Counter => SeriesKind::Count,
-                    _ => SeriesKind::Gauge,
-                };
-                let span = if view.new_keys_start_at_zero() {
-                    span
-                } else {
-                    (span.1, span.1)
-                };
-                let counts = (kind == SeriesKind::Count && *alert_on != Side::Below)
-                    .then(|| Box::new(CountState::new(ratio_baseline_days, step_secs, span)));
-                State::Volume {
-                    detector: Box::new(StreamingDetector::new(StreamConfig {
-                        step_secs: Some(step_secs),
-                        kind,
-                        ..StreamConfig::default()
-                    })),
-                    kind,
-                    counts,
-                }
-            }
-            ViewKind::Ratio { .. } => State::Ratio(RatioState::new(ratio_baseline_days)),
-            ViewKind::Forecast { .. } => State::Forecast(ForecastState::default()),
-        }
-    }
-}
-
-/// A detector's verdict on one window: the band, an anomaly (detector, direction, evidence)
-/// if any, and the value the fleet comparison uses.
-struct Verdict {
-    judgement: Judgement,
-    anomaly: Option<(&'static str, &'static str, String)>,
-    fleet_value: f64,
-}
-
-fn judge_volume(
-    detector: &mut StreamingDetector,
-    at_secs: i64,
-    value: f64,
-    side: Side,
-    min_excess: f64,
-    threshold: f64,
-) -> Verdict {
-    let s = detector.push(at_secs, value);
-    let score = s.score;
-    let judgement = Judgement {
-        observed: value,
-        expected: score.expected,
-        lower: score.lower,
-        upper: score.upper,
-        score: s.anomaly_score,
-        eta_secs: None,
-    };
-    let judged = matches!(s.basis, Basis::Level | Basis::Seasonal);
-    let fleet_value = if judged && value.is_finite() {
-        score.band_units
-    } else {
-        f64::NAN
-    };
-    let direction = match (score.direction, s.level_shift) {
-        (Direction::Above, _) => Some("above"),
-        (Direction::Below, _) => Some("below"),
-        (_, Some(shift)) if shift.shift_sigmas > 0.0 => Some("above"),
-        (_, Some(_)) => Some("below"),
-        _ => None,
-    };
-    let wanted = |d: &str| match side {
-        Side::Above => d == "above",
-        Side::Below => d == "below",
-        Side::Both => true,
-    };
-    let excess = match direction {
-        Some("above") => value - score.upper.max(score.expected),
-        Some(_) => score.lower.min(score.expected) - value,
-        None => 0.0,
-    };
-    let shift_excess = (value - score.expected).abs();
-    let anomaly = match direction {
-        Some(d)
-            if judged
-                && s.anomaly_score >= threshold
-                && wanted(d)
-                && excess.max(if s.level_shift.is_some() {
-                    shift_excess
-                } else {
-                    0.0
-                }) >= min_excess =>
-        {
-            let detector = if score.anomaly_score >= threshold {
-                "seasonal"
-            } else {
-                "level_shift"
-            };
-            let mut detail = format!(
-                "{:?} model; {:.1} half-bands from the expected {:.1} (band {:.1}..{:.1})",
-                s.basis, score.band_units, score.expected, score.lower, score.upper
-            );
-            if let Some(shift) = s.level_shift {
-                detail.push_str(&format!(
-                    "; level shift of {:.1} σ over the last {} windows",
-                    shift.shift_sigmas, shift.points_since_start
-                ));
-            }
-            Some((detector, d, detail))
-        }
-        _ => None,
-    };
-    Verdict {
-        judgement,
-        anomaly,
-        fleet_value,
-    }
-}
-
-/// Hourly event counts of one counter view series, and its newest windows: the small-count
-/// test (gamma-Poisson, [`crate::detect::counts`]) against the same hour ±1 h of earlier days.
-/// It catches what a band cannot: a reason for deferrals that is normally seen once a day
-/// turning up in every window.
-struct CountState {
-    /// Hourly buckets, newest last.
-    hours: VecDeque<CountBucket>,
-    max_hours: usize,
-    /// The newest windows' events, newest last, at most the longest pool.
-    recent: VecDeque<f64>,
-    /// The baseline and clustering factor of the current hour (earlier hours only, so they
-    /// hold for the whole hour).
-    cached: Option<(i64, Option<(CountBaseline, f64)>)>,
-    /// Consecutive flagged windows.
-    flagged_run: usize,
-}
-
-/// One hour of a counter view series.
-#[derive(Debug, Clone, Copy)]
-struct CountBucket {
-    /// Hour start, Unix secs.
-    start: i64,
-    events: f64,
-    windows: f64,
-    /// Σ events² over its windows (for the clustering factor).
-    squares: f64,
-}
-
-/// Windows pooled by the count test: the window alone, a quarter of an hour, an hour (at
-/// 5-minute windows). Longer pools catch a moderate rise; Bonferroni over the three.
-const POOLS: [usize; 3] = [1, 3, 12];
-/// Flagged windows in a row after which a count is a new normal and enters the baseline.
-const COUNT_ACCEPT_RUN: usize = 72;
-/// Fewest same-hour buckets (one earlier day: the hour and its neighbours) a count baseline
-/// needs.
-const MIN_COUNT_BUCKETS: usize = 3;
-
-impl CountState {
-    /// A series first seen at `span.1` whose host has had data since `span.0`: the hours in
-    /// between are buckets of 0 events (a counter that did not exist counted nothing).
-    fn new(baseline_days: u32, step_secs: u32, span: (i64, i64)) -> Self {
-        let max_hours = (baseline_days.max(1) as usize) * 24;
-        let per_hour = (3600.0 / f64::from(step_secs.max(1))).max(1.0);
-        let (origin, now) = (span.0.div_euclid(3600), span.1.div_euclid(3600));
-        let first = origin.max(now - max_hours as i64);
-        let hours = (first..now)
-            .map(|h| CountBucket {
-                start: h * 3600,
-                events: 0.0,
-                windows: per_hour,
-                squares: 0.0,
-            })
-            .collect();
-        CountState {
-            hours,
-            max_hours,
-            recent: VecDeque::new(),
-            cached: None,
-            flagged_run: 0,
-        }
-    }
-
-    /// The baseline of the hour of `at_secs` (same hour ±1 h of earlier days, counts divided
-    /// by the clustering factor) and that factor (over all earlier hours); `None` before the
-    /// first day of history: without a baseline nothing is judged.
-    fn baseline(&mut self, at_secs: i64) -> Option<(CountBaseline, f64)> {
-        let hour = at_secs.div_euclid(3600);
-        if let Some((cached_hour, cached)) = self.cached
-            && cached_hour == hour
-        {
-            return cached;
-        }
-        let all: Vec<(f64, f64, f64)> = self
-            .hours
-            .iter()
-            .filter(|b| b.start.div_euclid(3600) < hour)
-            .map(|b| (b.events, b.windows, b.squares))
-            .collect();
-        let phi = dispersion(&all);
-        let buckets: Vec<(f64, f64)> = self
-            .hours
-            .iter()
-            .filter(|b| same_hour_of_earlier_day(hour - b.start.div_euclid(3600)))
-            .map(|b| (b.events / phi, b.windows))
-            .collect();
-        let baseline = (buckets.len() >= MIN_COUNT_BUCKETS)
-            .then(|| (CountBaseline::from_buckets(&buckets), phi));
-        self.cached = Some((hour, baseline));
-        baseline
-    }
-
-    fn judge(&mut self, at_secs: i64, value: f64, min_excess: f64, threshold: f64) -> CountVerdict {
-        let events = if value.is_finite() {
-            value.max(0.0)
-        } else {
-            0.0
-        };
-        let judged = self.baseline(at_secs);
-        self.recent.push_back(events);
-        while self.recent.len() > POOLS[POOLS.len() - 1] {
-            self.recent.pop_front();
-        }
-        let mut best: Option<CountTest> = None;
-        let (baseline, phi) = judged.unwrap_or((CountBaseline::UNINFORMATIVE, 1.0));
-        // Without a baseline nothing is tested.
-        let pools: &[usize] = if judged.is_some() { &POOLS } else { &[] };
-        for &pool in pools {
-            if self.recent.len() < pool {
-                break;
-            }
-            let sum: f64 = self.recent.iter().rev().take(pool).sum();
-            let test = baseline.test(sum / phi, pool as u32);
-            let test = CountTest {
-                events: sum,
-                expected: test.expected * phi,
-                anomaly_score: evidence_score(test.p_value, POOLS.len()),
-                ..test
-            };
-            if best.is_none_or(|b| test.anomaly_score > b.anomaly_score) {
-                best = Some(test);
-            }
-        }
-        let score = best.map_or(0.0, |t| t.anomaly_score);
-        let anomaly = best
-            .filter(|t| {
-                t.anomaly_score >= threshold
-                    && t.events - t.expected >= min_excess
-                    && t.events >= MIN_RATE_FACTOR * t.expected
-            })
-            .map(|t| {
-                (
-                    "counts",
-                    "above",
-                    format!(
-                        "{} events in {} window(s) where {:.2} are usual at this hour \
-                         (gamma-Poisson p = {:.2e}, clustering factor {phi:.1})",
-                        t.events, t.windows, t.expected, t.p_value
-                    ),
-                )
-            });
-        // A flagged window enters the baseline as a usual one (a storm must not become normal
-        // tomorrow), unless the change has lasted COUNT_ACCEPT_RUN windows.
-        self.flagged_run = if anomaly.is_some() {
-            self.flagged_run + 1
-        } else {
-            0
-        };
-        let stored = if anomaly.is_some() && self.flagged_run < COUNT_ACCEPT_RUN {
-            (baseline.rate() * phi).min(events)
-        } else {
-            events
-        };
-        let hour = at_secs.div_euclid(3600) * 3600;
-        match self.hours.back_mut() {
-            Some(last) if last.start == hour => {
-                last.events += stored;
-                last.windows += 1.0;
-                last.squares += stored * stored;
-            }
-            _ => {
-                self.hours.push_back(CountBucket {
-                    start: hour,
-                    events: stored,
-                    windows: 1.0,
-                    squares: stored * stored,
-                });
-                while self.hours.len() > self.max_hours {
-                    self.hours.pop_front();
-                }
-            }
-        }
-        CountVerdict { score, anomaly }
-    }
-}
-
-/// What the count test says about one window.
-struct CountVerdict {
-    score: f64,
-    anomaly: Option<(&'static str, &'static str, String)>,
-}
-
-/// Whether an hour `age` hours back is the same hour of day ±1 h on an earlier day.
-fn same_hour_of_earlier_day(age: i64) -> bool {
-    let phase = (age.rem_euclid(24) + 1) % 24;
-    age >= 23 && phase <= 2
-}
-
-/// Hourly (failures, attempts) of one ratio key, and the newest windows.
-struct RatioState {
-    /// Hourly buckets, newest last: (hour start Unix secs, failures, attempts).
-    hours: VecDeque<(i64, f64, f64)>,
-    max_hours: usize,
-    /// The newest windows (failures, attempts), newest last, at most [`POOLED_WINDOWS`].
-    recent: VecDeque<(f64, f64)>,
-    /// The baseline of the current hour (it draws on earlier hours only, so it holds for the
-    /// whole hour).
-    cached: Option<(i64, RatioBaseline)>,
-}
-
-/// Windows pooled for the slow test (a moderate rise accumulates evidence over them).
-const POOLED_WINDOWS: usize = 3;
-/// Least attempts in a window (or pooled windows) for a fleet comparison of rates.
-const FLEET_MIN_ATTEMPTS: f64 = 20.0;
-/// A rate must be at least this many times the baseline's to be an anomaly.
-const MIN_RATE_FACTOR: f64 = 1.5;
-
-impl RatioState {
-    fn new(baseline_days: u32) -> Self {
-        RatioState {
-            hours: VecDeque::new(),
-            max_hours: (baseline_days.max(1) as usize) * 24,
-            recent: VecDeque::new(),
-            cached: None,
-        }
-    }
-
-    /// The seasonal baseline at `at_secs`: the same hour of day ±1 h on earlier days, plus the
-    /// last six hours (recent level), from the hourly buckets.
-    fn baseline(&mut self, at_secs: i64) -> RatioBaseline {
-        let hour = at_secs.div_euclid(3600);
-        if let Some((cached_hour, baseline)) = self.cached
-            && cached_hour == hour
-        {
-            return baseline;
-        }
-        let windows: Vec<(u64, u64)> = self
-            .hours
-            .iter()
-            .filter(|(start, _, _)| {
-                let age = hour - start.div_euclid(3600);
-                (1..=6).contains(&age) || same_hour_of_earlier_day(age)
-            })
-            .map(|&(_, k, n)| (k.round() as u64, n.round() as u64))
-            .collect();
-        let baseline = RatioBaseline::from_windows(&windows);
-        self.cached = Some((hour, baseline));
-        baseline
-    }
-
-    fn judge(
-        &mut self,
-        at_secs: i64,
-        acc: &Accumulator,
-        min_failures: u64,
-        threshold: f64,
-    ) -> Verdict {
-        let (k, n) = (acc.failures.max(0.0), acc.total.max(0.0));
-        let baseline = self.baseline(at_secs);
-        self.recent.push_back((k, n));
-        while self.recent.len() > POOLED_WINDOWS {
-            self.recent.pop_front();
-        }
-        let (kp, np) = self
-            .recent
-            .iter()
-            .fold((0.0, 0.0), |(a, b), &(k, n)| (a + k, b + n));
-        let single = baseline.test(k.round() as u64, n.round() as u64);
-        let pooled = baseline.test(kp.round() as u64, np.round() as u64);
-        // Two tests per window: Bonferroni, each at half the level.
-        let best = |t: &RatioTest| RatioTest {
-            anomaly_score: evidence_score(t.p_value, 2),
-            ..*t
-        };
-        let (single, pooled) = (best(&single), best(&pooled));
-        let (test, windows) = if pooled.anomaly_score > single.anomaly_score {
-            (pooled, self.recent.len())
-        } else {
-            (single, 1)
-        };
-        let expected = baseline.rate();
-        let observed = if n > 0.0 { k / n } else { f64::NAN };
-        let significant = test.failures >= min_failures
-            && test.observed_rate >= expected * MIN_RATE_FACTOR
-            && test.anomaly_score >= threshold;
-        let upper = upper_rate(&baseline, n);
-        let judgement = Judgement {
-            observed,
-            expected,
-            lower: 0.0,
-            upper,
-            score: test.anomaly_score,
-            eta_secs: None,
-        };
-        let fleet_value = if np >= FLEET_MIN_ATTEMPTS && kp >= min_failures as f64 {
-            kp / np
-        } else {
-            f64::NAN
-        };
-        let anomaly = significant.then(|| {
-            (
-                "ratio",
-                "above",
-                format!(
-                    "{} of {} failed ({:.1} %) over {} window(s) against a baseline of {:.2} %; \
-                     beta-binomial p = {:.2e}",
-                    test.failures,
-                    test.total,
-                    100.0 * test.observed_rate,
-                    windows,
-                    100.0 * expected,
-                    test.p_value
-                ),
-            )
-        });
-        // Flagged windows stay out of the baseline: a storm must not become normal.
-        if anomaly.is_none() {
-            self.add_to_hour(at_secs, k, n);
-        }
-        Verdict {
-            judgement,
-            anomaly,
-            fleet_value,
-        }
-    }
-
-    fn add_to_hour(&mut self, at_secs: i64, k: f64, n: f64) {
-        let hour = at_secs.div_euclid(3600) * 3600;
-        match self.hours.back_mut() {
-            Some(last) if last.0 == hour => {
-                last.1 += k;
-                last.2 += n;
-            }
-            _ => {
-                self.hours.push_back((hour, k, n));
-                while self.hours.len() > self.max_hours {
-                    self.hours.pop_front();
-                }
-            }
-        }
-    }
-}
-
-/// The rate a window of `n` attempts stays under with 99 % probability under `baseline`
-/// (normal approximation of the beta-binomial; for the band on dashboards).
-fn upper_rate(baseline: &RatioBaseline, n: f64) -> f64 {
-    let p = baseline.rate();
-    if n.is_nan() || n <= 0.0 || !p.is_finite() {
-        return f64::NAN;
-    }
-    let strength = baseline.alpha + baseline.beta;
-    let variance = n * p * (1.0 - p) * (strength + n) / (strength + 1.0);
-    // The standard normal's 99 % quantile.
-    let z = 2.326_347_874_040_841;
-    ((n * p + z * variance.sqrt()) / n).clamp(0.0, 1.0)
-}
-
-/// Recent levels of a forecast gauge and the latest forecast.
-#[derive(Default)]
-struct ForecastState {
-    /// (window start secs, value), newest last.
-    history: VecDeque<(i64, f64)>,
-    since: usize,
-    last: Option<Judgement>,
-}
-
-/// Fewest finite values a forecast is made from.
-const FORECAST_MIN_POINTS: usize = 24;
-
-impl ForecastState {
-    #[allow(clippy::too_many_arguments)]
-    fn judge(
-        &mut self,
-        at_secs: i64,
-        value: f64,
-        limit: Option<f64>,
-        warn_within_secs: u64,
-        history_windows: usize,
-        every_windows: usize,
-        step_secs: u32,
-    ) -> Verdict {
-        self.history.push_back((at_secs, value));
-        while self.history.len() > history_windows.max(8) {
-            self.history.pop_front();
-        }
-        self.since += 1;
-        let finite = self.history.iter().filter(|(_, v)| v.is_finite()).count();
-        let due = self.since >= every_windows.max(1) || self.last.is_none();
-        let mut anomaly = None;
-        if due && finite >= FORECAST_MIN_POINTS.min(history_windows) {
-            self.since = 0;
-            let start = self.history.front().map_or(at_secs, |(t, _)| *t);
-            let series = Series::new(
-                start,
-                step_secs,
-                SeriesKind::Gauge,
-                self.history.iter().map(|(_, v)| *v).collect(),
-            );
-            let horizon =
-                (warn_within_secs.div_ceil(u64::from(step_secs.max(1))) as usize).clamp(1, 10_000);
-            let forecast = forecast_with(
-                &series,
-                horizon,
-                &ForecastConfig {
-                    // Capacity ramps are not seasonal over a few hours of history.
-                    candidate_periods: Some(Vec::new()),
-                    ..ForecastConfig::default()
-                },
-            );
-            let end = forecast.points.last();
-            let eta = limit.and_then(|l| time_until_threshold(&forecast, l));
-            let eta_secs = eta.map(|d| d.as_secs_f64());
-            let warn = warn_within_secs.max(1) as f64;
-            let score = match eta_secs {
-                Some(e) if e <= warn => 1.0 - 0.05 * (e / warn),
-                _ => 0.0,
-            };
-            let judgement = Judgement {
-                observed: value,
-                expected: end.map_or(f64::NAN, |p| p.point),
-                lower: end.map_or(f64::NAN, |p| p.lower),
-                upper: end.map_or(f64::NAN, |p| p.upper),
-                score,
-                eta_secs,
-            };
-            if let (Some(e), Some(l)) = (eta_secs, limit)
-                && e <= warn
-            {
-                anomaly = Some((
-                    "forecast",
-                    if l < forecast.last_value {
-                        "below"
-                    } else {
-                        "above"
+            ViewKind::Volume {
+                alert_on,
+                min_excess,
+                ..
+            } => {
+                let config = VolumeConfig {
+                    step_secs: Some(step_secs),
+                    kind: match kind {
+                        MetricKind::Counter => SeriesKind::Count,
+                        _ => SeriesKind::Gauge,
                     },
-                    format!(
-                        "reaches the limit {l:.0} in {:.1} h (95 % bound; now {:.0}, {:.0} \
-                         expected in {:.1} h)",
-                        e / 3600.0,
-                        forecast.last_value,
-                        judgement.expected,
-                        warn / 3600.0
-                    ),
-                ));
+                    alert_on: *alert_on,
+                    min_excess: *min_excess,
+                    score_threshold: config.score_threshold,
+                    baseline_days: config.ratio_baseline_days,
+                };
+                Detector::Volume(Box::new(if view.new_keys_start_at_zero() {
+                    VolumeDetector::with_silent_history(config, silent_secs)
+                } else {
+                    VolumeDetector::new(config)
+                }))
             }
-            self.last = Some(judgement);
-        } else if let Some(last) = &mut self.last {
-            last.observed = value;
+            ViewKind::Ratio { min_failures, .. } => {
+                Detector::Ratio(RatioDetector::new(RatioConfig {
+                    baseline_days: config.ratio_baseline_days,
+                    min_failures: *min_failures,
+                    score_threshold: config.score_threshold,
+                }))
+            }
+            ViewKind::Forecast {
+                limit,
+                limit_share,
+                warn_within_secs,
+                history_windows,
+                every_windows,
+                ..
+            } => Detector::Forecast(ForecastDetector::new(ForecastDetectorConfig {
+                step_secs,
+                limit: match limit {
+                    Some(limit) => ForecastLimit::Fixed(*limit),
+                    None => ForecastLimit::ShareOfCapacity(*limit_share),
+                },
+                warn_within_secs: *warn_within_secs,
+                history_windows: *history_windows,
+                every_windows: *every_windows,
+            })),
         }
-        let judgement = self.last.clone().unwrap_or(Judgement {
-            observed: value,
-            expected: f64::NAN,
-            lower: f64::NAN,
-            upper: f64::NAN,
-            score: 0.0,
-            eta_secs: None,
-        });
-        Verdict {
-            judgement,
-            anomaly,
-            fleet_value: f64::NAN,
+    }
+
+    /// Judges the window at `at_secs` from what the view series accumulated in it.
+    fn judge(&mut self, at_secs: i64, acc: &Accumulator) -> Assessment {
+        let value = acc.has_value.then_some(acc.value);
+        match self {
+            Detector::Volume(volume) => volume.judge(at_secs, value),
+            Detector::Ratio(ratio) => ratio.judge(at_secs, acc.failures, acc.total),
+            Detector::Forecast(forecast) => {
+                forecast.judge(at_secs, value, acc.has_capacity.then_some(acc.capacity))
+            }
         }
     }
 }
@@ -1103,14 +514,13 @@ fn view_def(view: &View, key: &[Box<str>]) -> SeriesDef {
     }
 }
 
+/// The anomaly `verdict` makes of the window at `window_ms` of view series `def`.
 fn anomaly(
     def: &SeriesDef,
     window_ms: i64,
     step_secs: u32,
-    detector: &str,
+    verdict: &Verdict,
     j: &Judgement,
-    direction: &str,
-    detail: String,
 ) -> Anomaly {
     Anomaly {
         id: 0,
@@ -1122,13 +532,13 @@ fn anomaly(
             .collect(),
         window_start_unix_ms: window_ms,
         window_secs: step_secs,
-        detector: detector.into(),
+        detector: verdict.detector.as_str().into(),
         observed: j.observed,
         expected: j.expected,
         lower: j.lower,
         upper: j.upper,
         score: j.score,
-        direction: direction.into(),
-        detail,
+        direction: verdict.direction.as_str().into(),
+        detail: verdict.evidence.to_string(),
     }
 }

@@ -32,8 +32,9 @@ use tracing::warn;
 use crate::model::{Anomaly, SeriesDef, SeriesId};
 use crate::store::{Aggregate, StoreHandle, unix_ms};
 
+pub use crate::detect::Judgement;
 pub use alerts::{Alert, AlertTracker};
-pub use engine::{Band, Engine, EngineConfig, Judgement, WindowOutcome};
+pub use engine::{Band, Engine, EngineConfig, WindowOutcome};
 pub use views::{Selector, Side, View, ViewKind, default_views};
 
 /// The `[detect]` section of the collector configuration.

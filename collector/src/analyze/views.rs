@@ -8,20 +8,25 @@
 //! labels. The host is always part of the key (when a series has one), so every view series is
 //! one host's.
 //!
-//! View kinds and their detectors:
+//! View kinds and their detectors ([`crate::detect::causal`]):
 //! - [`ViewKind::Volume`]: the per-window sum (counters: events in the window; gauges: the
-//!   level) against a causal seasonal band with level shifts (`StreamingDetector`); fleet
-//!   outliers on the hosts' band residuals.
+//!   level) against a causal seasonal band with level shifts, plus the small-count test for
+//!   counters ([`VolumeDetector`](crate::detect::VolumeDetector)); fleet outliers on the hosts'
+//!   band residuals.
 //! - [`ViewKind::Ratio`]: failures / attempts per window with a beta-binomial test against the
 //!   key's seasonal baseline (same hours of earlier days), so 3 of 20 and 300 of 2 000 weigh
-//!   their evidence; fleet outliers on the hosts' rates.
+//!   their evidence ([`RatioDetector`](crate::detect::RatioDetector)); fleet outliers on the
+//!   hosts' rates.
 //! - [`ViewKind::Forecast`]: a gauge extrapolated with intervals to a limit ("spool full in
-//!   5 h", "deferred queue above 10 000 in 2 h").
+//!   5 h", "deferred queue above 10 000 in 2 h";
+//!   [`ForecastDetector`](crate::detect::ForecastDetector)).
 //!
 //! Selectors are written `metric` or `metric{label="value",label2="value2"}`.
 
 use serde::Deserialize;
 
+pub use crate::detect::Side;
+use crate::detect::causal::DEFAULT_MIN_EXCESS;
 use crate::model::SeriesDef;
 
 /// One view of the configuration (`[[detect.views]]`).
@@ -200,20 +205,6 @@ impl TryFrom<ViewSpec> for View {
     }
 }
 
-/// Which side of the band counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    /// Above the band only (failures, queue growth: fewer is good news).
-    #[default]
-    Above,
-    /// Below only.
-    Below,
-    /// Either side (traffic volume: a drop to zero is an outage).
-    Both,
-}
-
-const DEFAULT_MIN_EXCESS: f64 = 3.0;
 const DEFAULT_MIN_FAILURES: u64 = 5;
 const DEFAULT_FORECAST_HISTORY: usize = 72;
 const DEFAULT_FORECAST_EVERY: usize = 3;

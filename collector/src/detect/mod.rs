@@ -12,7 +12,12 @@
 //! - [`forecast`](mod@forecast): queue size, volume, disk use ahead with intervals, and
 //!   "threshold crossed in 6 h" helpers.
 //! - [`stream`]: [`StreamingDetector`], the causal scorer of one series that refits on a
-//!   schedule (what the collector runs per series and what `mailpulse detect` runs on a CSV).
+//!   schedule.
+//! - [`causal`]: the detectors the collector runs per view series, one window at a time —
+//!   [`VolumeDetector`] (the streaming band, plus the small-count test of [`counts`] for
+//!   counters; what `mailpulse detect` runs on a CSV), [`RatioDetector`] (the ratio test against
+//!   the same hours of earlier days), [`ForecastDetector`] (ETA to a limit) — each answering with
+//!   a typed [`Verdict`].
 //!
 //! # Why this shape
 //! Mail traffic is daily and weekly seasonal: static thresholds fire every Monday morning and
@@ -47,6 +52,7 @@
 //! [`Score`] itself, reads a clock or touches the store; every function is total (no panics on
 //! any input).
 
+pub mod causal;
 pub mod changepoint;
 pub mod counts;
 pub mod fleet;
@@ -57,6 +63,11 @@ pub mod seasonal;
 pub mod stream;
 mod trend;
 
+pub use causal::{
+    Assessment, DetectorKind, Deviation, Evidence, ForecastDetector, ForecastDetectorConfig,
+    ForecastLimit, Judgement, RatioConfig, RatioDetector, Side, Verdict, VolumeConfig,
+    VolumeDetector,
+};
 pub use changepoint::{Cusum, CusumConfig, LevelShift};
 pub use counts::{CountBaseline, CountTest, count_test, dispersion};
 pub use fleet::{FleetConfig, FleetScore, fleet_outliers};

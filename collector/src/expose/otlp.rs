@@ -14,15 +14,37 @@ use opentelemetry_proto::tonic::metrics::v1::{
     ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use serde::Deserialize;
 use tokio::sync::watch;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 use tracing::{debug, warn};
 
 use crate::CollectorError;
-use crate::config::OtlpConfig;
 use crate::model::{MetricKind, SeriesDef};
 use crate::stats::CollectorStats;
 use crate::store::{Aggregate, Snapshot, StoreHandle};
+
+/// Export of the fleet totals over OTLP/gRPC (cumulative sums, gauges, explicit-bucket histograms).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// e.g. `http://127.0.0.1:4317` (or `https://…`, verified against the system roots).
+    pub endpoint: String,
+    /// Seconds between exports.
+    #[serde(default = "default_otlp_interval_secs")]
+    pub interval_secs: u64,
+    /// Timeout of one export call.
+    #[serde(default = "default_otlp_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_otlp_interval_secs() -> u64 {
+    60
+}
+
+fn default_otlp_timeout_secs() -> u64 {
+    10
+}
 
 /// Exports every `interval_secs` until `shutdown` turns true.
 pub async fn run_exporter(

@@ -4,9 +4,21 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 
-use crate::config::AuthConfig;
+/// Per-agent bearer tokens: the agent sends `authorization: Bearer <token>`; the token decides
+/// which `agent_id` the stream may speak for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// agent_id → token.
+    pub tokens: BTreeMap<String, String>,
+    /// A file of `agent_id token` lines (`#` comments, blank lines ignored), merged with `tokens`;
+    /// keeps secrets out of the main config.
+    pub token_file: Option<PathBuf>,
+}
 
 /// Token problems found while loading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +97,7 @@ impl TokenTable {
         // Look at every entry, so the time taken does not tell which one matched.
         let mut found = None;
         for (agent_id, expected) in &self.entries {
-            if constant_time_eq(expected, token) {
+            if bool::from(expected.ct_eq(token)) {
                 found = Some(agent_id.clone());
             }
         }
@@ -118,15 +130,6 @@ fn read_token_file(path: &Path) -> Result<BTreeMap<String, String>, AuthError> {
         }
     }
     Ok(tokens)
-}
-
-/// Equality whose running time depends only on the lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 #[cfg(test)]
@@ -171,6 +174,20 @@ mod tests {
             None
         );
         assert_eq!(table.authenticate(&MetadataMap::new()), None);
+    }
+
+    #[test]
+    fn only_the_exact_token_matches() {
+        let table = table();
+        let with = |token: &str| table.authenticate(&metadata(&format!("Bearer {token}")));
+        assert_eq!(
+            with("token-of-mx1-0123456789").as_deref(),
+            Some("mx1"),
+            "equal"
+        );
+        assert_eq!(with("token-of-mx1-012345678"), None, "a prefix (shorter)");
+        assert_eq!(with("token-of-mx1-01234567890"), None, "longer");
+        assert_eq!(with("token-of-mx1-0123456788"), None, "one byte different");
     }
 
     #[test]

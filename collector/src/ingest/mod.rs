@@ -7,6 +7,7 @@
 //! the server itself keeps serving.
 
 pub mod auth;
+mod config;
 pub mod liveness;
 pub mod pb;
 pub mod rate;
@@ -20,10 +21,11 @@ use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+pub use auth::AuthConfig;
+pub use config::{LimitsConfig, TlsConfig};
 pub use service::{AgentGrpcService, STREAM_PATH};
 
 use crate::CollectorError;
-use crate::config::{LimitsConfig, TlsConfig};
 use crate::stats::CollectorStats;
 use crate::store::StoreHandle;
 use auth::TokenTable;

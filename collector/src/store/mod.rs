@@ -15,6 +15,7 @@
 //! taken under a short lock; they never touch redb or wait for a commit.
 
 mod aggregate;
+mod config;
 mod series;
 mod tables;
 mod writer;
@@ -29,9 +30,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 pub use aggregate::{Aggregate, CorruptRecord, ValueRef};
+pub use config::StoreConfig;
 pub use series::{InternError, KeyHasher, SeriesIndex, SeriesRegistry, series_key};
 
-use crate::config::StoreConfig;
 use crate::model::{AgentHello, AgentRecord, IngestBatch, SeriesDef, SeriesId};
 use crate::stats::CollectorStats;
 use writer::Writer;
@@ -186,7 +187,7 @@ pub struct StoreShared {
     /// Read side of the database (redb readers never block the writer).
     db: Arc<redb::Database>,
     resolution_ms: i64,
-    /// See [`StoreConfig::gauge_stale_after_secs`](crate::config::StoreConfig).
+    /// See [`StoreConfig::gauge_stale_after_secs`].
     gauge_stale_after_ms: i64,
     /// Series interning.
     pub registry: SeriesRegistry,

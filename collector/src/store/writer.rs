@@ -18,8 +18,10 @@ use super::tables::{
     AGENTS, ALERT_STATE, ANOMALIES, APPLIED_BATCHES, AUDIT_LOG, CHUNK_SERIES, DNS_CHANGES,
     DNS_RECORDS, META, POINTS, SCHEMA_VERSION, SERIES, StoredSeries, TOTALS,
 };
-use super::{BatchOutcome, LiveState, StoreError, StoreShared, WriterCommand, redb_error, unix_ms};
-use crate::config::StoreConfig;
+use super::{
+    BatchOutcome, LiveState, StoreConfig, StoreError, StoreShared, WriterCommand, redb_error,
+    unix_ms,
+};
 use crate::model::{AgentRecord, DnsChange, DnsRecordState, IngestProbe, SeriesId};
 use crate::stats::CollectorStats;
 

@@ -133,7 +133,9 @@ impl<'r> Replay<'r> {
     }
 
     fn judge(&mut self, window: i64) {
-        let defs: Vec<(SeriesId, std::sync::Arc<SeriesDef>, f64)> = {
+        // In series order: the engine creates view series in the order it meets them, and the
+        // same input must give the same anomalies in the same order on every run.
+        let mut defs: Vec<(SeriesId, std::sync::Arc<SeriesDef>, f64)> = {
             let index = self.registry.read();
             self.frame
                 .drain()
@@ -144,6 +146,7 @@ impl<'r> Replay<'r> {
                 })
                 .collect()
         };
+        defs.sort_unstable_by_key(|(id, _, _)| id.0);
         let frame: Vec<(SeriesId, &SeriesDef, f64)> =
             defs.iter().map(|(id, def, v)| (*id, &**def, *v)).collect();
         let outcome = self.engine.push_window(window, &frame);
