@@ -8,6 +8,7 @@ pub mod capacity;
 pub mod classify;
 pub mod config;
 pub mod dns;
+pub mod labels;
 pub mod parse;
 pub mod pipeline;
 pub mod queue;
