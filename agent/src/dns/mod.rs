@@ -24,6 +24,7 @@ pub mod schedule;
 pub mod senders;
 pub mod senderscore;
 pub mod spf;
+pub mod tags;
 pub mod tlsrpt;
 pub mod zone;
 
