@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use mailpulse_agent::dns::config::DomainSpec;
 use mailpulse_agent::dns::hickory::{HickoryResolver, ResolverOptions};
-use mailpulse_agent::dns::probe::{DomainSpec, ProbeOptions};
+use mailpulse_agent::dns::probe::ProbeOptions;
 use mailpulse_agent::dns::schedule::{Extras, Schedule, run_prober};
 use mailpulse_tests::knot::{KnotServer, ZoneSpec, zone_text};
 

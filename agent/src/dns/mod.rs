@@ -14,6 +14,7 @@ pub mod dkim;
 pub mod dmarc;
 pub mod dnsbl;
 pub mod finding;
+pub(crate) mod gauges;
 pub mod hickory;
 pub mod mtasts;
 pub mod mx;

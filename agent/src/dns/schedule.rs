@@ -17,8 +17,9 @@ use tokio::time::Instant;
 use std::net::IpAddr;
 
 use super::Resolve;
+use super::config::DomainSpec;
 use super::dnsbl::DnsList;
-use super::probe::{DomainRound, DomainSpec, ProbeOptions, Server, probe_domain};
+use super::probe::{DomainRound, ProbeOptions, Server, probe_domain};
 use super::reputation::{domain_findings, ip_reputation};
 use crate::aggregate::unix_ms;
 
