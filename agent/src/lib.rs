@@ -13,6 +13,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod queue;
 pub mod report;
+pub mod runtime;
 pub mod ship;
 pub mod sim;
 pub mod source;

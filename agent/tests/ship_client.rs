@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use mailpulse_agent::parse::{LogFormat, Timestamp};
 use mailpulse_agent::pipeline::LineProcessor;
-use mailpulse_agent::ship::{
-    AgentRunOptions, FilePosition, Outbox, OutboxConfig, Shipper, ShipperConfig, run_agent,
-};
+use mailpulse_agent::runtime::{AgentRunOptions, run_agent};
+use mailpulse_agent::ship::{FilePosition, Outbox, OutboxConfig, Shipper, ShipperConfig};
 use mailpulse_agent::source::{Checkpoints, FileKey};
 use mailpulse_agent::synth::{SynthConfig, generate};
 use mailpulse_agent::track::MessageEvent;

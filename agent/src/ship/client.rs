@@ -14,6 +14,7 @@
 //! never both and never neither.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,9 +30,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
+use super::lock;
 use super::outbox::{Outbox, OutboxError};
-use super::{ShipError, lock};
-use crate::source::Checkpoints;
+use crate::source::{Checkpoints, SourceError};
 
 /// TLS towards the collector (`https://` URLs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,6 +45,33 @@ pub struct ClientTls {
     pub key_path: Option<PathBuf>,
     /// Name to verify the collector's certificate against, when it differs from the URL's host.
     pub domain: Option<String>,
+}
+
+/// Errors that stop the shipper.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    /// The options cannot work.
+    #[error("invalid agent configuration: {0}")]
+    InvalidConfig(String),
+    /// A file named in the options cannot be read.
+    #[error("cannot read {what} {path}: {source}")]
+    ReadFile {
+        /// What the file is for.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Saving the checkpoints failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The outbox failed.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// A blocking task of the shipper panicked or was cancelled.
+    #[error("agent task failed: {0}")]
+    Task(String),
 }
 
 /// Where and how the shipper connects.

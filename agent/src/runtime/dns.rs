@@ -2,7 +2,7 @@
 //! the outbox (probes + gauges, no file positions) like every other sample source.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,10 +10,7 @@ use mailpulse_proto::v1 as pb;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::outbox::Outbox;
-use super::{ShipError, lock};
-use std::net::IpAddr;
-
+use super::error::AgentError;
 use crate::aggregate::unix_ms;
 use crate::dns::config::DnsConfig;
 use crate::dns::dnsbl::default_lists;
@@ -24,6 +21,7 @@ use crate::dns::probe::{DomainRound, ProbeOptions, Server};
 use crate::dns::schedule::{Extras, Schedule, run_prober};
 use crate::dns::senders::SenderDomains;
 use crate::dns::spf::{Verdict, check_host};
+use crate::ship::{Outbox, lock};
 
 /// Rounds are appended at least this often while they come in.
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
@@ -39,8 +37,8 @@ pub(crate) fn spawn_dns(
     appended: Arc<Notify>,
     stop: watch::Receiver<bool>,
     senders: Option<Arc<Mutex<SenderDomains>>>,
-) -> Result<JoinHandle<Result<(), ShipError>>, ShipError> {
-    let setup = |e: &dyn std::fmt::Display| ShipError::InvalidConfig(format!("dns: {e}"));
+) -> Result<JoinHandle<Result<(), AgentError>>, AgentError> {
+    let setup = |e: &dyn std::fmt::Display| AgentError::InvalidConfig(format!("dns: {e}"));
     let mut options = ResolverOptions::default()
         .timeout(cfg.timeout())
         .attempts(cfg.attempts)
@@ -210,7 +208,7 @@ async fn batch_rounds(
     appended: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
     prober: JoinHandle<()>,
-) -> Result<(), ShipError> {
+) -> Result<(), AgentError> {
     let mut pending = pb::Batch::default();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -236,7 +234,7 @@ async fn batch_rounds(
             let outbox = outbox.clone();
             let seq = tokio::task::spawn_blocking(move || lock(&outbox).append(batch, &[]))
                 .await
-                .map_err(|e| ShipError::Task(e.to_string()))??;
+                .map_err(|e| AgentError::Task(e.to_string()))??;
             tracing::debug!(seq, "DNS probes appended");
             appended.notify_one();
         }

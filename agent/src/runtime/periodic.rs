@@ -6,21 +6,20 @@
 //! exactly-once delivery as log samples. A slow source (a `postqueue` of a huge queue) delays
 //! the others but never the log reader.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
-
 use mailpulse_proto::v1 as pb;
 use tokio::sync::Notify;
 
-use super::outbox::Outbox;
-use super::{ShipError, lock};
+use super::error::AgentError;
 use crate::aggregate::unix_ms;
 use crate::capacity::CapacityProbe;
 use crate::queue::QueueWatcher;
+use crate::ship::{Outbox, lock};
 
 /// Something polled on a schedule.
 pub trait PeriodicSource: Send {
@@ -44,7 +43,7 @@ pub(crate) fn run_periodic(
     outbox: &Mutex<Outbox>,
     appended: &Notify,
     stop: &AtomicBool,
-) -> Result<(), ShipError> {
+) -> Result<(), AgentError> {
     let start = Instant::now();
     let mut due: Vec<Instant> = vec![start; sources.len()];
     while !stop.load(Ordering::Acquire) {
