@@ -23,6 +23,7 @@ use mailpulse_proto::v1::{
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 // ---------------------------------------------------------------------------------------------
@@ -306,7 +307,7 @@ struct Agent {
     outbox: Arc<Mutex<Outbox>>,
     appended: Arc<Notify>,
     checkpoint_path: PathBuf,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: JoinHandle<Result<(), mailpulse_agent::ship::ShipError>>,
     violations: Arc<Mutex<Vec<String>>>,
     watcher: JoinHandle<()>,
@@ -342,16 +343,16 @@ fn start_shipper(
         Checkpoints::load(&checkpoint_path).unwrap(),
     )
     .unwrap();
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(shipper.run(stop_rx));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(shipper.run(stop.clone()));
 
     let violations = Arc::new(Mutex::new(Vec::new()));
     let watcher = {
         let violations = violations.clone();
         let path = checkpoint_path.clone();
-        let stop = stop.subscribe();
+        let stop = stop.clone();
         tokio::spawn(async move {
-            while !*stop.borrow() {
+            while !stop.is_cancelled() {
                 // Checkpoint first, then the acks: every ack behind this checkpoint is recorded.
                 let ckpt = saved_offset(&path);
                 let acked = record.lock().unwrap().acked.clone();
@@ -382,7 +383,7 @@ impl Agent {
     }
 
     async fn finish(self) -> Vec<String> {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(5), self.task)
             .await
             .expect("shipper stops within its grace period")

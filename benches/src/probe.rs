@@ -15,6 +15,7 @@ use mailpulse_agent::dns::hickory::{HickoryResolver, ResolverOptions};
 use mailpulse_agent::dns::probe::ProbeOptions;
 use mailpulse_agent::dns::schedule::{Extras, Schedule, run_prober};
 use mailpulse_tests::knot::{KnotServer, ZoneSpec, zone_text};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,7 +90,6 @@ fn main() -> Result<()> {
                 window_secs: 60,
             },
         };
-        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
         let (mut probes, mut samples, mut errors) = (0usize, 0usize, 0usize);
         let started = Instant::now();
         run_prober(
@@ -101,7 +101,7 @@ fn main() -> Result<()> {
             Extras::default(),
             "bench".into(),
             true,
-            stop,
+            CancellationToken::new(),
             |round| {
                 errors += round
                     .probes

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mailpulse_proto::v1 as pb;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::error::AgentError;
 use crate::aggregate::unix_ms;
@@ -28,14 +29,14 @@ const FLUSH_EVERY: Duration = Duration::from_secs(2);
 /// …or once this many probes are waiting.
 const FLUSH_PROBES: usize = 2_000;
 
-/// Starts the prober and its batcher; both end when `stop` turns true.
+/// Starts the prober and its batcher; both end when `stop` is cancelled.
 pub(crate) fn spawn_dns(
     cfg: &DnsConfig,
     host: String,
     window_secs: u32,
     outbox: Arc<Mutex<Outbox>>,
     appended: Arc<Notify>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     senders: Option<Arc<Mutex<SenderDomains>>>,
 ) -> Result<JoinHandle<Result<(), AgentError>>, AgentError> {
     let setup = |e: &dyn std::fmt::Display| AgentError::InvalidConfig(format!("dns: {e}"));
@@ -147,7 +148,7 @@ async fn evaluate_sender_domains(
     host: String,
     window_secs: u32,
     tx: mpsc::UnboundedSender<DomainRound>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -155,7 +156,7 @@ async fn evaluate_sender_domains(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         }
         let top = lock(&senders).take_top(SENDER_DOMAINS_PER_ROUND + configured.len());
         let mut g = gauges(&host, unix_ms(), window_secs);
@@ -206,7 +207,7 @@ async fn batch_rounds(
     mut rx: mpsc::UnboundedReceiver<DomainRound>,
     outbox: Arc<Mutex<Outbox>>,
     appended: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     prober: JoinHandle<()>,
 ) -> Result<(), AgentError> {
     let mut pending = pb::Batch::default();
@@ -226,7 +227,7 @@ async fn batch_rounds(
                 None => true,
             },
             _ = tick.tick() => false,
-            _ = stop.changed() => true,
+            _ = stop.cancelled() => true,
         };
         if !pending.probes.is_empty() || !pending.samples.is_empty() {
             let mut batch = std::mem::take(&mut pending);
@@ -238,7 +239,7 @@ async fn batch_rounds(
             tracing::debug!(seq, "DNS probes appended");
             appended.notify_one();
         }
-        if stopping || *stop.borrow() {
+        if stopping || stop.is_cancelled() {
             prober.abort();
             return Ok(());
         }

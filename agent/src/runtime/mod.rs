@@ -16,6 +16,12 @@
 //! a pending outbox batch covers: lines in the outbox are durable already and must not be read
 //! again, lines after the checkpoint but not in the outbox were never shipped.
 //!
+//! Stopping goes through one [`CancellationToken`] and its children, in order: the log reader
+//! and the host probes first (the reader cuts a last batch of what it consumed), then the
+//! shipper, which gets its grace period to have pending batches acknowledged, then the DNS
+//! prober (it appends its pending rounds). What is not acknowledged stays in the outbox for the
+//! next start. Threads look at the token with `is_cancelled`, tasks await `cancelled`.
+//!
 //! [`LineProcessor`]: crate::pipeline::LineProcessor
 //! [`Aggregator`]: crate::aggregate::Aggregator
 
@@ -26,11 +32,11 @@ mod periodic;
 mod reader;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::AggregatorConfig;
 use crate::capacity::CapacityProbe;
@@ -139,19 +145,24 @@ where
     ship_cfg.watched_paths = opts.files.clone();
     let shipper = Shipper::new(ship_cfg, outbox.clone(), appended.clone(), checkpoints)?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let reader_stop = stop.clone();
+    // One token stops everything; its children stop the readers (log reader and host probes)
+    // and the shipper apart, so the shipper can outlive the readers by its grace period. Leaving
+    // this function any way cancels them all.
+    let stop_all = CancellationToken::new();
+    let _stop_all_on_return = stop_all.clone().drop_guard();
+    let stop_reading = stop_all.child_token();
+    let stop_shipping = stop_all.child_token();
+    let reader_stop = stop_reading.clone();
     let mut reader_task = tokio::task::spawn_blocking(move || reader.run(&reader_stop));
     let probes = host_probes(&opts);
     let probe_task = probes.map(|probes| {
-        let (stop, outbox, appended) = (stop.clone(), outbox.clone(), appended.clone());
+        let (stop, outbox, appended) = (stop_reading.clone(), outbox.clone(), appended.clone());
         let (host, window_secs) = (opts.host.clone(), opts.window_secs.max(1));
         tokio::task::spawn_blocking(move || {
             let sources: Vec<Box<dyn PeriodicSource>> = vec![Box::new(probes)];
             periodic::run_periodic(sources, &host, window_secs, &outbox, &appended, &stop)
         })
     });
-    let (dns_stop, dns_rx) = watch::channel(false);
     let dns_task = match opts.dns.as_ref().filter(|d| d.active()) {
         Some(cfg) => Some(dns::spawn_dns(
             cfg,
@@ -159,37 +170,36 @@ where
             opts.window_secs.max(1),
             outbox.clone(),
             appended.clone(),
-            dns_rx,
+            stop_all.child_token(),
             senders.clone(),
         )?),
         None => None,
     };
-    let (ship_stop, ship_rx) = watch::channel(false);
-    let mut ship_task = tokio::spawn(shipper.run(ship_rx));
+    let mut ship_task = tokio::spawn(shipper.run(stop_shipping.clone()));
 
     tokio::pin!(shutdown);
     let result = tokio::select! {
         _ = &mut shutdown => {
-            stop.store(true, Ordering::Release);
+            stop_reading.cancel();
             let read = joined(reader_task.await);
             // The reader's last batch is in the outbox now; give the shipper its grace period.
-            let _ = ship_stop.send(true);
+            stop_shipping.cancel();
             let ship = joined(ship_task.await);
             read.and(ship)
         }
         r = &mut reader_task => {
-            let _ = ship_stop.send(true);
+            stop_shipping.cancel();
             let ship = joined(ship_task.await);
             joined(r).and(ship)
         }
         r = &mut ship_task => {
-            stop.store(true, Ordering::Release);
+            stop_reading.cancel();
             let read = joined(reader_task.await);
             joined(r).and(read)
         }
     };
-    stop.store(true, Ordering::Release);
-    let _ = dns_stop.send(true);
+    // The host probes (when the reader ended by itself) and the DNS prober stop last.
+    stop_all.cancel();
     let dns_done = match dns_task {
         Some(task) => match tokio::time::timeout(PROBE_STOP_GRACE, task).await {
             Ok(r) => joined(r),

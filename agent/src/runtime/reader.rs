@@ -2,12 +2,12 @@
 //! positions they cover.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mailpulse_proto::v1 as pb;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use super::error::AgentError;
 use crate::aggregate::{
@@ -103,10 +103,10 @@ impl Reader {
         self.tailer.start_positions()
     }
 
-    /// Reads until `stop` is set, then cuts a last batch of what was consumed.
-    pub fn run(mut self, stop: &AtomicBool) -> Result<(), AgentError> {
+    /// Reads until `stop` is cancelled, then cuts a last batch of what was consumed.
+    pub fn run(mut self, stop: &CancellationToken) -> Result<(), AgentError> {
         loop {
-            if stop.load(Ordering::Acquire) {
+            if stop.is_cancelled() {
                 return self.cut();
             }
             let lines = self.tailer.next_batch(READ_LINES, READ_TIMEOUT)?;
@@ -141,7 +141,7 @@ impl Reader {
             if self.last_cut.elapsed() >= self.flush_interval {
                 self.cut()?;
             }
-            if caught_up && !lines.is_empty() && !stop.load(Ordering::Acquire) {
+            if caught_up && !lines.is_empty() && !stop.is_cancelled() {
                 std::thread::sleep(FOLLOW_PACE);
             }
         }
