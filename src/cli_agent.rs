@@ -4,7 +4,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use mailpulse_agent::config::AgentConfig;
-use mailpulse_agent::ship::{AgentRunOptions, ClientTls, run_agent};
+use mailpulse_agent::runtime::{AgentRunOptions, run_agent};
+use mailpulse_agent::ship::ClientTls;
 
 /// The host name, from the kernel (no DNS lookup).
 pub fn hostname() -> String {

@@ -51,7 +51,8 @@ use std::time::{Duration, Instant};
 use mailpulse_proto::v1::{self as pb, sample};
 use serde::Deserialize;
 
-use crate::aggregate::{OTHER, window_start};
+use crate::aggregate::window_start;
+use crate::labels::OTHER;
 
 /// The `[capacity]` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

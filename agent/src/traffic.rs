@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::labels::{OTHER, UNKNOWN};
 use crate::parse::Timestamp;
 use crate::parse::record::{Anvil, CheckAction, Postscreen, Record, Smtp, Smtpd};
 use crate::track::{EventKind, MessageEvent, RecordOrigin};
@@ -257,7 +258,7 @@ impl SignalExtractor {
     /// most SASL back ends), or its keyed hash.
     fn user_label(&self, user: Option<&str>) -> Arc<str> {
         let Some(user) = user.filter(|u| !u.is_empty()) else {
-            return Arc::from(crate::aggregate::UNKNOWN);
+            return Arc::from(UNKNOWN);
         };
         let user = user.to_ascii_lowercase();
         match &self.key {
@@ -420,7 +421,7 @@ fn stage_label(stage: &str) -> &'static str {
         .iter()
         .find(|s| s.eq_ignore_ascii_case(stage))
         .copied()
-        .unwrap_or(crate::aggregate::OTHER)
+        .unwrap_or(OTHER)
 }
 
 /// The client's network: `/24` of an IPv4 address, `/48` of an IPv6 address (an IPv4-mapped
@@ -437,7 +438,7 @@ pub fn client_net(ip: &str) -> String {
                 format!("{net}/48")
             }
         },
-        Err(_) => crate::aggregate::UNKNOWN.to_owned(),
+        Err(_) => UNKNOWN.to_owned(),
     }
 }
 

@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use mailpulse_agent::aggregate::{
-    Aggregator, AggregatorConfig, DELAY_BOUNDS_SECS, OTHER, SelfMetrics, SelfMetricsSnapshot,
+    Aggregator, AggregatorConfig, DELAY_BOUNDS_SECS, SelfMetrics, SelfMetricsSnapshot,
     counter_metric,
 };
+use mailpulse_agent::labels::OTHER;
 use mailpulse_agent::parse::Timestamp;
 use mailpulse_agent::track::{EventKind, MessageEvent, RelayTarget};
 use mailpulse_proto::v1::{Sample, sample};

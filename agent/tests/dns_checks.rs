@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use mailpulse_agent::dns::bimi::{check_bimi, parse_bimi_record};
 use mailpulse_agent::dns::dkim::{
-    DkimKey, SelectorUsage, check_dkim, decode_base64, parse_dkim_record, parse_tag_list,
-    rsa_modulus_bits,
+    DkimKey, SelectorUsage, check_dkim, decode_base64, parse_dkim_record, rsa_modulus_bits,
 };
 use mailpulse_agent::dns::dmarc::{
     Authorization, Policy, check_dmarc, organizational_domain, parse_dmarc_record, parse_report_uri,
@@ -31,6 +30,7 @@ use mailpulse_agent::dns::mtasts::{
 use mailpulse_agent::dns::mx::{MxKind, check_mx};
 use mailpulse_agent::dns::reverse::{check_reverse, looks_generic};
 use mailpulse_agent::dns::senderscore::{SenderScore, check_sender_score};
+use mailpulse_agent::dns::tags::parse_tag_list;
 use mailpulse_agent::dns::tlsrpt::{check_tlsrpt, parse_tlsrpt_record};
 use mailpulse_agent::dns::{MemoryZone, RData, Rcode};
 use proptest::prelude::*;

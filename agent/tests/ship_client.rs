@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use mailpulse_agent::parse::{LogFormat, Timestamp};
 use mailpulse_agent::pipeline::LineProcessor;
-use mailpulse_agent::ship::{
-    AgentRunOptions, FilePosition, Outbox, OutboxConfig, Shipper, ShipperConfig, run_agent,
-};
+use mailpulse_agent::runtime::{AgentRunOptions, run_agent};
+use mailpulse_agent::ship::{FilePosition, Outbox, OutboxConfig, Shipper, ShipperConfig};
 use mailpulse_agent::source::{Checkpoints, FileKey};
 use mailpulse_agent::track::MessageEvent;
 use mailpulse_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
@@ -24,6 +23,7 @@ use mailpulse_sim::synth::{SynthConfig, generate};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 // ---------------------------------------------------------------------------------------------
@@ -307,7 +307,7 @@ struct Agent {
     outbox: Arc<Mutex<Outbox>>,
     appended: Arc<Notify>,
     checkpoint_path: PathBuf,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: JoinHandle<Result<(), mailpulse_agent::ship::ShipError>>,
     violations: Arc<Mutex<Vec<String>>>,
     watcher: JoinHandle<()>,
@@ -343,16 +343,16 @@ fn start_shipper(
         Checkpoints::load(&checkpoint_path).unwrap(),
     )
     .unwrap();
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(shipper.run(stop_rx));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(shipper.run(stop.clone()));
 
     let violations = Arc::new(Mutex::new(Vec::new()));
     let watcher = {
         let violations = violations.clone();
         let path = checkpoint_path.clone();
-        let stop = stop.subscribe();
+        let stop = stop.clone();
         tokio::spawn(async move {
-            while !*stop.borrow() {
+            while !stop.is_cancelled() {
                 // Checkpoint first, then the acks: every ack behind this checkpoint is recorded.
                 let ckpt = saved_offset(&path);
                 let acked = record.lock().unwrap().acked.clone();
@@ -383,7 +383,7 @@ impl Agent {
     }
 
     async fn finish(self) -> Vec<String> {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(5), self.task)
             .await
             .expect("shipper stops within its grace period")

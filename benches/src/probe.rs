@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use mailpulse_agent::dns::config::DomainSpec;
 use mailpulse_agent::dns::hickory::{HickoryResolver, ResolverOptions};
-use mailpulse_agent::dns::probe::{DomainSpec, ProbeOptions};
+use mailpulse_agent::dns::probe::ProbeOptions;
 use mailpulse_agent::dns::schedule::{Extras, Schedule, run_prober};
 use mailpulse_tests::knot::{KnotServer, ZoneSpec, zone_text};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -88,7 +90,6 @@ fn main() -> Result<()> {
                 window_secs: 60,
             },
         };
-        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
         let (mut probes, mut samples, mut errors) = (0usize, 0usize, 0usize);
         let started = Instant::now();
         run_prober(
@@ -100,7 +101,7 @@ fn main() -> Result<()> {
             Extras::default(),
             "bench".into(),
             true,
-            stop,
+            CancellationToken::new(),
             |round| {
                 errors += round
                     .probes

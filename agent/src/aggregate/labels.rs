@@ -6,13 +6,8 @@
 
 use std::sync::Arc;
 
+use crate::labels::UNKNOWN;
 use crate::track::MessageEvent;
-
-/// Value of a label whose source field is missing from the event.
-pub const UNKNOWN: &str = "unknown";
-
-/// Value a label takes when top-K folding removes its own value.
-pub const OTHER: &str = "other";
 
 /// The recipient's domain in lower case (`User@Example.COM.` → `example.com`); [`UNKNOWN`]
 /// without a recipient or without a domain part.

@@ -23,10 +23,11 @@ use std::sync::Arc;
 use mailpulse_proto::v1::{self as pb, sample};
 
 use crate::classify::classify;
+use crate::labels::OTHER;
 use crate::track::{EventKind, MessageEvent};
 use crate::traffic::{SignalKind, TrafficSignal};
 
-pub use labels::{OTHER, UNKNOWN, dsn_class, recipient_domain, reject_reason, relay_host};
+pub use labels::{dsn_class, recipient_domain, reject_reason, relay_host};
 pub use self_metrics::{SelfMetrics, SelfMetricsSnapshot};
 
 /// Upper bounds (seconds) of the `delivery_delay_seconds` buckets.

@@ -10,8 +10,8 @@
 
 use serde::Serialize;
 
-use super::dkim::{Tag, TagListError, parse_tag_list};
 use super::finding::{Finding, long_string_finding, versioned_txt};
+use super::tags::{Tag, TagListError, parse_tag_list};
 use super::tlsrpt::is_https_url;
 use super::{Resolve, normalise_name};
 

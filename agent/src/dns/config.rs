@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::probe::DomainSpec;
-
 /// DNS and reputation probes.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -96,6 +94,20 @@ impl DnsConfig {
         }
         Ok(())
     }
+}
+
+/// A monitored domain.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainSpec {
+    /// The domain (taken as its zone's apex).
+    pub domain: String,
+    /// DKIM selectors in use.
+    #[serde(default)]
+    pub dkim_selectors: Vec<String>,
+    /// Authoritative servers to ask directly; empty = those of the NS set, on port 53.
+    #[serde(default)]
+    pub authoritative: Vec<SocketAddr>,
 }
 
 #[cfg(test)]

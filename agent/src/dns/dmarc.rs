@@ -18,8 +18,8 @@
 
 use serde::Serialize;
 
-use super::dkim::{TagListError, leading_version, parse_tag_list};
 use super::finding::{Finding, Lookup, long_string_finding, lookup, publish_txt_fix, txt_records};
+use super::tags::{TagListError, leading_version, parse_tag_list};
 use super::{RecordType, Resolve, normalise_name};
 
 /// The `check` of DMARC findings.

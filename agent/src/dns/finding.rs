@@ -12,6 +12,7 @@
 
 use serde::Serialize;
 
+use super::tags::leading_version;
 use super::{Answer, LookupError, RData, Rcode, RecordType, Resolve};
 
 /// Longest character-string a TXT record can carry (RFC 1035 3.3).
@@ -195,7 +196,7 @@ pub(crate) async fn versioned_txt<R: Resolve>(
     };
     let records = txt_records(&answer)
         .into_iter()
-        .filter(|strings| super::dkim::leading_version(&strings.concat()) == Some(version))
+        .filter(|strings| leading_version(&strings.concat()) == Some(version))
         .map(<[Vec<u8>]>::to_vec)
         .collect();
     Ok((records, answer.authenticated))

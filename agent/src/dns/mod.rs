@@ -14,6 +14,7 @@ pub mod dkim;
 pub mod dmarc;
 pub mod dnsbl;
 pub mod finding;
+pub(crate) mod gauges;
 pub mod hickory;
 pub mod mtasts;
 pub mod mx;
@@ -24,6 +25,7 @@ pub mod schedule;
 pub mod senders;
 pub mod senderscore;
 pub mod spf;
+pub mod tags;
 pub mod tlsrpt;
 pub mod zone;
 

@@ -31,11 +31,11 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-use super::dkim::{Tag, TagListError, parse_tag_list};
 use super::dmarc::is_hostname;
 use super::finding::{
     Finding, Lookup, long_string_finding, lookup, publish_txt_fix, versioned_txt,
 };
+use super::tags::{Tag, TagListError, parse_tag_list};
 use super::{RecordType, Resolve, normalise_name};
 
 /// The `check` of MTA-STS findings.

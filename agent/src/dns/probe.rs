@@ -25,24 +25,10 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use mailpulse_proto::v1 as pb;
-use serde::Deserialize;
 
-use super::reputation::{Gauges, gauges};
+use super::config::DomainSpec;
+use super::gauges::{Gauges, gauges};
 use super::{Answer, LookupError, RData, RecordType, Resolve, normalise_name};
-
-/// A monitored domain.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DomainSpec {
-    /// The domain (taken as its zone's apex).
-    pub domain: String,
-    /// DKIM selectors in use.
-    #[serde(default)]
-    pub dkim_selectors: Vec<String>,
-    /// Authoritative servers to ask directly; empty = those of the NS set, on port 53.
-    #[serde(default)]
-    pub authoritative: Vec<SocketAddr>,
-}
 
 /// One record set of a domain: what it is called in probes, the name and the type.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,15 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use std::net::IpAddr;
 
 use super::Resolve;
+use super::config::DomainSpec;
 use super::dnsbl::DnsList;
-use super::probe::{DomainRound, DomainSpec, ProbeOptions, Server, probe_domain};
+use super::probe::{DomainRound, ProbeOptions, Server, probe_domain};
 use super::reputation::{domain_findings, ip_reputation};
 use crate::aggregate::unix_ms;
 
@@ -55,7 +56,7 @@ pub fn phase(domain: &str, interval: Duration) -> Duration {
     Duration::from_millis(h % ms)
 }
 
-/// Probes `domains` on `schedule` until `stop` turns true, handing every finished round to
+/// Probes `domains` on `schedule` until `stop` is cancelled, handing every finished round to
 /// `deliver`. With `once`, each domain is probed one time, as soon as possible (no phase, no
 /// jitter), and the function returns when all are done (the benchmark and `mailpulse check`).
 #[allow(clippy::too_many_arguments)]
@@ -68,7 +69,7 @@ pub async fn run_prober<R, F>(
     extras: Extras,
     host: String,
     once: bool,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     mut deliver: impl FnMut(DomainRound),
 ) where
     R: Resolve + 'static,
@@ -98,7 +99,7 @@ pub async fn run_prober<R, F>(
     let mut running: JoinSet<(usize, DomainRound)> = JoinSet::new();
     let max = schedule.max_concurrent_domains.max(1);
     loop {
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             running.abort_all();
             return;
         }
@@ -181,7 +182,7 @@ pub async fn run_prober<R, F>(
                 }
             }
             _ = sleep_until(next_due), if room && next_due.is_some() => {}
-            _ = stop.changed() => {}
+            _ = stop.cancelled() => {}
         }
     }
 }
@@ -240,7 +241,6 @@ mod tests {
     #[tokio::test]
     async fn once_probes_every_domain_exactly_once() {
         let z = zone(50);
-        let (_tx, rx) = watch::channel(false);
         let mut rounds = Vec::new();
         let connect = {
             let z = z.clone();
@@ -264,7 +264,7 @@ mod tests {
             Extras::default(),
             "mx1".into(),
             true,
-            rx,
+            CancellationToken::new(),
             |r| rounds.push(r),
         )
         .await;
@@ -288,7 +288,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn rounds_repeat_every_interval_until_stopped() {
         let z = zone(3);
-        let (tx, rx) = watch::channel(false);
+        let stop = CancellationToken::new();
         let connect = {
             let z = z.clone();
             move |_| Some(z.clone())
@@ -313,7 +313,7 @@ mod tests {
             Extras::default(),
             "mx1".into(),
             false,
-            rx,
+            stop.clone(),
             move |_| {
                 seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             },
@@ -322,7 +322,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(600)).await;
         let n = counter.load(std::sync::atomic::Ordering::SeqCst);
         assert!((27..=30).contains(&n), "{n} rounds");
-        tx.send(true).unwrap();
+        stop.cancel();
         task.await.unwrap();
     }
 }

@@ -9,9 +9,9 @@
 
 use serde::Serialize;
 
-use super::dkim::{Tag, TagListError, parse_tag_list};
 use super::dmarc::{is_hostname, parse_mailto};
 use super::finding::{Finding, long_string_finding, publish_txt_fix, versioned_txt};
+use super::tags::{Tag, TagListError, parse_tag_list};
 use super::{Resolve, normalise_name};
 
 /// The `check` of TLS-RPT findings.

@@ -11,7 +11,8 @@ use std::time::Duration;
 use mailpulse_proto::v1::{self as pb, sample};
 
 use super::snapshot::{AGE_BOUNDS_SECS, DomainStats, QueueName, QueueSnapshot, SnapshotSource};
-use crate::aggregate::{OTHER, window_start};
+use crate::aggregate::window_start;
+use crate::labels::OTHER;
 
 /// Gauge: messages in a queue (`queue`).
 pub const QUEUE_MESSAGES: &str = "queue_messages";

@@ -7,8 +7,8 @@ use rustc_hash::FxHashMap;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::aggregate::UNKNOWN;
 use crate::classify::{ReasonClass, classify};
+use crate::labels::UNKNOWN;
 
 /// Upper bounds (seconds) of the message age buckets; ages above the last one fall into the
 /// overflow bucket.

@@ -14,6 +14,7 @@
 //! never both and never neither.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,14 +25,15 @@ use mailpulse_proto::v1::{
     ActionResult, AgentMessage, CollectorMessage, Hello, agent_message, collector_message,
 };
 use rand::Rng;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
+use super::lock;
 use super::outbox::{Outbox, OutboxError};
-use super::{ShipError, lock};
-use crate::source::Checkpoints;
+use crate::source::{Checkpoints, SourceError};
 
 /// TLS towards the collector (`https://` URLs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,6 +46,33 @@ pub struct ClientTls {
     pub key_path: Option<PathBuf>,
     /// Name to verify the collector's certificate against, when it differs from the URL's host.
     pub domain: Option<String>,
+}
+
+/// Errors that stop the shipper.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    /// The options cannot work.
+    #[error("invalid agent configuration: {0}")]
+    InvalidConfig(String),
+    /// A file named in the options cannot be read.
+    #[error("cannot read {what} {path}: {source}")]
+    ReadFile {
+        /// What the file is for.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Saving the checkpoints failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The outbox failed.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// A blocking task of the shipper panicked or was cancelled.
+    #[error("agent task failed: {0}")]
+    Task(String),
 }
 
 /// Where and how the shipper connects.
@@ -165,14 +194,14 @@ impl std::fmt::Display for SessionError {
 
 /// Shutdown as seen by the shipper: once requested, it ships what is pending until `deadline`.
 struct ShutdownState {
-    rx: watch::Receiver<bool>,
+    token: CancellationToken,
     deadline: Option<tokio::time::Instant>,
     grace: Duration,
 }
 
 impl ShutdownState {
     fn check(&mut self) {
-        if self.deadline.is_none() && *self.rx.borrow() {
+        if self.deadline.is_none() && self.token.is_cancelled() {
             self.deadline = Some(tokio::time::Instant::now() + self.grace);
         }
     }
@@ -186,17 +215,13 @@ impl ShutdownState {
             .is_some_and(|d| tokio::time::Instant::now() >= d)
     }
 
-    /// Resolves when shutdown is requested (or the sender is gone), or when its grace ends.
+    /// Resolves when shutdown is requested, or when its grace ends.
     async fn wait(&mut self) {
         match self.deadline {
             Some(deadline) => tokio::time::sleep_until(deadline).await,
             None => {
-                let _ = self.rx.wait_for(|stop| *stop).await;
+                self.token.cancelled().await;
                 self.check();
-                if self.deadline.is_none() {
-                    // The sender is gone: treat it as a shutdown request.
-                    self.deadline = Some(tokio::time::Instant::now() + self.grace);
-                }
             }
         }
     }
@@ -248,12 +273,12 @@ impl Shipper {
         self.stats.clone()
     }
 
-    /// Ships until `shutdown` turns true (or its sender is dropped), then keeps going for at most
-    /// `shutdown_grace` while batches are unacknowledged. Returns an error only for failures
-    /// that retrying cannot fix (outbox or checkpoint I/O).
-    pub async fn run(mut self, shutdown: watch::Receiver<bool>) -> Result<(), ShipError> {
+    /// Ships until `shutdown` is cancelled, then keeps going for at most `shutdown_grace` while
+    /// batches are unacknowledged. Returns an error only for failures that retrying cannot fix
+    /// (outbox or checkpoint I/O).
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ShipError> {
         let mut shutdown = ShutdownState {
-            rx: shutdown,
+            token: shutdown,
             deadline: None,
             grace: self.cfg.shutdown_grace,
         };

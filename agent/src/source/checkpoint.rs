@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::SourceError;
 use super::fingerprint::{FileKey, prefix_matches, read_gzip_prefix, read_prefix};
-use super::tailer::Line;
+use super::line::{Line, StartPosition};
 
 /// Version of the state file layout this build reads and writes.
 pub const CHECKPOINT_VERSION: u64 = 1;
@@ -121,7 +121,7 @@ impl Checkpoints {
     /// Records the files a tailer starts reading that these checkpoints do not know yet, at the
     /// offset reading starts (see [`Tailer::start_positions`](super::Tailer::start_positions)).
     /// Returns how many were added.
-    pub fn register_start(&mut self, positions: &[super::tailer::StartPosition]) -> usize {
+    pub fn register_start(&mut self, positions: &[StartPosition]) -> usize {
         let mut added = 0;
         for p in positions {
             if self.get(&p.file).is_none() {

@@ -39,7 +39,8 @@
 
 mod checkpoint;
 mod fingerprint;
-mod lines;
+mod line;
+mod line_buffer;
 mod reader;
 mod rotation;
 mod tailer;
@@ -49,7 +50,8 @@ use std::path::PathBuf;
 
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, Checkpoints, MAX_CHECKPOINTS};
 pub use fingerprint::FileKey;
-pub use tailer::{Line, StartPosition, TailConfig, TailStats, Tailer};
+pub use line::{Line, StartPosition, TailStats};
+pub use tailer::{TailConfig, Tailer};
 
 /// Errors from tailing files and from the checkpoint state file.
 #[derive(Debug, thiserror::Error)]

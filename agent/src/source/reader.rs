@@ -12,8 +12,8 @@ use flate2::read::MultiGzDecoder;
 use super::fingerprint::{
     FileKey, dev_inode, key_from_prefix, prefix_matches, read_gzip_prefix, read_prefix,
 };
-use super::lines::{CompleteLine, LineBuffer};
-use super::tailer::{Line, TailStats};
+use super::line::{Line, TailStats};
+use super::line_buffer::{CompleteLine, LineBuffer};
 
 /// Bytes read per `read` call.
 const CHUNK_BYTES: usize = 64 * 1024;

@@ -20,6 +20,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use super::SourceError;
 use super::checkpoint::Checkpoints;
 use super::fingerprint::{FileKey, dev_inode, prefix_matches, read_gzip_prefix, read_prefix};
+use super::line::{Line, StartPosition, TailStats};
 use super::reader::{FileReader, ReadStatus, is_line_start, last_line_end};
 use super::rotation::{Sibling, rotated_siblings};
 
@@ -70,38 +71,6 @@ impl TailConfig {
     }
 }
 
-/// One complete line read from a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
-    /// Identity of the file the line came from; acknowledge with this key.
-    pub file: FileKey,
-    /// Path the file had when it was opened.
-    pub path: Arc<Path>,
-    /// Offset just after this line's newline (decompressed offset for gzip files).
-    pub end_offset: u64,
-    /// The line without its newline; invalid UTF-8 is replaced.
-    pub text: String,
-}
-
-/// Counters since the tailer was created.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TailStats {
-    /// Complete lines handed out.
-    pub lines_read: u64,
-    /// Bytes read (decompressed for gzip files).
-    pub bytes_read: u64,
-    /// Times a path started pointing at another file (rename or delete + recreate).
-    pub rotations: u64,
-    /// Times a file got shorter than our position or was rewritten in place.
-    pub truncations: u64,
-    /// Lines longer than `max_line_bytes` (handed out truncated).
-    pub long_lines: u64,
-    /// Files opened for reading.
-    pub files_opened: u64,
-    /// I/O errors that were logged and retried.
-    pub io_errors: u64,
-}
-
 /// Follows the configured files; see the module documentation.
 pub struct Tailer {
     cfg: TailConfig,
@@ -113,15 +82,6 @@ pub struct Tailer {
     first_group: usize,
     /// Where each file opened at start begins; see [`Tailer::start_positions`].
     start: Vec<StartPosition>,
-}
-
-/// A file the tailer opened when it started, and the offset it starts reading at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartPosition {
-    pub file: FileKey,
-    pub path: Arc<Path>,
-    /// Everything before this offset is not read: acknowledged before, or history skipped.
-    pub offset: u64,
 }
 
 impl Tailer {

@@ -6,21 +6,20 @@
 //! exactly-once delivery as log samples. A slow source (a `postqueue` of a huge queue) delays
 //! the others but never the log reader.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use mailpulse_proto::v1 as pb;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-use super::outbox::Outbox;
-use super::{ShipError, lock};
+use super::error::AgentError;
 use crate::aggregate::unix_ms;
 use crate::capacity::CapacityProbe;
 use crate::queue::QueueWatcher;
+use crate::ship::{Outbox, lock};
 
 /// Something polled on a schedule.
 pub trait PeriodicSource: Send {
@@ -32,22 +31,22 @@ pub trait PeriodicSource: Send {
     fn poll(&mut self, now_unix_ms: i64, host: &str, window_secs: u32) -> Vec<pb::Sample>;
 }
 
-/// How often the thread looks at the stop flag while waiting.
+/// How often the thread looks at its cancellation token while waiting.
 const STOP_TICK: Duration = Duration::from_millis(100);
 
-/// Polls `sources` until `stop` is set: each one at start and then every interval. Runs on the
-/// calling thread.
+/// Polls `sources` until `stop` is cancelled: each one at start and then every interval. Runs on
+/// the calling thread.
 pub(crate) fn run_periodic(
     mut sources: Vec<Box<dyn PeriodicSource>>,
     host: &str,
     window_secs: u32,
     outbox: &Mutex<Outbox>,
     appended: &Notify,
-    stop: &AtomicBool,
-) -> Result<(), ShipError> {
+    stop: &CancellationToken,
+) -> Result<(), AgentError> {
     let start = Instant::now();
     let mut due: Vec<Instant> = vec![start; sources.len()];
-    while !stop.load(Ordering::Acquire) {
+    while !stop.is_cancelled() {
         let now = Instant::now();
         for (source, next) in sources.iter_mut().zip(due.iter_mut()) {
             if *next > now {
@@ -146,12 +145,13 @@ impl PeriodicSource for HostProbes {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
     use crate::ship::OutboxConfig;
 
     struct Counting {
-        polls: Arc<std::sync::atomic::AtomicUsize>,
+        polls: Arc<AtomicUsize>,
         interval: Duration,
         empty: bool,
     }
@@ -202,13 +202,13 @@ mod tests {
                 empty: true,
             }),
         ];
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = CancellationToken::new();
         let notify = Notify::new();
         std::thread::scope(|s| {
             let stopper = stop.clone();
             s.spawn(move || {
                 std::thread::sleep(Duration::from_millis(2_300));
-                stopper.store(true, Ordering::Release);
+                stopper.cancel();
             });
             run_periodic(sources, "mx1", 60, &outbox, &notify, &stop).unwrap();
         });

@@ -2,45 +2,44 @@
 //! the outbox (probes + gauges, no file positions) like every other sample source.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mailpulse_proto::v1 as pb;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use super::outbox::Outbox;
-use super::{ShipError, lock};
-use std::net::IpAddr;
-
+use super::error::AgentError;
 use crate::aggregate::unix_ms;
 use crate::dns::config::DnsConfig;
 use crate::dns::dnsbl::default_lists;
+use crate::dns::gauges::gauges;
 use crate::dns::hickory::{HickoryResolver, ResolverOptions, TrustAnchor};
 use crate::dns::normalise_name;
 use crate::dns::probe::{DomainRound, ProbeOptions, Server};
-use crate::dns::reputation::gauges;
 use crate::dns::schedule::{Extras, Schedule, run_prober};
 use crate::dns::senders::SenderDomains;
 use crate::dns::spf::{Verdict, check_host};
+use crate::ship::{Outbox, lock};
 
 /// Rounds are appended at least this often while they come in.
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
 /// …or once this many probes are waiting.
 const FLUSH_PROBES: usize = 2_000;
 
-/// Starts the prober and its batcher; both end when `stop` turns true.
+/// Starts the prober and its batcher; both end when `stop` is cancelled.
 pub(crate) fn spawn_dns(
     cfg: &DnsConfig,
     host: String,
     window_secs: u32,
     outbox: Arc<Mutex<Outbox>>,
     appended: Arc<Notify>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     senders: Option<Arc<Mutex<SenderDomains>>>,
-) -> Result<JoinHandle<Result<(), ShipError>>, ShipError> {
-    let setup = |e: &dyn std::fmt::Display| ShipError::InvalidConfig(format!("dns: {e}"));
+) -> Result<JoinHandle<Result<(), AgentError>>, AgentError> {
+    let setup = |e: &dyn std::fmt::Display| AgentError::InvalidConfig(format!("dns: {e}"));
     let mut options = ResolverOptions::default()
         .timeout(cfg.timeout())
         .attempts(cfg.attempts)
@@ -149,7 +148,7 @@ async fn evaluate_sender_domains(
     host: String,
     window_secs: u32,
     tx: mpsc::UnboundedSender<DomainRound>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -157,7 +156,7 @@ async fn evaluate_sender_domains(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         }
         let top = lock(&senders).take_top(SENDER_DOMAINS_PER_ROUND + configured.len());
         let mut g = gauges(&host, unix_ms(), window_secs);
@@ -208,9 +207,9 @@ async fn batch_rounds(
     mut rx: mpsc::UnboundedReceiver<DomainRound>,
     outbox: Arc<Mutex<Outbox>>,
     appended: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     prober: JoinHandle<()>,
-) -> Result<(), ShipError> {
+) -> Result<(), AgentError> {
     let mut pending = pb::Batch::default();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -228,7 +227,7 @@ async fn batch_rounds(
                 None => true,
             },
             _ = tick.tick() => false,
-            _ = stop.changed() => true,
+            _ = stop.cancelled() => true,
         };
         if !pending.probes.is_empty() || !pending.samples.is_empty() {
             let mut batch = std::mem::take(&mut pending);
@@ -236,11 +235,11 @@ async fn batch_rounds(
             let outbox = outbox.clone();
             let seq = tokio::task::spawn_blocking(move || lock(&outbox).append(batch, &[]))
                 .await
-                .map_err(|e| ShipError::Task(e.to_string()))??;
+                .map_err(|e| AgentError::Task(e.to_string()))??;
             tracing::debug!(seq, "DNS probes appended");
             appended.notify_one();
         }
-        if stopping || *stop.borrow() {
+        if stopping || stop.is_cancelled() {
             prober.abort();
             return Ok(());
         }

@@ -1,24 +1,28 @@
-//! The reading side of the agent: tailer → line processor → aggregator → outbox, on one thread.
+//! The log reader thread: tailer → line processor → aggregator → outbox batches with the file
+//! positions they cover.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mailpulse_proto::v1 as pb;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-use super::outbox::{FilePosition, Outbox};
-use super::{MAX_PENDING_SAMPLES, ShipError, lock};
+use super::error::AgentError;
 use crate::aggregate::{
     Aggregator, AggregatorConfig, SelfMetrics, SelfMetricsSnapshot, unix_ms, window_start,
 };
 use crate::dns::senders::SenderDomains;
 use crate::parse::{LogFormat, Timestamp};
 use crate::pipeline::LineProcessor;
+use crate::ship::{FilePosition, Outbox, lock, wire_event};
 use crate::source::{Checkpoints, FileKey, TailConfig, Tailer};
 use crate::track::MessageEvent;
 use crate::traffic::{TrafficConfig, TrafficSignal};
+
+/// A batch is cut early once this many samples (or raw events) are pending.
+pub const MAX_PENDING_SAMPLES: usize = 5_000;
 
 /// Most lines taken from the tailer at once.
 const READ_LINES: usize = 4096;
@@ -69,7 +73,7 @@ impl Reader {
         start: &Checkpoints,
         outbox: Arc<Mutex<Outbox>>,
         appended: Arc<Notify>,
-    ) -> Result<Self, ShipError> {
+    ) -> Result<Self, AgentError> {
         let tailer = Tailer::new(cfg.tail, start)?;
         let mut processor = LineProcessor::new(cfg.format, now());
         processor.set_default_offset_secs(cfg.utc_offset_secs);
@@ -99,10 +103,10 @@ impl Reader {
         self.tailer.start_positions()
     }
 
-    /// Reads until `stop` is set, then cuts a last batch of what was consumed.
-    pub fn run(mut self, stop: &AtomicBool) -> Result<(), ShipError> {
+    /// Reads until `stop` is cancelled, then cuts a last batch of what was consumed.
+    pub fn run(mut self, stop: &CancellationToken) -> Result<(), AgentError> {
         loop {
-            if stop.load(Ordering::Acquire) {
+            if stop.is_cancelled() {
                 return self.cut();
             }
             let lines = self.tailer.next_batch(READ_LINES, READ_TIMEOUT)?;
@@ -137,14 +141,14 @@ impl Reader {
             if self.last_cut.elapsed() >= self.flush_interval {
                 self.cut()?;
             }
-            if caught_up && !lines.is_empty() && !stop.load(Ordering::Acquire) {
+            if caught_up && !lines.is_empty() && !stop.is_cancelled() {
                 std::thread::sleep(FOLLOW_PACE);
             }
         }
     }
 
     /// Appends a batch with everything consumed since the last cut, plus self-metrics.
-    fn cut(&mut self) -> Result<(), ShipError> {
+    fn cut(&mut self) -> Result<(), AgentError> {
         self.last_cut = Instant::now();
         let now_ms = unix_ms();
         let window = window_start(
@@ -193,33 +197,6 @@ impl Reader {
         // Year-less timestamps resolve against the present.
         self.processor.set_reference(now());
         Ok(())
-    }
-}
-
-/// A [`MessageEvent`] as the wire's raw `Event` (the host is the agent's, in `Hello`).
-pub fn wire_event(ev: &MessageEvent) -> pb::Event {
-    let text = |v: &Option<Arc<str>>| v.as_deref().unwrap_or_default().to_owned();
-    pb::Event {
-        kind: ev.kind.as_str().to_owned(),
-        instance: ev.instance.to_string(),
-        queue_id: ev.queue_id.to_string(),
-        at_unix_ms: ev.at.unix_secs.saturating_mul(1000) + i64::from(ev.at.nanos / 1_000_000),
-        sender: text(&ev.sender),
-        recipient: text(&ev.recipient),
-        relay: ev
-            .relay
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-        dsn: text(&ev.dsn),
-        status_text: text(&ev.status_text),
-        delay_secs: ev.delay_secs.unwrap_or_default(),
-        client_ip: ev
-            .client
-            .as_ref()
-            .map(|c| c.ip.to_string())
-            .unwrap_or_default(),
-        sasl_user: text(&ev.sasl_user),
     }
 }
 
