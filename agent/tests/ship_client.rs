@@ -156,6 +156,7 @@ impl AgentService for FakeCollector {
                                 Some(Some(Ack {
                                     seq: b.seq,
                                     duplicate,
+                                    refused: Vec::new(),
                                 }))
                             }
                         };

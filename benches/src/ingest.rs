@@ -222,7 +222,7 @@ async fn simulate_agent(
             agent_id: agent_id(agent),
             host: host(agent),
             version: "bench".into(),
-            capabilities: Vec::new(),
+            ..Hello::default()
         })),
     };
     tx.send(hello.encode_to_vec().into()).await?;

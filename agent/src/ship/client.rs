@@ -323,6 +323,7 @@ impl Shipper {
                 host: self.cfg.host.clone(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 capabilities: self.cfg.capabilities.clone(),
+                incarnation: String::new(),
             })),
         };
         tx.send(hello).await.map_err(|_| SessionError::Closed)?;

@@ -230,6 +230,7 @@ async fn forward_acks(
                     kind: Some(collector_message::Kind::Ack(Ack {
                         seq,
                         duplicate: outcome == BatchOutcome::Duplicate,
+                        refused: Vec::new(),
                     })),
                 }),
                 Ok(Err(e)) => Err(Status::unavailable(format!("store: {e}"))),

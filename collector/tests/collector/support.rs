@@ -126,6 +126,7 @@ pub fn hello(agent_id: &str, host: &str) -> AgentMessage {
             host: host.into(),
             version: "0.1.0".into(),
             capabilities: vec!["postfix-logs".into()],
+            ..Hello::default()
         })),
     }
 }

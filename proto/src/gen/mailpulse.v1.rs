@@ -45,6 +45,11 @@ pub struct Hello {
     /// What the agent can do: "postfix-logs", "queue", "dns-probes", "actions", ...
     #[prost(string, repeated, tag = "4")]
     pub capabilities: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Random id of the agent's state (made when its state directory is first created). Sequence
+    /// numbers count per incarnation: an agent whose state was wiped (reinstall, new disk) starts
+    /// again at seq 1 with a new incarnation, and its batches are not mistaken for resends.
+    #[prost(string, tag = "5")]
+    pub incarnation: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Batch {
@@ -182,13 +187,26 @@ pub struct ActionResult {
     #[prost(string, tag = "3")]
     pub output: ::prost::alloc::string::String,
 }
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Ack {
     #[prost(uint64, tag = "1")]
     pub seq: u64,
     /// True when the collector had already applied this seq (a resend); nothing was applied again.
     #[prost(bool, tag = "2")]
     pub duplicate: bool,
+    /// Samples of the batch the collector refused (and did not apply), by reason; the rest of the
+    /// batch was applied. A refused sample is never resent: resending would refuse it again.
+    #[prost(message, repeated, tag = "3")]
+    pub refused: ::prost::alloc::vec::Vec<Refused>,
+}
+/// Samples refused for one reason.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Refused {
+    /// "label_too_long", "window_out_of_range", "series_quota", "foreign_host", "bad_value", ...
+    #[prost(string, tag = "1")]
+    pub reason: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub samples: u64,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Action {
