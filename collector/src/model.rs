@@ -134,6 +134,9 @@ pub struct DnsChange {
     pub new_rcode: String,
     pub new_hash: String,
     pub new_answer: String,
+    /// When the collector recorded it (Unix ms; 0 in older stores): what retention compares.
+    #[serde(default)]
+    pub recorded_unix_ms: i64,
 }
 
 /// A point a detector judged anomalous, with its evidence.
@@ -185,6 +188,9 @@ pub struct AgentHello {
     pub version: String,
     /// What the agent can do.
     pub capabilities: Vec<String>,
+    /// Random id of the agent's state (empty from agents that send none): seq numbers count
+    /// per incarnation.
+    pub incarnation: Arc<str>,
 }
 
 /// The registry entry of an agent (persisted in the store, served at `/api/v1/agents`).
@@ -205,8 +211,14 @@ pub struct AgentRecord {
     /// Whether a stream of this agent is open (false after a collector restart until it
     /// reconnects).
     pub connected: bool,
-    /// Highest applied seq (the dedupe high-water mark).
+    /// Incarnation from the latest Hello (empty for agents that send none).
+    #[serde(default)]
+    pub incarnation: String,
+    /// Highest applied seq of the current incarnation (the dedupe high-water mark).
     pub applied_seq: u64,
+    /// High-water marks of the incarnations before the current one, newest first (a few).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_incarnations: Vec<IncarnationSeq>,
     /// Batches applied.
     pub batches_applied: u64,
     /// Batches acknowledged as duplicates (seq ≤ high-water mark), not applied.
@@ -217,4 +229,16 @@ pub struct AgentRecord {
     pub batches_dropped_reported: u64,
     /// Samples applied.
     pub samples_applied: u64,
+    /// DNS probes of a new (kind, target, server) refused past the agent's record cap.
+    #[serde(default)]
+    pub dns_probes_refused: u64,
+}
+
+/// The dedupe high-water mark of one incarnation of an agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncarnationSeq {
+    /// The incarnation id.
+    pub incarnation: String,
+    /// Highest seq applied in it.
+    pub applied_seq: u64,
 }

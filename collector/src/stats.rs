@@ -73,6 +73,18 @@ pub struct CollectorStats {
     pub store_commits: AtomicU64,
     /// Store write transactions that failed.
     pub store_commit_errors: AtomicU64,
+    /// DNS probes of new records refused past an agent's record cap.
+    pub dns_probes_refused: AtomicU64,
+    /// Series expired (not written within the retention).
+    pub series_expired: AtomicU64,
+    /// DNS records pruned (not probed within the retention).
+    pub dns_records_pruned: AtomicU64,
+    /// DNS changes pruned (recorded before the retention).
+    pub dns_changes_pruned: AtomicU64,
+    /// Anomalies pruned (windows before the retention).
+    pub anomalies_pruned: AtomicU64,
+    /// Times the store was reopened after an I/O error.
+    pub store_reopens: AtomicU64,
     /// OTLP exports that succeeded.
     pub otlp_exports_ok: AtomicU64,
     /// OTLP exports that failed.

@@ -50,6 +50,7 @@ pub fn render(exposition: &Exposition<'_>) -> String {
     render_bands(exposition.bands, &mut out);
     render_agents(exposition.agents, &mut out);
     render_self(exposition, &mut out);
+    render_store(exposition, &mut out);
     out
 }
 
@@ -265,11 +266,13 @@ fn render_self(exposition: &Exposition<'_>, out: &mut String) {
         "gauge",
         "Distinct series in the store.",
     );
-    let _ = writeln!(
-        out,
-        "mailpulse_collector_series {}",
-        exposition.snapshot.series.len()
-    );
+    let live: usize = exposition
+        .snapshot
+        .owners
+        .iter()
+        .map(|o| o.series + o.other_series)
+        .sum();
+    let _ = writeln!(out, "mailpulse_collector_series {live}");
     header(
         out,
         "mailpulse_collector_store_size_bytes",
@@ -281,6 +284,84 @@ fn render_self(exposition: &Exposition<'_>, out: &mut String) {
         "mailpulse_collector_store_size_bytes {}",
         exposition.store_bytes
     );
+}
+
+/// What the store's limits and retention did: series per agent (quota), folded label sets,
+/// expiry and pruning, refused DNS probes, reopens after I/O errors.
+fn render_store(exposition: &Exposition<'_>, out: &mut String) {
+    let owners = &exposition.snapshot.owners;
+    let name = "mailpulse_collector_agent_series";
+    header(
+        out,
+        name,
+        "gauge",
+        "Live series an agent created (by the host it says Hello as), own and other.",
+    );
+    for owner in owners {
+        let host = escape(&owner.owner);
+        let _ = writeln!(
+            out,
+            "{name}{{host=\"{host}\",kind=\"own\"}} {}",
+            owner.series
+        );
+        let _ = writeln!(
+            out,
+            "{name}{{host=\"{host}\",kind=\"other\"}} {}",
+            owner.other_series
+        );
+    }
+    let name = "mailpulse_collector_agent_series_folded_total";
+    header(
+        out,
+        name,
+        "counter",
+        "New label sets folded into an other series past the agent's series quota.",
+    );
+    for owner in owners {
+        let _ = writeln!(
+            out,
+            "{name}{{host=\"{}\"}} {}",
+            escape(&owner.owner),
+            owner.folded
+        );
+    }
+    let stats = exposition.stats;
+    let counters = [
+        (
+            "mailpulse_collector_series_expired_total",
+            "Series forgotten because nothing was written to them within the retention.",
+            &stats.series_expired,
+        ),
+        (
+            "mailpulse_collector_dns_probes_refused_total",
+            "DNS probes of a new record refused past the agent's record cap.",
+            &stats.dns_probes_refused,
+        ),
+        (
+            "mailpulse_collector_dns_records_pruned_total",
+            "DNS records pruned (not probed within the retention).",
+            &stats.dns_records_pruned,
+        ),
+        (
+            "mailpulse_collector_dns_changes_pruned_total",
+            "DNS changes pruned (recorded before the retention).",
+            &stats.dns_changes_pruned,
+        ),
+        (
+            "mailpulse_collector_anomalies_pruned_total",
+            "Stored anomalies pruned (windows before the retention).",
+            &stats.anomalies_pruned,
+        ),
+        (
+            "mailpulse_collector_store_reopens_total",
+            "Times the store was reopened after an I/O error.",
+            &stats.store_reopens,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        header(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", CollectorStats::get(counter));
+    }
 }
 
 /// `mailpulse_<view>_{observed,expected,lower,upper,anomaly_score}` per view series (counters
@@ -429,6 +510,7 @@ mod tests {
                 },
             ],
             agents: Vec::new(),
+            owners: Vec::new(),
         };
         let stats = CollectorStats::default();
         let text = render(&Exposition {

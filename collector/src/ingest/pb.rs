@@ -138,6 +138,7 @@ pub fn agent_hello(hello: Hello, token_agent: &Arc<str>) -> Result<AgentHello, I
         host: hello.host,
         version: hello.version,
         capabilities: hello.capabilities,
+        incarnation: checked_incarnation(hello.incarnation)?,
     })
 }
 
@@ -163,6 +164,8 @@ pub struct BatchDecoder<'r> {
     previous: Bytes,
     previous_prefixes: Vec<PrefixAt>,
     current_prefixes: Vec<PrefixAt>,
+    /// Registry generation the cached ids belong to (expiry moves it on).
+    generation: u64,
 }
 
 /// A series this stream has sent, by local slot.
@@ -220,12 +223,15 @@ impl<'r> BatchDecoder<'r> {
             previous: Bytes::new(),
             previous_prefixes: Vec::new(),
             current_prefixes: Vec::new(),
+            generation: registry.generation(),
         }
     }
 
     /// Decodes and validates an encoded `Batch`; every sample valid or the whole batch refused.
     pub fn decode(&mut self, batch_bytes: Bytes) -> Result<IngestBatch, Invalid> {
-        if self.known.len() >= MAX_KNOWN_PER_STREAM {
+        let generation = self.registry.generation();
+        if self.known.len() >= MAX_KNOWN_PER_STREAM || generation != self.generation {
+            self.generation = generation;
             self.seen.clear();
             self.known.clear();
             self.bounds_pool.clear();
@@ -486,10 +492,15 @@ impl<'r> BatchDecoder<'r> {
                 Box::new([])
             },
         };
-        let id = self.registry.intern(&self.key, def).map_err(|e| match e {
-            InternError::TooManySeries(_) => Invalid::new(RejectReason::SeriesLimit, e.to_string()),
-            InternError::KindConflict { .. } => Invalid::sample(n, e),
-        })?;
+        let id = self
+            .registry
+            .intern(&self.host, &self.key, def)
+            .map_err(|e| match e {
+                InternError::TooManySeries(_) => {
+                    Invalid::new(RejectReason::SeriesLimit, e.to_string())
+                }
+                InternError::KindConflict { .. } => Invalid::sample(n, e),
+            })?;
         let def = self.registry.read().def(id).clone();
         Ok((id, def))
     }
@@ -613,6 +624,22 @@ fn decode_label(mut buf: &[u8]) -> Result<(&str, &str), Invalid> {
         }
     }
     Ok((name, value))
+}
+
+/// Longest `Hello.incarnation`, in bytes.
+pub const MAX_INCARNATION_BYTES: usize = 128;
+
+/// `Hello.incarnation`: empty (agents without one) or a short printable id.
+fn checked_incarnation(incarnation: String) -> Result<Arc<str>, Invalid> {
+    if incarnation.len() > MAX_INCARNATION_BYTES || incarnation.chars().any(char::is_control) {
+        return Err(Invalid::new(
+            RejectReason::Malformed,
+            format!(
+                "Hello.incarnation must be at most {MAX_INCARNATION_BYTES} bytes without control characters"
+            ),
+        ));
+    }
+    Ok(incarnation.into())
 }
 
 /// `[a-z_][a-z0-9_]*`, at most [`MAX_NAME_BYTES`].

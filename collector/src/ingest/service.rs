@@ -140,6 +140,7 @@ impl Ingest {
             }
         };
         let agent_id = hello.agent_id.clone();
+        let incarnation = hello.incarnation.clone();
         let host = hello.host.clone();
         self.store
             .hello(hello)
@@ -170,7 +171,7 @@ impl Ingest {
                     let seq = batch.seq;
                     let reply = self
                         .store
-                        .submit_batch(agent_id.clone(), batch)
+                        .submit_batch(agent_id.clone(), incarnation.clone(), batch)
                         .await
                         .map_err(|e| Status::unavailable(format!("store: {e}")))?;
                     if pending.send(Pending::Batch { seq, reply }).await.is_err() {

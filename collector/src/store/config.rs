@@ -30,6 +30,20 @@ pub struct StoreConfig {
     /// filesystem no longer watched). A silent host keeps its gauges; `mailpulse_agent_up`
     /// tells it is gone.
     pub gauge_stale_after_secs: u64,
+    /// Series one agent (by the host it says Hello as) may create; past it, its new label sets
+    /// are folded into their metric's `other` series (label values `other`, sums stay exact)
+    /// and counted. Series not written within the retention expire and stop counting.
+    pub max_series_per_agent: usize,
+    /// `other` series (one per metric and label names) one agent may create past its quota;
+    /// past both, its new series are refused.
+    pub max_other_series_per_agent: usize,
+    /// DNS records (kind, target, server) one agent's probes may create; probes of new ones
+    /// past it are refused and counted. Records not probed within the retention are pruned.
+    pub max_dns_records_per_agent: usize,
+    /// After an I/O error (disk full, …) the store is reopened, and its state reloaded from
+    /// disk, at most this often until it works again; meanwhile batches are refused
+    /// (`UNAVAILABLE`) and stay in the agents' outboxes.
+    pub reopen_interval_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -44,6 +58,10 @@ impl Default for StoreConfig {
             max_commit_bytes: 64 * 1024 * 1024,
             queue_batches: 256,
             gauge_stale_after_secs: 900,
+            max_series_per_agent: 50_000,
+            max_other_series_per_agent: 1_000,
+            max_dns_records_per_agent: 20_000,
+            reopen_interval_secs: 5,
         }
     }
 }

@@ -14,8 +14,13 @@
 //! Read path: `/metrics` and OTLP read [`StoreHandle::snapshot`], a copy of the in-memory totals
 //! taken under a short lock; they never touch redb or wait for a commit.
 
+mod agents;
 mod aggregate;
 mod config;
+mod dns;
+mod pending;
+mod recovery;
+mod retention;
 mod series;
 mod tables;
 mod writer;
@@ -23,7 +28,7 @@ mod writer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,7 +36,11 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use aggregate::{Aggregate, CorruptRecord, ValueRef};
 pub use config::StoreConfig;
-pub use series::{InternError, KeyHasher, SeriesIndex, SeriesRegistry, series_key};
+pub use dns::{MAX_DNS_CHANGES_PER_QUERY, MAX_DNS_CHANGES_QUERY_BYTES};
+pub use series::{
+    InternError, KeyHasher, OTHER_LABEL_VALUE, OwnerSeries, SeriesIndex, SeriesLimits,
+    SeriesRegistry, series_key,
+};
 
 use crate::model::{AgentHello, AgentRecord, IngestBatch, SeriesDef, SeriesId};
 use crate::stats::CollectorStats;
@@ -80,6 +89,9 @@ pub enum StoreError {
     /// The writer has stopped (shutdown or an earlier fatal error).
     #[error("store writer stopped")]
     WriterStopped,
+    /// The store is being reopened after an I/O error (disk full, …).
+    #[error("store unavailable: reopening after an I/O error")]
+    Unavailable,
     /// A commit failed; the batch was not applied (the agent will resend).
     #[error("store commit failed: {0}")]
     CommitFailed(String),
@@ -109,6 +121,8 @@ pub(crate) enum WriterCommand {
     },
     Batch {
         agent_id: Arc<str>,
+        /// The incarnation the stream said Hello with.
+        incarnation: Arc<str>,
         batch: IngestBatch,
         reply: oneshot::Sender<Result<BatchOutcome, StoreError>>,
     },
@@ -122,6 +136,11 @@ pub(crate) enum WriterCommand {
     },
     /// Lets the writer fold/prune when no batches arrive.
     Tick,
+    /// A pruning round as if the clock read `now_ms` (tests: time passing).
+    PruneAsOf {
+        now_ms: i64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Commit what came before, fold, stop.
     Shutdown,
     /// Stop at once without folding (tests: the on-disk state of a kill -9).
@@ -146,6 +165,8 @@ pub struct Snapshot {
     pub totals: Vec<Aggregate>,
     /// Agent registry.
     pub agents: Vec<AgentRecord>,
+    /// Series counts per owner (quotas).
+    pub owners: Vec<OwnerSeries>,
 }
 
 impl Snapshot {
@@ -184,8 +205,9 @@ impl Snapshot {
 /// State shared by the writer and readers.
 #[derive(Debug)]
 pub struct StoreShared {
-    /// Read side of the database (redb readers never block the writer).
-    db: Arc<redb::Database>,
+    /// Read side of the database (redb readers never block the writer); None while the writer
+    /// reopens it after an I/O error.
+    db: RwLock<Option<Arc<redb::Database>>>,
     resolution_ms: i64,
     /// See [`StoreConfig::gauge_stale_after_secs`].
     gauge_stale_after_ms: i64,
@@ -200,6 +222,19 @@ pub struct StoreShared {
 impl StoreShared {
     fn live(&self) -> MutexGuard<'_, LiveState> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The database for one read.
+    fn db(&self) -> Result<Arc<redb::Database>, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(StoreError::Unavailable)
+    }
+
+    fn set_db(&self, db: Option<Arc<redb::Database>>) {
+        *self.db.write().unwrap_or_else(|e| e.into_inner()) = db;
     }
 }
 
@@ -221,17 +256,19 @@ impl StoreHandle {
         rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
-    /// Queues a batch (waiting while the queue is full) and returns the pending outcome, so a
-    /// stream can keep several batches in flight.
+    /// Queues a batch of a stream opened with `incarnation` (waiting while the queue is full)
+    /// and returns the pending outcome, so a stream can keep several batches in flight.
     pub async fn submit_batch(
         &self,
         agent_id: Arc<str>,
+        incarnation: Arc<str>,
         batch: IngestBatch,
     ) -> Result<BatchReply, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(WriterCommand::Batch {
                 agent_id,
+                incarnation,
                 batch,
                 reply,
             })
@@ -264,6 +301,18 @@ impl StoreHandle {
         rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
+    /// Runs a pruning round as if the clock read `now_ms` and waits for it: what the retention
+    /// does to a store left alone that long (tests).
+    #[doc(hidden)]
+    pub async fn prune_as_of(&self, now_ms: i64) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriterCommand::PruneAsOf { now_ms, reply })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        rx.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
     /// The newest anomalies first, at most `limit`.
     pub fn anomalies(&self, limit: usize) -> Result<Vec<crate::model::Anomaly>, StoreError> {
         self.newest_records(
@@ -287,7 +336,7 @@ impl StoreHandle {
         let path = &self.shared.path;
         let read = self
             .shared
-            .db
+            .db()?
             .begin_read()
             .map_err(|e| redb_error(path, e))?;
         let table = match read.open_table(table) {
@@ -326,14 +375,18 @@ impl StoreHandle {
     /// A copy of totals and registry (short lock; never waits for a commit in progress to
     /// reach the disk — the writer updates memory only after its commit returned).
     pub fn snapshot(&self) -> Snapshot {
-        let series = self.shared.registry.all();
         let live = self.shared.live();
-        let mut snapshot = Snapshot {
-            series,
-            totals: live.totals.clone(),
-            agents: live.agents.values().cloned().collect(),
-        };
+        let totals = live.totals.clone();
+        let agents = live.agents.values().cloned().collect();
         drop(live);
+        // Definitions after totals: an id is reused only once its total is empty, and gets its
+        // new definition before its first total, so a total never meets a stale definition.
+        let mut snapshot = Snapshot {
+            series: self.shared.registry.all(),
+            totals,
+            agents,
+            owners: self.shared.registry.owners(),
+        };
         snapshot.hide_stale_gauges(self.shared.gauge_stale_after_ms);
         snapshot
     }
@@ -370,7 +423,7 @@ impl StoreHandle {
         let chunk = series.0 / tables::CHUNK_SERIES;
         let read = self
             .shared
-            .db
+            .db()?
             .begin_read()
             .map_err(|e| redb_error(path, e))?;
         let points = read
@@ -413,7 +466,7 @@ impl StoreHandle {
         let path = &self.shared.path;
         let read = self
             .shared
-            .db
+            .db()?
             .begin_read()
             .map_err(|e| redb_error(path, e))?;
         let points = read
@@ -446,26 +499,16 @@ impl StoreHandle {
         Ok(())
     }
 
-    /// The newest DNS changes first, at most `limit`, only those whose target is `target` or a
-    /// name below it when given (`example.com` matches `_dmarc.example.com`).
+    /// The newest DNS changes first, at most `limit` (and [`MAX_DNS_CHANGES_PER_QUERY`], and
+    /// about [`MAX_DNS_CHANGES_QUERY_BYTES`] of stored JSON), only those whose target is
+    /// `target` or a name below it when given (`example.com` matches `_dmarc.example.com`);
+    /// a target query reads the index of that name, not the whole log.
     pub fn dns_changes(
         &self,
         limit: usize,
         target: Option<&str>,
     ) -> Result<Vec<crate::model::DnsChange>, StoreError> {
-        let target = target.map(|t| t.trim_end_matches('.').to_ascii_lowercase());
-        self.newest_records(
-            tables::DNS_CHANGES,
-            limit,
-            "dns change is not valid JSON",
-            |change: &crate::model::DnsChange| match &target {
-                None => true,
-                Some(t) => {
-                    let name = change.target.to_ascii_lowercase();
-                    name == *t || name.ends_with(&format!(".{t}"))
-                }
-            },
-        )
+        dns::changes(&*self.shared.db()?, &self.shared.path, limit, target)
     }
 
     /// When the store was created (start of all cumulative totals), Unix ms.
@@ -512,7 +555,12 @@ pub fn open(
             source,
         })?;
     }
-    let (writer, shared) = Writer::open(config, max_series, stats)?;
+    let limits = SeriesLimits {
+        max_series,
+        max_series_per_owner: config.max_series_per_agent,
+        max_other_series_per_owner: config.max_other_series_per_agent,
+    };
+    let (writer, shared) = Writer::open(config, limits, stats)?;
     let (tx, rx) = mpsc::channel(config.queue_batches.max(1));
     let join = std::thread::Builder::new()
         .name("mailpulse-store".into())
@@ -555,5 +603,23 @@ fn redb_error(path: &Path, e: impl Into<redb::Error>) -> StoreError {
     StoreError::Redb {
         path: path.to_path_buf(),
         source: e.into(),
+    }
+}
+
+/// `Result` → [`StoreError`] for any redb error type.
+trait AtPath<T> {
+    fn at(self, path: &Path) -> Result<T, StoreError>;
+}
+
+impl<T, E: Into<redb::Error>> AtPath<T> for Result<T, E> {
+    fn at(self, path: &Path) -> Result<T, StoreError> {
+        self.map_err(|e| redb_error(path, e))
+    }
+}
+
+fn corrupt(path: &Path, what: &'static str) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        source: CorruptRecord(what),
     }
 }

@@ -12,8 +12,13 @@ pub const SCHEMA_VERSION: u64 = 1;
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// agent_id → JSON [`crate::model::AgentRecord`] (registry, dedupe high-water mark).
 pub const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
-/// series id → JSON [`StoredSeries`].
+/// series id → JSON [`StoredSeries`]. Ids of expired series are missing (and reused later).
 pub const SERIES: TableDefinition<u32, &[u8]> = TableDefinition::new("series");
+/// series id / [`CHUNK_SERIES`] → per series `u32` id + `i64` last write (Unix ms: the later of
+/// when a sample was applied and its window's start), sorted by id: what expiry compares with
+/// the retention. Written with the totals at each fold.
+pub const SERIES_LAST_WRITTEN: TableDefinition<u32, &[u8]> =
+    TableDefinition::new("series_last_written");
 /// series id / [`CHUNK_SERIES`] → the cumulative totals of those series as of the last fold
 /// (point chunk encoding: one value per 1024 series, so a fold writes tens of values, not
 /// tens of thousands).
@@ -30,8 +35,16 @@ pub const AUDIT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_l
 
 /// `kind \0 target \0 server` → JSON [`crate::model::DnsRecordState`]: latest probe answer.
 pub const DNS_RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("dns_records");
+/// `kind \0 target \0 server` → `i64` when the collector last applied a probe of it (Unix ms,
+/// little-endian) + the id of the agent whose probe created it: what the per-agent cap counts
+/// and what retention prunes, without reading the answers.
+pub const DNS_RECORD_META: TableDefinition<&str, &[u8]> = TableDefinition::new("dns_record_meta");
 /// change id → JSON [`crate::model::DnsChange`].
 pub const DNS_CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("dns_changes");
+/// (target with its labels reversed and a trailing dot — `com.example._dmarc.` —, change id) →
+/// nothing: the index `?target=` range-scans (a name and every name below it share a prefix).
+pub const DNS_CHANGES_BY_TARGET: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("dns_changes_by_target");
 
 /// anomaly id → JSON [`crate::model::Anomaly`].
 pub const ANOMALIES: TableDefinition<u64, &[u8]> = TableDefinition::new("anomalies");
@@ -47,12 +60,31 @@ pub struct StoredSeries {
     kind: MetricKind,
     #[serde(default)]
     bounds: Vec<f64>,
+    /// The owner whose quota it counts against; absent in older stores (then its `host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+    /// An `other` series (folded label sets).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    other: bool,
+}
+
+/// A decoded [`StoredSeries`].
+#[derive(Debug)]
+pub struct RestoredSeries {
+    /// The definition.
+    pub def: SeriesDef,
+    /// Whose quota it counts against.
+    pub owner: String,
+    /// Whether it is an `other` series.
+    pub other: bool,
 }
 
 impl StoredSeries {
-    /// Encodes `def`.
-    pub fn encode(def: &SeriesDef) -> Vec<u8> {
+    /// Encodes `def`, created by `owner`.
+    pub fn encode(def: &SeriesDef, owner: &str, other: bool) -> Vec<u8> {
         let stored = StoredSeries {
+            owner: Some(owner.to_string()),
+            other,
             metric: def.metric.to_string(),
             labels: def
                 .labels
@@ -66,9 +98,9 @@ impl StoredSeries {
     }
 
     /// Decodes a stored definition.
-    pub fn decode(bytes: &[u8]) -> Result<SeriesDef, serde_json::Error> {
+    pub fn decode(bytes: &[u8]) -> Result<RestoredSeries, serde_json::Error> {
         let stored: StoredSeries = serde_json::from_slice(bytes)?;
-        Ok(SeriesDef {
+        let def = SeriesDef {
             metric: stored.metric.into(),
             labels: stored
                 .labels
@@ -77,6 +109,14 @@ impl StoredSeries {
                 .collect(),
             kind: stored.kind,
             bounds: stored.bounds.into(),
+        };
+        let owner = stored
+            .owner
+            .unwrap_or_else(|| def.label("host").unwrap_or_default().to_string());
+        Ok(RestoredSeries {
+            def,
+            owner,
+            other: stored.other,
         })
     }
 }

@@ -1,214 +1,88 @@
-//! The single store writer: group commit, dedupe, write-ahead records, folding, pruning.
+//! The single store writer: group commit, dedupe, write-ahead records, folding.
+//!
+//! Opening, reloading and reopening after an I/O error are in `recovery.rs`; pruning and
+//! series expiry in `retention.rs`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableTable};
 use tokio::sync::mpsc;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error};
 
-use super::aggregate::{
-    Aggregate, ValueRef, decode_batch, decode_chunk, encode_batch, encode_chunk,
-};
-use super::series::SeriesRegistry;
+use super::aggregate::{Aggregate, ValueRef, decode_chunk, encode_batch, encode_chunk};
+use super::dns::{self, RecordBudget};
+use super::pending::{PendingPoints, merge_chunk};
+use super::series::NewSeries;
 use super::tables::{
-    AGENTS, ALERT_STATE, ANOMALIES, APPLIED_BATCHES, AUDIT_LOG, CHUNK_SERIES, DNS_CHANGES,
-    DNS_RECORDS, META, POINTS, SCHEMA_VERSION, SERIES, StoredSeries, TOTALS,
+    AGENTS, ANOMALIES, APPLIED_BATCHES, CHUNK_SERIES, POINTS, SERIES, SERIES_LAST_WRITTEN,
+    StoredSeries, TOTALS,
 };
-use super::{
-    BatchOutcome, LiveState, StoreConfig, StoreError, StoreShared, WriterCommand, redb_error,
-    unix_ms,
-};
-use crate::model::{AgentRecord, DnsChange, DnsRecordState, IngestProbe, SeriesId};
+use super::{AtPath, BatchOutcome, StoreError, StoreShared, WriterCommand, agents, unix_ms};
+use crate::model::{AgentRecord, SeriesId};
 use crate::stats::CollectorStats;
 
 /// Fold early when this many bytes of applied-batch records wait (bounds restart replay).
 const FOLD_RECORD_BYTES: usize = 64 * 1024 * 1024;
+/// Fold early when this many (window, series) contributions wait (bounds their memory).
+const FOLD_PENDING_ENTRIES: usize = 4_000_000;
+
+/// `last_written` of an id the writer knows nothing about yet: never expires.
+pub(super) const UNKNOWN_WRITE: i64 = i64::MAX;
 
 /// Owns the write side of the database; runs on its own thread.
 pub(super) struct Writer {
-    db: Arc<Database>,
-    path: PathBuf,
-    shared: Arc<StoreShared>,
-    stats: Arc<CollectorStats>,
-    resolution_ms: i64,
-    retention_ms: i64,
-    fold_interval: Duration,
-    prune_interval: Duration,
-    max_commit_batches: usize,
-    max_commit_bytes: usize,
-    persisted_series: usize,
+    /// None while the store is being reopened after an I/O error.
+    pub(super) db: Option<Arc<Database>>,
+    pub(super) path: PathBuf,
+    pub(super) shared: Arc<StoreShared>,
+    pub(super) stats: Arc<CollectorStats>,
+    pub(super) resolution_ms: i64,
+    pub(super) retention_ms: i64,
+    pub(super) fold_interval: Duration,
+    pub(super) prune_interval: Duration,
+    pub(super) reopen_interval: Duration,
+    pub(super) max_commit_batches: usize,
+    pub(super) max_commit_bytes: usize,
+    pub(super) max_dns_records_per_agent: usize,
     /// Authoritative registry (the shared copy follows it after each commit).
-    agents: HashMap<String, AgentRecord>,
+    pub(super) agents: HashMap<String, AgentRecord>,
     /// Series whose total changed since the last fold.
-    dirty: Vec<bool>,
-    dirty_list: Vec<u32>,
+    pub(super) dirty: Vec<bool>,
+    pub(super) dirty_list: Vec<u32>,
     /// Contributions to stored windows since the last fold.
-    dirty_points: DirtyWindows,
-    next_record_id: u64,
-    pending_records: usize,
-    pending_record_bytes: usize,
-    last_fold: Instant,
-    last_prune: Instant,
-    record_buf: Vec<u8>,
-}
-
-/// `Result` → [`StoreError`] for any redb error type.
-trait AtPath<T> {
-    fn at(self, path: &Path) -> Result<T, StoreError>;
-}
-
-impl<T, E: Into<redb::Error>> AtPath<T> for Result<T, E> {
-    fn at(self, path: &Path) -> Result<T, StoreError> {
-        self.map_err(|e| redb_error(path, e))
-    }
+    pub(super) pending: PendingPoints,
+    /// Per series id: its last write, the later of when a sample was applied and its window's
+    /// start (expiry compares it with the retention); [`UNKNOWN_WRITE`] for ids not persisted
+    /// yet.
+    pub(super) last_written: Vec<i64>,
+    /// Series expired by a round, freed for reuse by a later one.
+    pub(super) retired: Vec<(Instant, Vec<SeriesId>)>,
+    /// Per series id: expired and not freed yet (a late sample reinstates it).
+    pub(super) retired_mark: Vec<bool>,
+    /// Series persisted by the last commit.
+    pub(super) created: Vec<SeriesId>,
+    /// DNS records each agent created.
+    pub(super) dns_owned: HashMap<String, usize>,
+    pub(super) next_record_id: u64,
+    pub(super) pending_records: usize,
+    pub(super) pending_record_bytes: usize,
+    pub(super) last_fold: Instant,
+    pub(super) last_prune: Instant,
+    /// Set by an I/O error: when the store was last (re)opened or tried; cleared once a reopen
+    /// worked.
+    pub(super) broken_since: Option<Instant>,
+    pub(super) record_buf: Vec<u8>,
 }
 
 impl Writer {
-    /// Opens the database, checks the schema, loads series/totals/agents and replays the
-    /// applied-batch records left by the last run.
-    pub(super) fn open(
-        config: &StoreConfig,
-        max_series: usize,
-        stats: Arc<CollectorStats>,
-    ) -> Result<(Writer, Arc<StoreShared>), StoreError> {
-        let path = config.path.clone();
-        let db = Arc::new(Database::create(&path).at(&path)?);
-        let now = unix_ms();
-        let created_unix_ms = create_tables(&db, &path, now)?;
-
-        let registry = SeriesRegistry::new(max_series);
-        let mut live = LiveState::default();
-        let read = db.begin_read().at(&path)?;
-        for (i, entry) in read
-            .open_table(SERIES)
-            .at(&path)?
-            .iter()
-            .at(&path)?
-            .enumerate()
-        {
-            let (id, def) = entry.at(&path)?;
-            let def = StoredSeries::decode(def.value())
-                .ok()
-                .filter(|_| id.value() as usize == i)
-                .ok_or_else(|| corrupt(&path, "series table"))?;
-            registry.restore(def);
-        }
-        let series_count = registry.read().len();
-        live.totals.resize(series_count, Aggregate::Empty);
-        for entry in read.open_table(TOTALS).at(&path)?.iter().at(&path)? {
-            let (_, bytes) = entry.at(&path)?;
-            for (id, total) in decode_chunk(bytes.value()).map_err(|e| corrupt(&path, e.0))? {
-                let slot = live
-                    .totals
-                    .get_mut(id as usize)
-                    .ok_or_else(|| corrupt(&path, "total of an unknown series"))?;
-                *slot = total;
-            }
-        }
-        let mut agents = HashMap::new();
-        for entry in read.open_table(AGENTS).at(&path)?.iter().at(&path)? {
-            let (id, bytes) = entry.at(&path)?;
-            let mut record: AgentRecord = serde_json::from_slice(bytes.value())
-                .map_err(|_| corrupt(&path, "agent record"))?;
-            // Streams did not survive the restart.
-            record.connected = false;
-            agents.insert(id.value().to_string(), record);
-        }
-        live.agents = agents.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-
-        let shared = Arc::new(StoreShared {
-            db: db.clone(),
-            resolution_ms: (config.resolution_secs.max(1) * 1000) as i64,
-            gauge_stale_after_ms: config
-                .gauge_stale_after_secs
-                .saturating_mul(1000)
-                .min(i64::MAX as u64) as i64,
-            registry,
-            live: std::sync::Mutex::new(live),
-            healthy: std::sync::atomic::AtomicBool::new(true),
-            path: path.clone(),
-            created_unix_ms,
-        });
-        let mut writer = Writer {
-            db,
-            path: path.clone(),
-            shared: shared.clone(),
-            stats,
-            resolution_ms: (config.resolution_secs.max(1) * 1000) as i64,
-            retention_ms: (config.retention_days * 86_400_000) as i64,
-            fold_interval: Duration::from_secs(config.fold_interval_secs),
-            prune_interval: Duration::from_secs(config.prune_interval_secs.max(1)),
-            max_commit_batches: config.max_commit_batches.max(1),
-            max_commit_bytes: config.max_commit_bytes.max(1),
-            persisted_series: series_count,
-            agents,
-            dirty: vec![false; series_count],
-            dirty_list: Vec::new(),
-            dirty_points: DirtyWindows::default(),
-            next_record_id: 0,
-            pending_records: 0,
-            pending_record_bytes: 0,
-            last_fold: Instant::now(),
-            // Prune once soon after start.
-            last_prune: Instant::now() - Duration::from_secs(config.prune_interval_secs),
-            record_buf: Vec::new(),
-        };
-
-        // Replay what was applied (and acknowledged) but not folded before the last stop.
-        let mut replayed = 0usize;
-        for entry in read
-            .open_table(APPLIED_BATCHES)
-            .at(&path)?
-            .iter()
-            .at(&path)?
-        {
-            let (id, record) = entry.at(&path)?;
-            let mut live = writer.shared.live();
-            let totals = &mut live.totals;
-            let (dirty, dirty_list, dirty_points) = (
-                &mut writer.dirty,
-                &mut writer.dirty_list,
-                &mut writer.dirty_points,
-            );
-            let resolution_ms = writer.resolution_ms;
-            decode_batch(record.value(), |series, window, value| {
-                apply_total(totals, series, window, value);
-                mark_point(
-                    dirty,
-                    dirty_list,
-                    dirty_points,
-                    resolution_ms,
-                    series,
-                    window,
-                    value,
-                );
-            })
-            .map_err(|e| corrupt(&path, e.0))?;
-            drop(live);
-            writer.next_record_id = id.value() + 1;
-            writer.pending_records += 1;
-            replayed += 1;
-        }
-        drop(read);
-        if replayed > 0 {
-            info!(
-                store = %path.display(),
-                records = replayed,
-                "replayed applied batches not yet folded"
-            );
-        }
-        Ok((writer, shared))
-    }
-
     /// The writer loop: until every sender is gone (then fold and return) or `Abandon`.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<WriterCommand>) -> Result<(), StoreError> {
         if let Err(e) = self.fold() {
-            error!(error = %e, "folding replayed batches failed");
-            self.shared.healthy.store(false, Ordering::Relaxed);
+            self.failed("folding replayed batches", &e);
         }
         let mut group = Vec::with_capacity(self.max_commit_batches);
         while let Some(first) = rx.blocking_recv() {
@@ -228,13 +102,43 @@ impl Writer {
                 return Ok(());
             }
             let stop = group.iter().any(|c| matches!(c, WriterCommand::Shutdown));
+            let prunes = take_prunes(&mut group);
+            self.try_reopen();
             self.commit_group(&mut group);
+            for (now_ms, reply) in prunes {
+                let result = match self.broken_since {
+                    Some(_) => Err(StoreError::Unavailable),
+                    None => self.prune_at(now_ms),
+                };
+                if let Err(e) = &result {
+                    self.failed("pruning", e);
+                }
+                let _ = reply.send(result);
+            }
             if stop {
                 break;
             }
             self.maintain();
         }
+        if self.broken_since.is_some() {
+            return Ok(());
+        }
         self.fold()
+    }
+
+    /// The database, unless it is being reopened.
+    pub(super) fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db.clone().ok_or(StoreError::Unavailable)
+    }
+
+    /// An operation failed: the store is unhealthy and reopened (state reloaded from disk)
+    /// before it is used again — after an I/O error redb refuses everything until then.
+    pub(super) fn failed(&mut self, what: &str, e: &StoreError) {
+        error!(error = %e, "{what} failed; the store will be reopened");
+        self.shared.healthy.store(false, Ordering::Relaxed);
+        if self.broken_since.is_none() {
+            self.broken_since = Some(Instant::now());
+        }
     }
 
     fn commit_group(&mut self, group: &mut Vec<WriterCommand>) {
@@ -242,6 +146,12 @@ impl Writer {
         if group.is_empty() {
             return;
         }
+        if self.broken_since.is_some() {
+            let message = "store is being reopened after an I/O error".to_string();
+            reply_all(group, &message);
+            return;
+        }
+        self.reinstate_late_samples(group);
         match self.write_group(group) {
             Ok(decisions) => {
                 self.shared.healthy.store(true, Ordering::Relaxed);
@@ -263,51 +173,74 @@ impl Writer {
                 }
             }
             Err(e) => {
-                error!(error = %e, "store commit failed; batches not acknowledged");
-                self.shared.healthy.store(false, Ordering::Relaxed);
                 CollectorStats::add(&self.stats.store_commit_errors, 1);
-                let message = e.to_string();
-                for cmd in group.drain(..) {
-                    match cmd {
-                        WriterCommand::Hello { reply, .. } => {
-                            let _ = reply.send(Err(StoreError::CommitFailed(message.clone())));
-                        }
-                        WriterCommand::Batch { reply, .. } => {
-                            let _ = reply.send(Err(StoreError::CommitFailed(message.clone())));
-                        }
-                        WriterCommand::Anomalies { reply, .. } => {
-                            let _ = reply.send(Err(StoreError::CommitFailed(message.clone())));
-                        }
-                        _ => {}
+                self.failed("store commit; batches not acknowledged", &e);
+                reply_all(group, &e.to_string());
+            }
+        }
+    }
+
+    /// Samples naming a series expired since their batch was decoded count for it again (or
+    /// for the id its key has now).
+    fn reinstate_late_samples(&mut self, group: &mut [WriterCommand]) {
+        if self.retired.is_empty() {
+            return;
+        }
+        for cmd in group.iter_mut() {
+            let WriterCommand::Batch { batch, .. } = cmd else {
+                continue;
+            };
+            for sample in &mut batch.samples {
+                let i = sample.series.index();
+                if self.retired_mark.get(i).copied().unwrap_or(false) {
+                    let id = self.shared.registry.reinstate(sample.series);
+                    if id == sample.series {
+                        self.retired_mark[i] = false;
+                        self.last_written[i] = UNKNOWN_WRITE;
                     }
+                    debug!(series = i, now = id.0, "late sample for an expired series");
+                    sample.series = id;
                 }
             }
         }
     }
 
     /// One write transaction for the whole group; decides applied/duplicate per batch against
-    /// the high-water seq (including earlier batches of the same group).
+    /// the high-water seq of its incarnation (including earlier batches of the same group).
     fn write_group(
         &mut self,
         group: &[WriterCommand],
     ) -> Result<Vec<Option<BatchOutcome>>, StoreError> {
+        let db = self.db()?;
         let path = &self.path;
         let now = unix_ms();
         let mut touched: HashMap<String, AgentRecord> = HashMap::new();
         let mut decisions = Vec::with_capacity(group.len());
-        let new_defs = self.shared.registry.defs_from(self.persisted_series);
+        let new_series = self.shared.registry.unpersisted();
         let mut record_id = self.next_record_id;
         let mut record_bytes = 0;
         let mut buf = std::mem::take(&mut self.record_buf);
+        let mut budget = RecordBudget {
+            owned: &self.dns_owned,
+            added: HashMap::new(),
+            cap: self.max_dns_records_per_agent,
+            now_ms: now,
+        };
+        let mut probes_refused = 0;
 
-        let txn = self.db.begin_write().at(path)?;
+        let txn = db.begin_write().at(path)?;
         {
-            if !new_defs.is_empty() {
+            if !new_series.is_empty() {
                 let mut series = txn.open_table(SERIES).at(path)?;
-                for (i, def) in new_defs.iter().enumerate() {
-                    let id = (self.persisted_series + i) as u32;
+                for NewSeries {
+                    id,
+                    def,
+                    owner,
+                    other,
+                } in &new_series
+                {
                     series
-                        .insert(id, StoredSeries::encode(def).as_slice())
+                        .insert(id.0, StoredSeries::encode(def, owner, *other).as_slice())
                         .at(path)?;
                 }
             }
@@ -322,27 +255,40 @@ impl Writer {
                         record.host.clone_from(&hello.host);
                         record.version.clone_from(&hello.version);
                         record.capabilities.clone_from(&hello.capabilities);
+                        agents::say_hello(record, &hello.incarnation);
                         record.last_seen_unix_ms = now;
                         record.connected = true;
                         None
                     }
                     WriterCommand::Batch {
-                        agent_id, batch, ..
+                        agent_id,
+                        incarnation,
+                        batch,
+                        ..
                     } => {
                         let record = agent_entry(&mut touched, &self.agents, agent_id);
                         record.last_seen_unix_ms = now;
-                        if batch.seq <= record.applied_seq {
+                        let high_water = agents::high_water(record, incarnation);
+                        if batch.seq <= *high_water {
                             record.batches_duplicate += 1;
                             Some(BatchOutcome::Duplicate)
                         } else {
-                            let missing = batch.seq - record.applied_seq - 1;
-                            record.applied_seq = batch.seq;
+                            let missing = batch.seq - *high_water - 1;
+                            *high_water = batch.seq;
                             record.batches_applied += 1;
                             record.batches_missing += missing;
                             record.batches_dropped_reported += batch.dropped_batches;
                             record.samples_applied += batch.samples.len() as u64;
                             if !batch.probes.is_empty() {
-                                apply_probes(&txn, path, agent_id, &batch.probes)?;
+                                let refused = dns::apply_probes(
+                                    &txn,
+                                    path,
+                                    agent_id,
+                                    &batch.probes,
+                                    &mut budget,
+                                )?;
+                                record.dns_probes_refused += refused;
+                                probes_refused += refused;
                             }
                             if !batch.samples.is_empty() {
                                 buf.clear();
@@ -375,7 +321,10 @@ impl Writer {
                         }
                         None
                     }
-                    WriterCommand::Tick | WriterCommand::Shutdown | WriterCommand::Abandon => None,
+                    WriterCommand::Tick
+                    | WriterCommand::Shutdown
+                    | WriterCommand::Abandon
+                    | WriterCommand::PruneAsOf { .. } => None,
                 };
                 decisions.push(decision);
             }
@@ -388,8 +337,15 @@ impl Writer {
         // Default durability (Immediate): fsync before commit returns, i.e. before any ack.
         txn.commit().at(path)?;
 
+        let added = budget.added;
+        for (agent, n) in added {
+            *self.dns_owned.entry(agent).or_default() += n;
+        }
+        CollectorStats::add(&self.stats.dns_probes_refused, probes_refused);
         self.record_buf = buf;
-        self.persisted_series += new_defs.len();
+        self.shared.registry.mark_persisted(new_series.len());
+        self.created.clear();
+        self.created.extend(new_series.iter().map(|new| new.id));
         self.pending_records += (record_id - self.next_record_id) as usize;
         self.pending_record_bytes += record_bytes;
         self.next_record_id = record_id;
@@ -437,17 +393,15 @@ impl Writer {
             }
         }
         let mut samples = 0u64;
+        let now = unix_ms();
         for batch in applied() {
             samples += batch.samples.len() as u64;
             for sample in &batch.samples {
-                mark_point(
-                    &mut self.dirty,
-                    &mut self.dirty_list,
-                    &mut self.dirty_points,
-                    self.resolution_ms,
+                self.mark_point(
                     sample.series,
                     sample.window_start_ms,
                     ValueRef::of(&sample.value, &batch.histogram_counts),
+                    now,
                 );
             }
         }
@@ -462,89 +416,113 @@ impl Writer {
             }
         }
         CollectorStats::add(&stats.samples_applied, samples);
-    }
-
-    fn maintain(&mut self) {
-        let fold_due = self.last_fold.elapsed() >= self.fold_interval
-            || self.pending_record_bytes >= FOLD_RECORD_BYTES;
-        if fold_due && let Err(e) = self.fold() {
-            error!(error = %e, "folding applied batches failed");
-            self.shared.healthy.store(false, Ordering::Relaxed);
-        }
-        if self.last_prune.elapsed() >= self.prune_interval {
-            self.last_prune = Instant::now();
-            if let Err(e) = self.prune() {
-                warn!(error = %e, "pruning old windows failed");
+        // A series created without a sample counts as written now (its first batch may
+        // still be on its way).
+        for id in std::mem::take(&mut self.created) {
+            let i = id.index();
+            if self.last_written.len() <= i {
+                self.last_written.resize(i + 1, UNKNOWN_WRITE);
+            }
+            if self.last_written[i] == UNKNOWN_WRITE {
+                self.last_written[i] = now;
             }
         }
     }
 
-    /// Writes dirty totals and window chunks and deletes the applied-batch records they now
-    /// contain, in one transaction.
-    fn fold(&mut self) -> Result<(), StoreError> {
+    /// Records a committed sample (applied at `written_ms`) in the dirty sets, its stored
+    /// window and the series' last write.
+    pub(super) fn mark_point(
+        &mut self,
+        series: SeriesId,
+        window: i64,
+        value: ValueRef<'_>,
+        written_ms: i64,
+    ) {
+        let i = series.index();
+        if self.dirty.len() <= i {
+            self.dirty.resize(i + 1, false);
+        }
+        if !self.dirty[i] {
+            self.dirty[i] = true;
+            self.dirty_list.push(series.0);
+        }
+        if self.last_written.len() <= i {
+            self.last_written.resize(i + 1, UNKNOWN_WRITE);
+        }
+        let at = window.max(written_ms);
+        let last = &mut self.last_written[i];
+        *last = if *last == UNKNOWN_WRITE {
+            at
+        } else {
+            (*last).max(at)
+        };
+        let stored_window = window.div_euclid(self.resolution_ms) * self.resolution_ms;
+        self.pending.add(stored_window, series.0, window, value);
+    }
+
+    fn maintain(&mut self) {
+        if self.broken_since.is_some() {
+            return;
+        }
+        let fold_due = self.last_fold.elapsed() >= self.fold_interval
+            || self.pending_record_bytes >= FOLD_RECORD_BYTES
+            || self.pending.entries() >= FOLD_PENDING_ENTRIES;
+        if fold_due && let Err(e) = self.fold() {
+            self.failed("folding applied batches", &e);
+            return;
+        }
+        if self.last_prune.elapsed() >= self.prune_interval {
+            self.last_prune = Instant::now();
+            if let Err(e) = self.prune() {
+                self.failed("pruning", &e);
+            }
+        }
+    }
+
+    /// Writes dirty totals, last writes and window chunks, and deletes the applied-batch
+    /// records they now contain, in one transaction. Windows older than the retention are not
+    /// written (pruning would delete them next); their samples are in the totals.
+    pub(super) fn fold(&mut self) -> Result<(), StoreError> {
         self.last_fold = Instant::now();
-        if self.dirty_list.is_empty()
-            && self.dirty_points.windows.is_empty()
-            && self.pending_records == 0
-        {
+        if self.dirty_list.is_empty() && self.pending.is_empty() && self.pending_records == 0 {
             return Ok(());
         }
+        let db = self.db()?;
         let started = Instant::now();
         let path = &self.path;
+        let cutoff = unix_ms() - self.retention_ms;
         // Totals are stored per chunk of series: re-encode every chunk with a dirty series from
         // memory (under the lock, memory only), write them after.
         let mut chunks: Vec<u32> = self.dirty_list.iter().map(|id| id / CHUNK_SERIES).collect();
         chunks.sort_unstable();
         chunks.dedup();
-        let mut encoded = Vec::new();
-        let mut ends = Vec::with_capacity(chunks.len());
+        let (totals_encoded, windows_encoded) = self.encode_series_chunks(&chunks, |_| false);
+        let txn = db.begin_write().at(path)?;
         {
-            let live = self.shared.live();
-            for &chunk in &chunks {
-                let first = (chunk * CHUNK_SERIES) as usize;
-                let last = (first + CHUNK_SERIES as usize).min(live.totals.len());
-                for (i, total) in live.totals[first.min(last)..last].iter().enumerate() {
-                    if *total != Aggregate::Empty {
-                        encoded.extend_from_slice(&((first + i) as u32).to_le_bytes());
-                        total.encode(&mut encoded);
-                    }
-                }
-                ends.push(encoded.len());
-            }
-        }
-        let txn = self.db.begin_write().at(path)?;
-        {
-            let mut totals = txn.open_table(TOTALS).at(path)?;
-            let mut start = 0;
-            for (&chunk, &end) in chunks.iter().zip(&ends) {
-                totals.insert(chunk, &encoded[start..end]).at(path)?;
-                start = end;
-            }
+            write_series_chunks(&txn, path, &chunks, &totals_encoded, &windows_encoded)?;
             let mut points = txn.open_table(POINTS).at(path)?;
             let mut buf = Vec::new();
-            self.dirty_points
-                .windows
-                .sort_unstable_by_key(|(window, _)| *window);
-            for (window, series) in &self.dirty_points.windows {
-                for (chunk, aggregates) in series.chunks(CHUNK_SERIES as usize).enumerate() {
-                    let base = chunk as u32 * CHUNK_SERIES;
-                    let mut new = aggregates
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, a)| **a != Aggregate::Empty)
-                        .map(|(i, a)| (base + i as u32, a))
-                        .peekable();
-                    if new.peek().is_none() {
-                        continue;
-                    }
-                    let key = (*window, chunk as u32);
+            // Newest key first: redb gives every key inserted right before a leaf that holds a
+            // single large value (a full chunk) a page of its own when keys come in ascending
+            // order — 4 KiB per point for a backlog of old windows — not in descending order.
+            for (window, entries) in self.pending.sorted().into_iter().rev() {
+                if window < cutoff.div_euclid(self.resolution_ms) * self.resolution_ms {
+                    continue;
+                }
+                let mut rest = entries.as_slice();
+                while let Some(&(last, _)) = rest.last() {
+                    let chunk = last / CHUNK_SERIES;
+                    let start = rest.partition_point(|(series, _)| series / CHUNK_SERIES < chunk);
+                    let (head, new) = rest.split_at(start);
+                    rest = head;
+                    let key = (window, chunk);
                     let stored = match points.get(key).at(path)? {
                         Some(bytes) => {
-                            decode_chunk(bytes.value()).map_err(|e| corrupt(path, e.0))?
+                            decode_chunk(bytes.value()).map_err(|e| super::corrupt(path, e.0))?
                         }
                         None => Vec::new(),
                     };
-                    let merged = merge_chunk(stored, new);
+                    let merged = merge_chunk(stored, new.iter().copied());
                     buf.clear();
                     encode_chunk(&merged, &mut buf);
                     points.insert(key, buf.as_slice()).at(path)?;
@@ -558,6 +536,7 @@ impl Writer {
         debug!(
             series = self.dirty_list.len(),
             records = self.pending_records,
+            points = self.pending.entries(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "folded applied batches"
         );
@@ -566,130 +545,113 @@ impl Writer {
             self.dirty[id as usize] = false;
         }
         self.dirty_list.clear();
-        self.dirty_points.windows.clear();
+        self.pending.clear();
         self.pending_records = 0;
         self.pending_record_bytes = 0;
         Ok(())
     }
 
-    /// Deletes stored windows older than the retention.
-    fn prune(&mut self) -> Result<(), StoreError> {
-        let cutoff = unix_ms() - self.retention_ms;
-        let path = &self.path;
-        let txn = self.db.begin_write().at(path)?;
-        {
-            let mut points = txn.open_table(POINTS).at(path)?;
-            points.retain_in(..(cutoff, 0u32), |_, _| false).at(path)?;
+    /// The totals and last-write encodings of `chunks` from memory, leaving out the series
+    /// `skip` names; one buffer each, with the end offset of every chunk.
+    pub(super) fn encode_series_chunks(
+        &self,
+        chunks: &[u32],
+        skip: impl Fn(u32) -> bool,
+    ) -> (EncodedChunks, EncodedChunks) {
+        let mut totals = EncodedChunks::default();
+        let mut windows = EncodedChunks::default();
+        let live = self.shared.live();
+        for &chunk in chunks {
+            let first = (chunk * CHUNK_SERIES) as usize;
+            let end = first + CHUNK_SERIES as usize;
+            let last = end.min(live.totals.len());
+            for (i, total) in live.totals[first.min(last)..last].iter().enumerate() {
+                let id = (first + i) as u32;
+                if *total != Aggregate::Empty && !skip(id) {
+                    totals.bytes.extend_from_slice(&id.to_le_bytes());
+                    total.encode(&mut totals.bytes);
+                }
+            }
+            totals.ends.push(totals.bytes.len());
+            let last = end.min(self.last_written.len());
+            for (i, &window) in self.last_written[first.min(last)..last].iter().enumerate() {
+                let id = (first + i) as u32;
+                if window != UNKNOWN_WRITE && !skip(id) {
+                    windows.bytes.extend_from_slice(&id.to_le_bytes());
+                    windows.bytes.extend_from_slice(&window.to_le_bytes());
+                }
+            }
+            windows.ends.push(windows.bytes.len());
         }
-        txn.commit().at(path)
+        (totals, windows)
     }
 }
 
-/// Creates missing tables, checks the schema version; returns the store's creation time.
-fn create_tables(db: &Database, path: &Path, now: i64) -> Result<i64, StoreError> {
-    let txn = db.begin_write().at(path)?;
-    let created;
-    {
-        let mut meta = txn.open_table(META).at(path)?;
-        let version = meta.get("schema_version").at(path)?.map(|v| v.value());
-        match version {
-            Some(found) if found != SCHEMA_VERSION => {
-                return Err(StoreError::Schema {
-                    path: path.to_path_buf(),
-                    found,
-                    expected: SCHEMA_VERSION,
-                });
-            }
-            Some(_) => {}
-            None => {
-                meta.insert("schema_version", SCHEMA_VERSION).at(path)?;
-            }
-        }
-        let stored = meta.get("created_unix_ms").at(path)?.map(|v| v.value());
-        created = match stored {
-            Some(ms) => ms as i64,
-            None => {
-                meta.insert("created_unix_ms", now as u64).at(path)?;
-                now
-            }
-        };
-        txn.open_table(AGENTS).at(path)?;
-        txn.open_table(SERIES).at(path)?;
-        txn.open_table(TOTALS).at(path)?;
-        txn.open_table(POINTS).at(path)?;
-        txn.open_table(APPLIED_BATCHES).at(path)?;
-        txn.open_table(ALERT_STATE).at(path)?;
-        txn.open_table(AUDIT_LOG).at(path)?;
-        txn.open_table(DNS_RECORDS).at(path)?;
-        txn.open_table(DNS_CHANGES).at(path)?;
-        txn.open_table(ANOMALIES).at(path)?;
-    }
-    txn.commit().at(path)?;
-    Ok(created)
+/// Encoded values of several chunks back to back.
+#[derive(Debug, Default)]
+pub(super) struct EncodedChunks {
+    pub(super) bytes: Vec<u8>,
+    /// End offset of each chunk's value.
+    pub(super) ends: Vec<usize>,
 }
 
-/// Versions each probe's answer per (kind, target, server) in the same transaction as the
-/// batch: a different hash than the stored one records a [`DnsChange`]. A probe older than the
-/// stored latest one (clock steps) only counts when it is newer.
-fn apply_probes(
+/// Writes the totals and last-write values of `chunks` (an empty value removes the chunk).
+pub(super) fn write_series_chunks(
     txn: &redb::WriteTransaction,
-    path: &Path,
-    agent_id: &str,
-    probes: &[IngestProbe],
+    path: &std::path::Path,
+    chunks: &[u32],
+    totals_encoded: &EncodedChunks,
+    windows_encoded: &EncodedChunks,
 ) -> Result<(), StoreError> {
-    let mut records = txn.open_table(DNS_RECORDS).at(path)?;
-    let mut changes = txn.open_table(DNS_CHANGES).at(path)?;
-    let mut next_id = changes.last().at(path)?.map_or(1, |(k, _)| k.value() + 1);
-    for p in probes {
-        let key = format!("{}\0{}\0{}", p.kind, p.target, p.server);
-        let previous: Option<DnsRecordState> = records
-            .get(key.as_str())
-            .at(path)?
-            .and_then(|v| serde_json::from_slice(v.value()).ok());
-        let state = match previous {
-            Some(prev) if p.at_unix_ms < prev.seen_unix_ms => continue,
-            Some(mut prev) if prev.hash == p.answer_hash && prev.rcode == p.rcode => {
-                prev.seen_unix_ms = p.at_unix_ms;
-                prev.ttl_secs = p.ttl_secs;
-                prev
+    for (table, encoded) in [
+        (TOTALS, totals_encoded),
+        (SERIES_LAST_WRITTEN, windows_encoded),
+    ] {
+        let mut table = txn.open_table(table).at(path)?;
+        let mut start = 0;
+        for (&chunk, &end) in chunks.iter().zip(&encoded.ends) {
+            if end == start {
+                table.remove(chunk).at(path)?;
+            } else {
+                table.insert(chunk, &encoded.bytes[start..end]).at(path)?;
             }
-            Some(prev) => {
-                let change = DnsChange {
-                    id: next_id,
-                    at_unix_ms: p.at_unix_ms,
-                    kind: p.kind.clone(),
-                    target: p.target.clone(),
-                    server: p.server.clone(),
-                    agent_id: agent_id.to_owned(),
-                    old_rcode: prev.rcode,
-                    old_hash: prev.hash,
-                    old_answer: prev.answer,
-                    old_since_unix_ms: prev.since_unix_ms,
-                    new_rcode: p.rcode.clone(),
-                    new_hash: p.answer_hash.clone(),
-                    new_answer: p.answer.clone(),
-                };
-                let json = serde_json::to_vec(&change).expect("changes serialize");
-                changes.insert(next_id, json.as_slice()).at(path)?;
-                next_id += 1;
-                new_state(p)
-            }
-            None => new_state(p),
-        };
-        let json = serde_json::to_vec(&state).expect("record states serialize");
-        records.insert(key.as_str(), json.as_slice()).at(path)?;
+            start = end;
+        }
     }
     Ok(())
 }
 
-fn new_state(p: &IngestProbe) -> DnsRecordState {
-    DnsRecordState {
-        rcode: p.rcode.clone(),
-        hash: p.answer_hash.clone(),
-        answer: p.answer.clone(),
-        ttl_secs: p.ttl_secs,
-        since_unix_ms: p.at_unix_ms,
-        seen_unix_ms: p.at_unix_ms,
+/// Takes the prune requests out of `group`.
+fn take_prunes(
+    group: &mut Vec<WriterCommand>,
+) -> Vec<(i64, tokio::sync::oneshot::Sender<Result<(), StoreError>>)> {
+    let mut prunes = Vec::new();
+    let mut rest = Vec::with_capacity(group.len());
+    for cmd in group.drain(..) {
+        match cmd {
+            WriterCommand::PruneAsOf { now_ms, reply } => prunes.push((now_ms, reply)),
+            other => rest.push(other),
+        }
+    }
+    *group = rest;
+    prunes
+}
+
+/// Fails every command waiting for a reply.
+fn reply_all(group: &mut Vec<WriterCommand>, message: &str) {
+    for cmd in group.drain(..) {
+        match cmd {
+            WriterCommand::Hello { reply, .. } => {
+                let _ = reply.send(Err(StoreError::CommitFailed(message.to_string())));
+            }
+            WriterCommand::Batch { reply, .. } => {
+                let _ = reply.send(Err(StoreError::CommitFailed(message.to_string())));
+            }
+            WriterCommand::Anomalies { reply, .. } => {
+                let _ = reply.send(Err(StoreError::CommitFailed(message.to_string())));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -709,7 +671,12 @@ fn agent_entry<'a>(
     })
 }
 
-fn apply_total(totals: &mut Vec<Aggregate>, series: SeriesId, window: i64, value: ValueRef<'_>) {
+pub(super) fn apply_total(
+    totals: &mut Vec<Aggregate>,
+    series: SeriesId,
+    window: i64,
+    value: ValueRef<'_>,
+) {
     let i = series.index();
     if totals.len() <= i {
         totals.resize(i + 1, Aggregate::Empty);
@@ -717,95 +684,9 @@ fn apply_total(totals: &mut Vec<Aggregate>, series: SeriesId, window: i64, value
     totals[i].apply(window, value);
 }
 
-fn mark_point(
-    dirty: &mut Vec<bool>,
-    dirty_list: &mut Vec<u32>,
-    dirty_points: &mut DirtyWindows,
-    resolution_ms: i64,
-    series: SeriesId,
-    window: i64,
-    value: ValueRef<'_>,
-) {
-    let i = series.index();
-    if dirty.len() <= i {
-        dirty.resize(i + 1, false);
-    }
-    if !dirty[i] {
-        dirty[i] = true;
-        dirty_list.push(series.0);
-    }
-    let stored_window = window.div_euclid(resolution_ms) * resolution_ms;
-    dirty_points.entry(stored_window, i).apply(window, value);
-}
-
-/// Per stored window, the contributions of each series since the last fold, indexed by series
-/// id (dense: agents report the same series every window, and the writer touches one or two
-/// windows at a time, so a vector beats a hash map by far).
-#[derive(Debug, Default)]
-struct DirtyWindows {
-    windows: Vec<(i64, Vec<Aggregate>)>,
-    last: usize,
-}
-
-impl DirtyWindows {
-    fn entry(&mut self, window: i64, series: usize) -> &mut Aggregate {
-        if self
-            .windows
-            .get(self.last)
-            .is_none_or(|(w, _)| *w != window)
-        {
-            self.last = match self.windows.iter().position(|(w, _)| *w == window) {
-                Some(i) => i,
-                None => {
-                    self.windows.push((window, Vec::new()));
-                    self.windows.len() - 1
-                }
-            };
-        }
-        let aggregates = &mut self.windows[self.last].1;
-        if aggregates.len() <= series {
-            aggregates.resize(series + 1, Aggregate::Empty);
-        }
-        &mut aggregates[series]
-    }
-}
-
-/// Merges sorted new contributions into a sorted stored chunk.
-fn merge_chunk<'a>(
-    stored: Vec<(u32, Aggregate)>,
-    new: impl Iterator<Item = (u32, &'a Aggregate)>,
-) -> Vec<(u32, Aggregate)> {
-    let mut out = Vec::with_capacity(stored.len());
-    let mut stored = stored.into_iter().peekable();
-    for (series, add) in new {
-        while let Some((s, _)) = stored.peek()
-            && *s < series
-        {
-            out.push(stored.next().expect("peeked"));
-        }
-        match stored.peek() {
-            Some((s, _)) if *s == series => {
-                let (s, mut aggregate) = stored.next().expect("peeked");
-                aggregate.merge(add);
-                out.push((s, aggregate));
-            }
-            _ => out.push((series, add.clone())),
-        }
-    }
-    out.extend(stored);
-    out
-}
-
 fn command_bytes(cmd: &WriterCommand) -> usize {
     match cmd {
         WriterCommand::Batch { batch, .. } => batch.encoded_bytes.max(1),
         _ => 1,
-    }
-}
-
-fn corrupt(path: &Path, what: &'static str) -> StoreError {
-    StoreError::Corrupt {
-        path: path.to_path_buf(),
-        source: super::CorruptRecord(what),
     }
 }
