@@ -131,5 +131,7 @@ mod tests {
         let config: CollectorConfig = toml::from_str(text).expect("packaging/collector.toml");
         assert!(config.detect.enabled);
         assert_eq!(config.detect.settle_secs, 120);
+        assert_eq!(config.store.max_series_per_agent, 50_000);
+        assert_eq!(config.store.max_dns_records_per_agent, 20_000);
     }
 }

@@ -172,6 +172,12 @@ impl Engine {
         self.step_secs
     }
 
+    /// Forgets which view series each stored series id feeds: the store reuses the ids of
+    /// expired series, so routes are worked out again from the definitions.
+    pub fn forget_routes(&mut self) {
+        self.routes.clear();
+    }
+
     /// View series judged.
     pub fn series_count(&self) -> usize {
         self.series.len()

@@ -228,6 +228,7 @@ pub async fn run_analyzer(
     let history_ms = (cfg.history_days.max(1) * 86_400_000) as i64;
     let settle_ms = (cfg.settle_secs * 1000) as i64;
     let mut next_ms: Option<i64> = None;
+    let mut generation = store.registry().generation();
     let mut tick = tokio::time::interval(Duration::from_secs(cfg.interval_secs.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -236,6 +237,12 @@ pub async fn run_analyzer(
             _ = shutdown.changed() => return,
         }
         let Some(mut e) = engine.take() else { return };
+        // Series expired since the last round: their ids may name other series now.
+        let current = store.registry().generation();
+        if current != generation {
+            generation = current;
+            e.forget_routes();
+        }
         let now = unix_ms();
         // Windows that ended at least `settle_secs` ago.
         let until = (now - settle_ms).div_euclid(resolution_ms) * resolution_ms;
