@@ -492,15 +492,11 @@ impl<'r> BatchDecoder<'r> {
                 Box::new([])
             },
         };
-        let id = self
-            .registry
-            .intern(&self.host, &self.key, def)
-            .map_err(|e| match e {
-                InternError::TooManySeries(_) => {
-                    Invalid::new(RejectReason::SeriesLimit, e.to_string())
-                }
-                InternError::KindConflict { .. } => Invalid::sample(n, e),
-            })?;
+        let interned = self.registry.intern(&self.host, &self.key, def);
+        let id = interned.map_err(|e| match e {
+            InternError::TooManySeries(_) => Invalid::new(RejectReason::SeriesLimit, e.to_string()),
+            InternError::KindConflict { .. } => Invalid::sample(n, e),
+        })?;
         let def = self.registry.read().def(id).clone();
         Ok((id, def))
     }

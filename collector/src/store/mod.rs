@@ -2,14 +2,22 @@
 //!
 //! Write path: ingest handlers send [`WriterCommand`]s over a bounded channel; one writer thread
 //! drains what is queued (group commit), decides per batch applied / duplicate against the
-//! agent's high-water seq, writes the batch (as a compact applied-batch record) together with
-//! the new high-water seq and the registry in **one** write transaction, commits (fsync), updates
+//! high-water seq of the agent's incarnation (the stream's Hello names it; a wiped agent starts
+//! a new one at seq 1), writes the batch (as a compact applied-batch record) together with the
+//! new high-water seq and the registry in **one** write transaction, commits (fsync), updates
 //! the in-memory totals and only then replies — so an ack always means durable.
 //!
 //! Applied-batch records are a write-ahead log: every `fold_interval_secs` the writer folds them
 //! into the per-series `totals` and the per-window `points` chunks and deletes them, in one
-//! transaction. At startup totals are loaded and the remaining records replayed, so a crash at
-//! any point (kill -9) loses nothing that was acknowledged and applies nothing twice.
+//! transaction. Until then their contributions wait in memory, sparse: whatever windows a batch
+//! names, memory follows the samples it carries. At startup totals are loaded and the remaining
+//! records replayed, so a crash at any point (kill -9) loses nothing that was acknowledged and
+//! applies nothing twice.
+//!
+//! Limits: series per agent (past the quota new label sets fold into `other` series), DNS
+//! records per agent, and a retention for everything stored (windows, idle series, DNS records
+//! and changes, anomalies). After an I/O error (disk full) the writer refuses batches, reopens
+//! the database and reloads its memory from it, then resumes.
 //!
 //! Read path: `/metrics` and OTLP read [`StoreHandle::snapshot`], a copy of the in-memory totals
 //! taken under a short lock; they never touch redb or wait for a commit.
