@@ -112,6 +112,9 @@ pub enum BatchOutcome {
     Applied {
         /// Seq numbers between the previous high-water mark and this batch.
         missing: u64,
+        /// Probes of new DNS records refused (the agent's record cap), not applied; the rest
+        /// of the batch was.
+        dns_probes_refused: u64,
     },
     /// seq ≤ high-water mark: acknowledged, not applied.
     Duplicate,

@@ -279,6 +279,7 @@ impl Writer {
                             record.batches_missing += missing;
                             record.batches_dropped_reported += batch.dropped_batches;
                             record.samples_applied += batch.samples.len() as u64;
+                            let mut dns_probes_refused = 0;
                             if !batch.probes.is_empty() {
                                 let refused = dns::apply_probes(
                                     &txn,
@@ -289,6 +290,7 @@ impl Writer {
                                 )?;
                                 record.dns_probes_refused += refused;
                                 probes_refused += refused;
+                                dns_probes_refused = refused;
                             }
                             if !batch.samples.is_empty() {
                                 buf.clear();
@@ -297,7 +299,10 @@ impl Writer {
                                 record_id += 1;
                                 record_bytes += buf.len();
                             }
-                            Some(BatchOutcome::Applied { missing })
+                            Some(BatchOutcome::Applied {
+                                missing,
+                                dns_probes_refused,
+                            })
                         }
                     }
                     WriterCommand::Disconnected { agent_id } => {
@@ -408,7 +413,7 @@ impl Writer {
         let stats = &self.stats;
         for decision in decisions.iter().flatten() {
             match decision {
-                BatchOutcome::Applied { missing } => {
+                BatchOutcome::Applied { missing, .. } => {
                     CollectorStats::add(&stats.batches_applied, 1);
                     CollectorStats::add(&stats.batches_missing, *missing);
                 }
