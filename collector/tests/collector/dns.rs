@@ -24,7 +24,7 @@ fn probes_batch(seq: u64, probes: Vec<Probe>) -> AgentMessage {
     AgentMessage {
         kind: Some(agent_message::Kind::Batch(Batch {
             seq,
-            created_unix_ms: WINDOW_MS,
+            created_unix_ms: *WINDOW_MS,
             probes,
             ..Batch::default()
         })),
@@ -46,7 +46,7 @@ async fn answer_changes_are_recorded_once_per_server_and_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let collector = start(config(dir.path())).await;
     let mut agent = AgentStream::mx1(collector.grpc_addr()).await;
-    let t = WINDOW_MS;
+    let t = *WINDOW_MS;
     let ns1 = "ns1.example.com@192.0.2.53:53";
     let ns2 = "ns2.example.com@192.0.2.54:53";
     let batches = vec![
@@ -120,25 +120,32 @@ async fn answer_changes_are_recorded_once_per_server_and_survive_a_restart() {
     assert_eq!(changes(&collector, "?limit=1").await.len(), 1);
     assert_eq!(changes(&collector, "?target=com").await.len(), 2);
 
-    // Invalid probes are refused with the batch.
-    agent
-        .send(probes_batch(7, vec![probe("", "x", "", t, "a")]))
-        .await;
-    assert!(agent.next_ack().await.is_err(), "empty kind refused");
-
-    collector.shutdown().await.expect("clean shutdown");
-    let collector = start(config(dir.path())).await;
-    assert_eq!(changes(&collector, "").await.len(), 3, "durable");
-    let mut agent = AgentStream::mx1(collector.grpc_addr()).await;
+    // An invalid probe is refused on its own, the rest of its batch applied.
     agent
         .send(probes_batch(
             7,
-            vec![probe("txt", "other.test", "", t + 2, "c")],
+            vec![
+                probe("", "x", "", t, "a"),
+                probe("txt", "other.test", "", t + 2, "c"),
+            ],
         ))
         .await;
-    assert_eq!(agent.next_ack().await.expect("ack"), (7, false));
+    let ack = agent.next_full_ack().await.expect("ack");
+    assert_eq!(refused(&ack), [("bad_probe".to_string(), 1)], "empty kind");
+
+    collector.shutdown().await.expect("clean shutdown");
+    let collector = start(config(dir.path())).await;
+    assert_eq!(changes(&collector, "").await.len(), 4, "durable");
+    let mut agent = AgentStream::mx1(collector.grpc_addr()).await;
+    agent
+        .send(probes_batch(
+            8,
+            vec![probe("txt", "other.test", "", t + 3, "d")],
+        ))
+        .await;
+    assert_eq!(agent.next_ack().await.expect("ack"), (8, false));
     let other = changes(&collector, "?target=other.test").await;
-    assert_eq!(other.len(), 2);
-    assert_eq!(other[0]["old_answer"], "b", "state kept across the restart");
+    assert_eq!(other.len(), 3);
+    assert_eq!(other[0]["old_answer"], "c", "state kept across the restart");
     collector.shutdown().await.expect("clean shutdown");
 }

@@ -37,7 +37,7 @@ async fn populated_collector(
                     &[("dsn_class", "5"), ("reason", "say \"no\"\\n")],
                     2.0,
                 ),
-                gauge("queue_messages", &[("queue", "deferred")], WINDOW_MS, 12.0),
+                gauge("queue_messages", &[("queue", "deferred")], *WINDOW_MS, 12.0),
                 histogram(
                     "delivery_delay_seconds",
                     &[0.1, 1.0, 10.0],
@@ -125,6 +125,7 @@ async fn otlp_export_reaches_a_receiver_with_the_same_totals() {
         endpoint: format!("http://{receiver_addr}"),
         interval_secs: 1,
         timeout_secs: 5,
+        max_request_bytes: mailpulse_collector::expose::otlp::DEFAULT_MAX_REQUEST_BYTES,
     });
     let collector = populated_collector(config).await;
 
@@ -193,14 +194,14 @@ async fn gauges_a_host_stopped_reporting_are_hidden() {
     let hour = 3_600_000;
     let batches = [
         vec![
-            gauge(metric, &[("domain", "left.example")], WINDOW_MS, 5.0),
-            gauge(metric, &[("domain", "stays.example")], WINDOW_MS, 7.0),
+            gauge(metric, &[("domain", "left.example")], *WINDOW_MS, 5.0),
+            gauge(metric, &[("domain", "stays.example")], *WINDOW_MS, 7.0),
         ],
         // Ten minutes later: still within the default 15 minutes.
         vec![gauge(
             metric,
             &[("domain", "stays.example")],
-            WINDOW_MS + hour / 6,
+            *WINDOW_MS + hour / 6,
             8.0,
         )],
     ];
@@ -225,7 +226,7 @@ async fn gauges_a_host_stopped_reporting_are_hidden() {
     let later = vec![gauge(
         metric,
         &[("domain", "stays.example")],
-        WINDOW_MS + hour,
+        *WINDOW_MS + hour,
         0.0,
     )];
     assert_eq!(agent.batch(3, later).await.expect("ack"), (3, false));
