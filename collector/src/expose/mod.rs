@@ -327,6 +327,62 @@ fn bounded_json_list<T: Serialize>(items: &[T], max_bytes: usize, capped: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreConfig;
+
+    #[tokio::test]
+    async fn scrapes_beyond_the_render_slots_wait_then_get_503() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = Arc::new(CollectorStats::default());
+        let config = StoreConfig {
+            path: dir.path().join("collector.redb"),
+            ..StoreConfig::default()
+        };
+        let (store, writer) = crate::store::open(&config, 100, stats.clone()).expect("store");
+        let state = HttpState::new(
+            store,
+            stats,
+            Arc::new(Liveness::default()),
+            Duration::from_secs(180),
+            Arc::new(crate::analyze::Bands::default()),
+            Arc::new(RefusedSamples::default()),
+            Arc::new(ListenerStats::default()),
+            Arc::new(ListenerStats::default()),
+            HttpConfig {
+                max_concurrent_metrics_renders: 2,
+                metrics_queue_timeout_secs: 1,
+                ..HttpConfig::default()
+            },
+        );
+        assert_eq!(metrics(State(state.clone())).await.status(), StatusCode::OK);
+        // Both slots busy (two renders in progress): a third scrape waits, then gets 503.
+        let busy = state
+            .metrics_renders
+            .clone()
+            .acquire_many_owned(2)
+            .await
+            .expect("slots");
+        let started = std::time::Instant::now();
+        let response = metrics(State(state.clone())).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(started.elapsed() >= Duration::from_millis(900));
+        assert_eq!(state.metrics_busy.load(Ordering::Relaxed), 1);
+        // A slot that frees while it waits serves it.
+        let waiting = tokio::spawn(metrics(State(state.clone())));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(busy);
+        assert_eq!(waiting.await.expect("task").status(), StatusCode::OK);
+        let text =
+            axum::body::to_bytes(metrics(State(state.clone())).await.into_body(), usize::MAX)
+                .await
+                .expect("body");
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            text.contains("mailpulse_collector_metrics_busy_total 1\n"),
+            "{text}"
+        );
+        drop(state);
+        writer.join().await.expect("writer stops");
+    }
 
     #[test]
     fn lists_are_cut_to_their_byte_budget_and_say_so() {
