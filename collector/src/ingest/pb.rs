@@ -220,7 +220,7 @@ const MAX_KNOWN_PER_STREAM: usize = 200_000;
 /// Most bytes of cached label-set encodings per stream; the cache starts over beyond it. Valid
 /// label sets are bounded (names, values, label count), but one label set can be encoded in
 /// many byte-different ways.
-const MAX_CACHED_BYTES_PER_STREAM: usize = 32 * 1024 * 1024;
+const MAX_CACHED_BYTES_PER_STREAM: usize = 16 * 1024 * 1024;
 
 #[derive(Clone, Copy)]
 enum RawValue<'a> {

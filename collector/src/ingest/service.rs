@@ -63,8 +63,7 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         // Any request counts: the connection's handshake deadline no longer applies.
-        let connection = connection_of(req.extensions());
-        if let Some(info) = &connection {
+        if let Some(info) = connection_of(req.extensions()) {
             info.request_started();
         }
         if req.uri().path() != STREAM_PATH {
@@ -82,15 +81,12 @@ where
 }
 
 /// The connection a request came on (plaintext or TLS).
-fn connection_of(extensions: &http::Extensions) -> Option<ConnectionInfo> {
-    extensions
-        .get::<ConnectionInfo>()
-        .or_else(|| {
-            extensions
-                .get::<TlsConnectInfo<ConnectionInfo>>()
-                .map(|tls| tls.get_ref())
-        })
-        .cloned()
+fn connection_of(extensions: &http::Extensions) -> Option<&ConnectionInfo> {
+    extensions.get::<ConnectionInfo>().or_else(|| {
+        extensions
+            .get::<TlsConnectInfo<ConnectionInfo>>()
+            .map(|tls| tls.get_ref())
+    })
 }
 
 /// The client (end-entity) certificate of the connection a request came on, DER, if any.

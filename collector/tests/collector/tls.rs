@@ -175,7 +175,7 @@ async fn a_tls_handshake_that_stalls_is_abandoned_within_the_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let dir = tempfile::tempdir().expect("tempdir");
-    make_pki(dir.path());
+    let pki = make_pki(dir.path());
     let mut config = mtls_config(dir.path());
     config.grpc.handshake_timeout_secs = 1;
     let collector = start(config).await;
@@ -205,5 +205,25 @@ async fn a_tls_handshake_that_stalls_is_abandoned_within_the_timeout() {
     .await;
     assert!(closed.is_ok(), "still open after 5 s");
     assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+
+    // An agent that completed its handshake and made a request stays connected past it.
+    let mut client = within(
+        "TLS connect with cert",
+        tls_client(collector.grpc_addr(), &pki, true),
+    )
+    .await
+    .expect("mTLS handshake");
+    let mut agent = AgentStream::open(&mut client, Some(TOKEN_MX1))
+        .await
+        .expect("stream opens");
+    agent.send(hello("mx1", "mx1.example")).await;
+    for seq in 1..=2 {
+        let ack = agent
+            .batch(seq, vec![counter("messages_sent", &[], 1.0)])
+            .await
+            .expect("ack");
+        assert_eq!(ack, (seq, false));
+        tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    }
     collector.shutdown().await.expect("clean shutdown");
 }
