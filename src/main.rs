@@ -194,7 +194,7 @@ enum Command {
     },
     /// Run the collector: ingest agent streams, store windows, serve /metrics and the API.
     #[command(
-        after_help = "Examples:\n  mailpulse collector --config /etc/mailpulse/collector.toml\n\nSee packaging/collector.toml for every setting. gRPC for agents (default 0.0.0.0:4770),\nHTTP for /metrics, /healthz and /api/v1/agents (default 127.0.0.1:9470)."
+        after_help = "Examples:\n  mailpulse collector --config /etc/mailpulse/collector.toml\n\nSee packaging/collector.toml for every setting. gRPC for agents (default 127.0.0.1:4770;\nanother address needs [tls] or allow_plaintext_grpc = true), HTTP for /metrics, /healthz\nand /api/v1/* (default 127.0.0.1:9470)."
     )]
     Collector {
         /// Collector configuration file (TOML).

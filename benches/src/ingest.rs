@@ -22,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use bytes::{BufMut, Bytes, BytesMut};
 use clap::Parser;
 use mailpulse_collector::CollectorConfig;
+use mailpulse_collector::ingest::auth::TokenSpec;
 use mailpulse_proto::v1::{
     AgentMessage, CollectorMessage, Hello, Histogram, Label, Sample, agent_message,
     collector_message, sample,
@@ -60,7 +61,15 @@ struct Args {
 /// Distinct windows per agent; batches cycle through them (window start advances by 60 s).
 const WINDOWS: usize = 16;
 const WINDOW_MS: i64 = 60_000;
-const BASE_MS: i64 = 1_767_225_600_000;
+/// The first window: an hour ago, on a whole hour (the collector accepts windows of its
+/// retention period only).
+fn base_ms() -> i64 {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    (now_ms / 3_600_000 - 1) * 3_600_000
+}
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -89,7 +98,10 @@ async fn run(args: Args) -> Result<()> {
     config.limits.agent_burst_samples = u64::MAX / 4;
     config.limits.max_in_flight_batches = args.in_flight;
     for agent in 0..args.agents {
-        config.auth.tokens.insert(agent_id(agent), token(agent));
+        config.auth.tokens.insert(
+            agent_id(agent),
+            TokenSpec::bound(token(agent), &[host(agent).as_str()]),
+        );
     }
     let collector = mailpulse_collector::start(config)
         .await
@@ -302,9 +314,10 @@ fn batch_frame(seq: u64, samples: &[u8]) -> Bytes {
 
 /// Encoded `Batch.samples` fields of one agent, one block per window.
 fn window_blocks(agent: usize, series: usize) -> Vec<Bytes> {
+    let base_ms = base_ms();
     (0..WINDOWS)
         .map(|w| {
-            let window_start = BASE_MS + w as i64 * WINDOW_MS;
+            let window_start = base_ms + w as i64 * WINDOW_MS;
             let mut block = Vec::new();
             for i in 0..series {
                 let sample = bench_sample(agent, i, window_start);

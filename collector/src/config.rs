@@ -11,16 +11,22 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use crate::analyze::AnalyzeConfig;
+use crate::expose::HttpConfig;
 use crate::expose::otlp::OtlpConfig;
-use crate::ingest::{AuthConfig, LimitsConfig, TlsConfig};
+use crate::ingest::{AuthConfig, GrpcConfig, LimitsConfig, TlsConfig};
 use crate::store::StoreConfig;
 
 /// Everything `mailpulse collector` needs to run.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CollectorConfig {
-    /// Where agents connect (gRPC, `AgentService`). Port 0 picks a free port.
+    /// Where agents connect (gRPC, `AgentService`). Port 0 picks a free port. Without `[tls]`
+    /// only a loopback address is accepted (bearer tokens would cross the network in clear),
+    /// unless `allow_plaintext_grpc` says otherwise.
     pub grpc_listen_addr: SocketAddr,
+    /// Serve agents without TLS on a non-loopback `grpc_listen_addr` (tokens and data in
+    /// clear: only behind a tunnel or on a trusted network).
+    pub allow_plaintext_grpc: bool,
     /// Where `/metrics`, `/healthz` and `/api/v1/agents` are served. Port 0 picks a free port.
     pub http_listen_addr: SocketAddr,
     /// An agent with no open stream, or silent for this long, is reported down.
@@ -31,6 +37,10 @@ pub struct CollectorConfig {
     pub tls: Option<TlsConfig>,
     /// Limits on what one agent may send.
     pub limits: LimitsConfig,
+    /// Connections and timeouts of the gRPC listener.
+    pub grpc: GrpcConfig,
+    /// Connections, timeouts and response sizes of the HTTP listener.
+    pub http: HttpConfig,
     /// The embedded store.
     pub store: StoreConfig,
     /// Periodic OTLP export of the fleet totals; absent = off.
@@ -42,16 +52,50 @@ pub struct CollectorConfig {
 impl Default for CollectorConfig {
     fn default() -> Self {
         Self {
-            grpc_listen_addr: SocketAddr::from(([0, 0, 0, 0], 4770)),
+            grpc_listen_addr: SocketAddr::from(([127, 0, 0, 1], 4770)),
+            allow_plaintext_grpc: false,
             http_listen_addr: SocketAddr::from(([127, 0, 0, 1], 9470)),
             agent_down_after_secs: 180,
             auth: AuthConfig::default(),
             tls: None,
             limits: LimitsConfig::default(),
+            grpc: GrpcConfig::default(),
+            http: HttpConfig::default(),
             store: StoreConfig::default(),
             otlp: None,
             detect: AnalyzeConfig::default(),
         }
+    }
+}
+
+/// A configuration that parses but must not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Agents would send their tokens in clear over the network.
+    #[error(
+        "grpc_listen_addr {addr} is not a loopback address and [tls] is not configured: agent \
+         tokens and data would cross the network in clear. Configure [tls] (cert_path, \
+         key_path), listen on 127.0.0.1, or set allow_plaintext_grpc = true"
+    )]
+    PlaintextGrpc {
+        /// The listen address.
+        addr: SocketAddr,
+    },
+}
+
+impl CollectorConfig {
+    /// Checks what parsing cannot: the collector refuses to start (and `mailpulse config
+    /// check` fails) on an error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls.is_none()
+            && !self.grpc_listen_addr.ip().is_loopback()
+            && !self.allow_plaintext_grpc
+        {
+            return Err(ConfigError::PlaintextGrpc {
+                addr: self.grpc_listen_addr,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -83,6 +127,30 @@ mod tests {
             agent_burst_samples = 200000
             max_series = 500000
             max_in_flight_batches = 4
+            max_agent_bytes_per_sec = 4194304
+            agent_burst_bytes = 33554432
+            max_streams_per_agent = 2
+            max_histogram_buckets = 32
+            max_clock_skew_secs = 120
+
+            [grpc]
+            max_connections = 512
+            handshake_timeout_secs = 5
+            hello_timeout_secs = 5
+            keepalive_interval_secs = 20
+            keepalive_timeout_secs = 10
+            max_streams_per_connection = 4
+
+            [http]
+            max_connections = 64
+            header_read_timeout_secs = 5
+            request_timeout_secs = 20
+            write_stall_timeout_secs = 20
+            max_concurrent_metrics_renders = 1
+            metrics_queue_timeout_secs = 2
+            max_list_items = 500
+            max_dns_changes = 100
+            max_response_bytes = 8388608
 
             [store]
             path = "/var/lib/mailpulse/collector.redb"
@@ -97,6 +165,7 @@ mod tests {
             [otlp]
             endpoint = "http://127.0.0.1:4317"
             interval_secs = 30
+            max_request_bytes = 1000000
         "#;
         let config: CollectorConfig = toml::from_str(text).expect("valid config");
         assert_eq!(config.agent_down_after_secs, 120);
@@ -105,10 +174,18 @@ mod tests {
             tls.require_client_cert,
             "client certs required by default with a CA"
         );
-        assert_eq!(config.otlp.expect("otlp").timeout_secs, 10);
+        let otlp = config.otlp.expect("otlp");
+        assert_eq!((otlp.timeout_secs, otlp.max_request_bytes), (10, 1_000_000));
         assert_eq!(config.limits.max_series, 500_000);
+        assert_eq!(config.limits.max_streams_per_agent, 2);
+        assert_eq!(config.grpc.hello_timeout_secs, 5);
+        assert_eq!(config.http.max_dns_changes, 100);
 
         let empty: CollectorConfig = toml::from_str("").expect("all defaults");
+        assert!(empty.grpc_listen_addr.ip().is_loopback());
+        assert_eq!(empty.limits.max_histogram_buckets, 64);
+        assert_eq!(empty.limits.max_clock_skew_secs, 300);
+        assert_eq!(empty.http.max_concurrent_metrics_renders, 2);
         assert_eq!(empty.store.resolution_secs, 300);
         assert_eq!(empty.store.retention_days, 35);
 
@@ -116,6 +193,8 @@ mod tests {
             "unknown = 1",
             "[store]\nretention = 35",
             "[limits]\nmax_message_size = 1",
+            "[grpc]\nhandshake_timeout = 1",
+            "[http]\nmax_conns = 1",
         ] {
             let error = toml::from_str::<CollectorConfig>(bad).expect_err(bad);
             assert!(
@@ -126,12 +205,47 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_configuration_parses() {
+    fn the_shipped_configuration_parses_and_uses_tls() {
         let text = include_str!("../../packaging/collector.toml");
         let config: CollectorConfig = toml::from_str(text).expect("packaging/collector.toml");
         assert!(config.detect.enabled);
         assert_eq!(config.detect.settle_secs, 120);
         assert_eq!(config.store.max_series_per_agent, 50_000);
         assert_eq!(config.store.max_dns_records_per_agent, 20_000);
+        assert!(
+            config.tls.is_some(),
+            "the packaged collector serves agents over TLS"
+        );
+        assert!(!config.allow_plaintext_grpc);
+        config.validate().expect("valid");
+    }
+
+    #[test]
+    fn plaintext_grpc_is_refused_off_loopback_unless_allowed() {
+        let parse = |text: &str| toml::from_str::<CollectorConfig>(text).expect("parses");
+        parse("")
+            .validate()
+            .expect("the default listens on loopback");
+        parse("grpc_listen_addr = \"[::1]:4770\"")
+            .validate()
+            .expect("IPv6 loopback");
+        for addr in ["0.0.0.0:4770", "192.0.2.1:4770", "[::]:4770"] {
+            let config = parse(&format!("grpc_listen_addr = \"{addr}\""));
+            let error = config.validate().expect_err(addr);
+            assert!(
+                error.to_string().contains("allow_plaintext_grpc"),
+                "{error}"
+            );
+            parse(&format!(
+                "grpc_listen_addr = \"{addr}\"\nallow_plaintext_grpc = true"
+            ))
+            .validate()
+            .expect("explicitly allowed");
+            parse(&format!(
+                "grpc_listen_addr = \"{addr}\"\n[tls]\ncert_path = \"c\"\nkey_path = \"k\""
+            ))
+            .validate()
+            .expect("TLS");
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod detect;
 pub mod expose;
 pub mod ingest;
 pub mod model;
+pub mod net;
 pub mod stats;
 pub mod store;
 
@@ -29,14 +30,17 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use analyze::AnalyzeConfig;
-pub use config::CollectorConfig;
+pub use config::{CollectorConfig, ConfigError};
+pub use expose::HttpConfig;
 pub use expose::otlp::OtlpConfig;
-pub use ingest::{AuthConfig, LimitsConfig, TlsConfig};
+pub use ingest::{AuthConfig, GrpcConfig, LimitsConfig, TlsConfig};
 pub use store::StoreConfig;
 
-use ingest::Ingest;
 use ingest::auth::{AuthError, TokenTable};
 use ingest::liveness::Liveness;
+use ingest::refusal::RefusedSamples;
+use ingest::{ClientCertificates, Ingest, IngestPolicy};
+use net::{ConnectionLimits, GuardedListener, ListenerStats};
 use stats::CollectorStats;
 use store::{StoreError, StoreHandle, WriterThread};
 
@@ -70,6 +74,9 @@ pub enum CollectorError {
     /// A config value is unusable.
     #[error("config: {0}")]
     Config(String),
+    /// The configuration must not run as it is.
+    #[error("config: {0}")]
+    Invalid(#[from] ConfigError),
     /// The gRPC server failed (TLS setup, transport).
     #[error("gRPC server: {0}")]
     Grpc(#[source] tonic::transport::Error),
@@ -102,34 +109,53 @@ pub async fn run(
 
 /// Starts the collector and returns once both listeners are bound.
 pub async fn start(config: CollectorConfig) -> Result<RunningCollector, CollectorError> {
+    config.validate()?;
     let tokens = TokenTable::load(&config.auth)?;
-    let tls = config.tls.as_ref().map(ingest::tls_config).transpose()?;
-    let (incoming, grpc_addr) = ingest::bind(config.grpc_listen_addr)?;
-    let http_listener = tokio::net::TcpListener::bind(config.http_listen_addr)
-        .await
-        .map_err(|source| CollectorError::Bind {
-            addr: config.http_listen_addr,
-            source,
-        })?;
-    let http_addr = http_listener
-        .local_addr()
-        .map_err(|source| CollectorError::Bind {
-            addr: config.http_listen_addr,
-            source,
-        })?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|tls| ingest::tls_config(tls, &config.grpc))
+        .transpose()?;
+    let grpc_listener = Arc::new(ListenerStats::default());
+    let http_listener = Arc::new(ListenerStats::default());
+    let (incoming, grpc_addr) =
+        ingest::bind(config.grpc_listen_addr, &config.grpc, grpc_listener.clone())?;
+    let http_limits = ConnectionLimits {
+        max_connections: config.http.max_connections,
+        // hyper's header-read timeout covers the first request and idle keep-alives.
+        first_request_timeout: None,
+        write_stall_timeout: Some(Duration::from_secs(
+            config.http.write_stall_timeout_secs.max(1),
+        )),
+    };
+    let http_bind_error = |source| CollectorError::Bind {
+        addr: config.http_listen_addr,
+        source,
+    };
+    let http_incoming =
+        GuardedListener::bind(config.http_listen_addr, http_limits, http_listener.clone())
+            .map_err(http_bind_error)?;
+    let http_addr = http_incoming.local_addr().map_err(http_bind_error)?;
 
     let stats = Arc::new(CollectorStats::default());
     let (store, writer) = store::open(&config.store, config.limits.max_series, stats.clone())?;
     let liveness = Arc::new(Liveness::default());
+    let refused = Arc::new(RefusedSamples::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let bands = Arc::new(analyze::Bands::default());
 
     let ingest = Ingest::new(
         tokens,
-        config.limits.clone(),
+        IngestPolicy {
+            limits: config.limits.clone(),
+            grpc: config.grpc.clone(),
+            client_certificates: ClientCertificates::of(config.tls.as_ref()),
+            retention_secs: config.store.retention_days.saturating_mul(86_400),
+        },
         store.clone(),
         stats.clone(),
         liveness.clone(),
+        refused.clone(),
         shutdown_rx.clone(),
     );
     let grpc_task = tokio::spawn(ingest::serve(
@@ -139,19 +165,29 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
         signalled(shutdown_rx.clone()),
     ));
 
-    let http_state = expose::HttpState {
-        store: store.clone(),
-        stats: stats.clone(),
+    let http_state = expose::HttpState::new(
+        store.clone(),
+        stats.clone(),
         liveness,
-        agent_down_after: Duration::from_secs(config.agent_down_after_secs),
-        bands: bands.clone(),
-    };
+        Duration::from_secs(config.agent_down_after_secs),
+        bands.clone(),
+        refused,
+        grpc_listener,
+        http_listener.clone(),
+        config.http.clone(),
+    );
     let http_shutdown = signalled(shutdown_rx.clone());
+    let http_config = config.http.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, expose::router(http_state))
-            .with_graceful_shutdown(http_shutdown)
-            .await
-            .map_err(CollectorError::Http)
+        expose::server::serve(
+            http_incoming,
+            expose::router(http_state),
+            &http_config,
+            http_listener,
+            http_shutdown,
+        )
+        .await;
+        Ok(())
     });
 
     if config.detect.enabled {

@@ -24,11 +24,15 @@ pub enum RejectReason {
     RateLimited,
     /// The store refuses new series (`max_series`).
     SeriesLimit,
+    /// The agent already has `max_streams_per_agent` streams open.
+    TooManyStreams,
+    /// An authenticated stream sent no Hello within `hello_timeout_secs`.
+    HelloTimeout,
 }
 
 impl RejectReason {
     /// Every reason, in exposition order.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::Unauthenticated,
         RejectReason::AgentMismatch,
         RejectReason::NoHello,
@@ -38,6 +42,8 @@ impl RejectReason {
         RejectReason::MessageTooLarge,
         RejectReason::RateLimited,
         RejectReason::SeriesLimit,
+        RejectReason::TooManyStreams,
+        RejectReason::HelloTimeout,
     ];
 
     /// Label value.
@@ -52,6 +58,8 @@ impl RejectReason {
             RejectReason::MessageTooLarge => "message_too_large",
             RejectReason::RateLimited => "rate_limited",
             RejectReason::SeriesLimit => "series_limit",
+            RejectReason::TooManyStreams => "too_many_streams",
+            RejectReason::HelloTimeout => "hello_timeout",
         }
     }
 }

@@ -58,9 +58,11 @@ pub fn write_configs(d: &Path, log: &Path, agent_extra: &str) -> u16 {
     std::fs::write(
         d.join("collector.toml"),
         format!(
+            // The agent's host is mx1; the real Postfix instances log as `mx`. Synthetic logs
+            // have BSD timestamps (no year) up to a year back: the retention covers them.
             "grpc_listen_addr = \"127.0.0.1:{grpc}\"\nhttp_listen_addr = \"127.0.0.1:{http}\"\n\
-             [auth]\ntokens = {{ mx1 = \"{TOKEN}\" }}\n\
-             [store]\npath = \"{}\"\nfold_interval_secs = 1\n",
+             [auth]\ntokens = {{ mx1 = {{ token = \"{TOKEN}\", hosts = [\"mx1\", \"mx\"] }} }}\n\
+             [store]\npath = \"{}\"\nfold_interval_secs = 1\nretention_days = 400\n",
             d.join("collector.redb").display()
         ),
     )

@@ -2,6 +2,10 @@
 //! gauges as gauges, histograms as cumulative explicit-bucket histograms. Metric names are the
 //! Prometheus family names without `_total` (`mailpulse_messages_delivered`); an OTLP →
 //! Prometheus bridge adds the suffix back.
+//!
+//! One export is sent as several requests of at most `max_request_bytes` each (receivers refuse
+//! messages over 4 MiB by default); a metric whose points do not fit in one request is split
+//! across requests, each repeating the metric's name and type.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,6 +18,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
 use serde::Deserialize;
 use tokio::sync::watch;
 use tonic::transport::{ClientTlsConfig, Endpoint};
@@ -36,6 +41,16 @@ pub struct OtlpConfig {
     /// Timeout of one export call.
     #[serde(default = "default_otlp_timeout_secs")]
     pub timeout_secs: u64,
+    /// Largest encoded request, in bytes; an export is split into as many requests as needed.
+    #[serde(default = "default_otlp_max_request_bytes")]
+    pub max_request_bytes: usize,
+}
+
+/// Under the 4 MiB (4 194 304 bytes) receivers accept by default, with room for gRPC framing.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4_000_000;
+
+fn default_otlp_max_request_bytes() -> usize {
+    DEFAULT_MAX_REQUEST_BYTES
 }
 
 fn default_otlp_interval_secs() -> u64 {
@@ -70,21 +85,23 @@ pub async fn run_exporter(
             _ = shutdown.changed() => return,
         }
         let snapshot = store.snapshot();
-        let request = build_request(&snapshot, store.created_unix_ms(), unix_nanos());
-        if request.resource_metrics[0].scope_metrics[0]
-            .metrics
-            .is_empty()
-        {
-            continue;
-        }
-        match client.export(request).await {
-            Ok(_) => {
-                CollectorStats::add(&stats.otlp_exports_ok, 1);
-                debug!(endpoint = %config.endpoint, "OTLP export done");
-            }
-            Err(status) => {
-                CollectorStats::add(&stats.otlp_exports_failed, 1);
-                warn!(endpoint = %config.endpoint, %status, "OTLP export failed");
+        let requests = build_requests(
+            &snapshot,
+            store.created_unix_ms(),
+            unix_nanos(),
+            config.max_request_bytes,
+        );
+        let parts = requests.len();
+        for (part, request) in requests.into_iter().enumerate() {
+            match client.export(request).await {
+                Ok(_) => {
+                    CollectorStats::add(&stats.otlp_exports_ok, 1);
+                    debug!(endpoint = %config.endpoint, part, parts, "OTLP export done");
+                }
+                Err(status) => {
+                    CollectorStats::add(&stats.otlp_exports_failed, 1);
+                    warn!(endpoint = %config.endpoint, part, parts, %status, "OTLP export failed");
+                }
             }
         }
     }
@@ -104,6 +121,125 @@ fn endpoint(config: &OtlpConfig) -> Result<Endpoint, CollectorError> {
             .map_err(bad)?;
     }
     Ok(endpoint)
+}
+
+/// Builds the export of every series' cumulative total as requests of at most
+/// `max_request_bytes` each (a single data point larger than that still gets a request of its
+/// own); none when there is nothing to export.
+pub fn build_requests(
+    snapshot: &Snapshot,
+    start_unix_ms: i64,
+    now_unix_nanos: u64,
+    max_request_bytes: usize,
+) -> Vec<ExportMetricsServiceRequest> {
+    let metrics = build_request(snapshot, start_unix_ms, now_unix_nanos)
+        .resource_metrics
+        .pop()
+        .and_then(|mut resource| resource.scope_metrics.pop())
+        .map(|scope| scope.metrics)
+        .unwrap_or_default();
+    if metrics.is_empty() {
+        return Vec::new();
+    }
+    // What every request carries besides its metrics.
+    let envelope = request_with(Vec::new());
+    let envelope_bytes = envelope.encoded_len() + 16;
+    let budget = max_request_bytes.saturating_sub(envelope_bytes).max(1);
+
+    let mut requests = Vec::new();
+    let mut current: Vec<Metric> = Vec::new();
+    let mut current_bytes = 0;
+    for metric in metrics {
+        for part in split_metric(metric, budget) {
+            // Each metric is one length-delimited field of ScopeMetrics.
+            let part_bytes = part.encoded_len() + 8;
+            if !current.is_empty() && current_bytes + part_bytes > budget {
+                requests.push(request_with(std::mem::take(&mut current)));
+                current_bytes = 0;
+            }
+            current_bytes += part_bytes;
+            current.push(part);
+        }
+    }
+    if !current.is_empty() {
+        requests.push(request_with(current));
+    }
+    requests
+}
+
+/// `metric` as one or more metrics of the same name and type, each of at most `budget` bytes
+/// (a single point over the budget goes alone).
+fn split_metric(metric: Metric, budget: usize) -> Vec<Metric> {
+    if metric.encoded_len() + 8 <= budget {
+        return vec![metric];
+    }
+    let header = Metric {
+        data: None,
+        ..metric.clone()
+    };
+    let header_bytes = header.encoded_len() + 16;
+    let point_budget = budget.saturating_sub(header_bytes).max(1);
+    match metric.data {
+        Some(metric::Data::Sum(Sum {
+            data_points,
+            aggregation_temporality,
+            is_monotonic,
+        })) => chunks(data_points, point_budget)
+            .into_iter()
+            .map(|data_points| Metric {
+                data: Some(metric::Data::Sum(Sum {
+                    data_points,
+                    aggregation_temporality,
+                    is_monotonic,
+                })),
+                ..header.clone()
+            })
+            .collect(),
+        Some(metric::Data::Gauge(gauge)) => chunks(gauge.data_points, point_budget)
+            .into_iter()
+            .map(|data_points| Metric {
+                data: Some(metric::Data::Gauge(Gauge { data_points })),
+                ..header.clone()
+            })
+            .collect(),
+        Some(metric::Data::Histogram(Histogram {
+            data_points,
+            aggregation_temporality,
+        })) => chunks(data_points, point_budget)
+            .into_iter()
+            .map(|data_points| Metric {
+                data: Some(metric::Data::Histogram(Histogram {
+                    data_points,
+                    aggregation_temporality,
+                })),
+                ..header.clone()
+            })
+            .collect(),
+        other => vec![Metric {
+            data: other,
+            ..header
+        }],
+    }
+}
+
+/// Consecutive runs of `points` whose encodings add up to at most `budget` bytes each.
+fn chunks<P: Message>(points: Vec<P>, budget: usize) -> Vec<Vec<P>> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for point in points {
+        let point_bytes = point.encoded_len() + 8;
+        if !current.is_empty() && bytes + point_bytes > budget {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += point_bytes;
+        current.push(point);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
 /// Builds one export request holding every series' cumulative total.
@@ -158,6 +294,11 @@ pub fn build_request(
             _ => {}
         }
     }
+    request_with(metrics)
+}
+
+/// A request of the collector's resource and scope holding `metrics`.
+fn request_with(metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(Resource {
@@ -223,4 +364,95 @@ fn unix_nanos() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn fleet(series: usize) -> Snapshot {
+        let mut defs = Vec::new();
+        let mut totals = Vec::new();
+        for i in 0..series {
+            let (kind, total, bounds): (MetricKind, Aggregate, Box<[f64]>) = match i % 3 {
+                0 => (
+                    MetricKind::Counter,
+                    Aggregate::Counter(i as f64),
+                    Box::new([]),
+                ),
+                1 => (
+                    MetricKind::Gauge,
+                    Aggregate::Gauge {
+                        value: 1.0,
+                        window_start_ms: 0,
+                    },
+                    Box::new([]),
+                ),
+                _ => (
+                    MetricKind::Histogram,
+                    Aggregate::Histogram {
+                        sum: 1.0,
+                        counts: vec![1; 11].into(),
+                    },
+                    (1..=10).map(f64::from).collect(),
+                ),
+            };
+            defs.push(Arc::new(SeriesDef {
+                metric: format!("metric_{}", i % 3).into(),
+                labels: vec![
+                    (
+                        "domain".into(),
+                        format!("{i:06}.{}", "d".repeat(200)).into(),
+                    ),
+                    ("host".into(), "mx1".into()),
+                ]
+                .into(),
+                kind,
+                bounds,
+            }));
+            totals.push(total);
+        }
+        Snapshot {
+            series: defs,
+            totals,
+            agents: Vec::new(),
+            owners: Vec::new(),
+        }
+    }
+
+    fn points(requests: &[ExportMetricsServiceRequest]) -> usize {
+        requests
+            .iter()
+            .flat_map(|r| &r.resource_metrics[0].scope_metrics[0].metrics)
+            .map(|m| match &m.data {
+                Some(metric::Data::Sum(s)) => s.data_points.len(),
+                Some(metric::Data::Gauge(g)) => g.data_points.len(),
+                Some(metric::Data::Histogram(h)) => h.data_points.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    #[test]
+    fn an_export_over_4_mib_is_split_into_requests_under_the_limit() {
+        let snapshot = fleet(30_000);
+        let whole = build_request(&snapshot, 0, 1);
+        assert!(whole.encoded_len() > 4 << 20, "{}", whole.encoded_len());
+        let requests = build_requests(&snapshot, 0, 1, DEFAULT_MAX_REQUEST_BYTES);
+        assert!(requests.len() >= 2);
+        for request in &requests {
+            assert!(
+                request.encoded_len() <= DEFAULT_MAX_REQUEST_BYTES,
+                "{}",
+                request.encoded_len()
+            );
+        }
+        assert_eq!(points(&requests), 30_000, "every point exported once");
+        // Small limits too, and nothing to export means no request.
+        let requests = build_requests(&fleet(300), 0, 1, 10_000);
+        assert!(requests.iter().all(|r| r.encoded_len() <= 10_000));
+        assert_eq!(points(&requests), 300);
+        assert!(build_requests(&fleet(0), 0, 1, 10_000).is_empty());
+    }
 }

@@ -7,7 +7,11 @@
 
 use std::fmt::Write;
 
+use std::sync::Arc;
+
+use crate::ingest::refusal::SampleRefusal;
 use crate::model::{MetricKind, SeriesDef};
+use crate::net::ListenerStats;
 use crate::stats::{CollectorStats, RejectReason};
 use crate::store::{Aggregate, Snapshot};
 
@@ -26,6 +30,35 @@ pub struct AgentLine {
     pub last_seen_unix_ms: i64,
 }
 
+/// Connection counters of one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerLine {
+    /// `grpc` or `http`.
+    pub listener: &'static str,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections open.
+    pub open: u64,
+    /// Connections closed at once over the connection limit.
+    pub refused_over_limit: u64,
+    /// Connections closed for a handshake, header or write timeout.
+    pub timed_out: u64,
+}
+
+impl ListenerLine {
+    /// The current counters of `stats`.
+    pub fn of(listener: &'static str, stats: &ListenerStats) -> Self {
+        let (accepted, open, refused_over_limit, timed_out) = stats.read();
+        Self {
+            listener,
+            accepted,
+            open,
+            refused_over_limit,
+            timed_out,
+        }
+    }
+}
+
 /// Everything one scrape shows.
 pub struct Exposition<'a> {
     /// Fleet totals.
@@ -38,6 +71,12 @@ pub struct Exposition<'a> {
     pub store_bytes: u64,
     /// Latest detector judgements, sorted by metric then labels.
     pub bands: &'a [crate::analyze::Band],
+    /// Samples refused per agent and reason.
+    pub refused: &'a [(Arc<str>, SampleRefusal, u64)],
+    /// Connection counters per listener.
+    pub listeners: &'a [ListenerLine],
+    /// Scrapes answered 503 for want of a render slot.
+    pub metrics_busy: u64,
 }
 
 /// Content type of [`render`]'s output.
@@ -248,6 +287,73 @@ fn render_self(exposition: &Exposition<'_>, out: &mut String) {
             stats.rejections(reason)
         );
     }
+    let name = "mailpulse_collector_refused_samples_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Samples and probes refused one by one (not applied; the rest of their batch was), by agent and reason.",
+    );
+    for (agent, reason, count) in exposition.refused {
+        let _ = writeln!(
+            out,
+            "{name}{{agent=\"{}\",reason=\"{}\"}} {count}",
+            escape(agent),
+            reason.as_str()
+        );
+    }
+    /// A listener family: name, type, help, and the value it takes from a listener.
+    type ListenerFamily = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&ListenerLine) -> u64,
+    );
+    let listener_families: [ListenerFamily; 4] = [
+        (
+            "mailpulse_collector_connections_accepted_total",
+            "counter",
+            "Connections accepted, by listener.",
+            |l| l.accepted,
+        ),
+        (
+            "mailpulse_collector_connections_open",
+            "gauge",
+            "Connections open, by listener.",
+            |l| l.open,
+        ),
+        (
+            "mailpulse_collector_connections_refused_total",
+            "counter",
+            "Connections closed at once because the listener's max_connections were open.",
+            |l| l.refused_over_limit,
+        ),
+        (
+            "mailpulse_collector_connections_timed_out_total",
+            "counter",
+            "Connections closed for sending no request in time (handshake, headers) or not reading.",
+            |l| l.timed_out,
+        ),
+    ];
+    for (name, kind, help, value) in listener_families {
+        header(out, name, kind, help);
+        for listener in exposition.listeners {
+            let _ = writeln!(
+                out,
+                "{name}{{listener=\"{}\"}} {}",
+                listener.listener,
+                value(listener)
+            );
+        }
+    }
+    let name = "mailpulse_collector_metrics_busy_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Scrapes answered 503 because max_concurrent_metrics_renders were busy.",
+    );
+    let _ = writeln!(out, "{name} {}", exposition.metrics_busy);
     let name = "mailpulse_collector_otlp_exports_total";
     header(out, name, "counter", "OTLP metric exports, by result.");
     let _ = writeln!(
@@ -478,7 +584,6 @@ fn format_float(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn families_have_help_type_and_cumulative_buckets() {
@@ -519,6 +624,9 @@ mod tests {
             stats: &stats,
             store_bytes: 1,
             bands: &[],
+            refused: &[("mx\"1".into(), SampleRefusal::LabelTooLong, 3)],
+            listeners: &[ListenerLine::of("grpc", &ListenerStats::default())],
+            metrics_busy: 2,
         });
         for expected in [
             "# TYPE mailpulse_messages_delivered_total counter\n",
@@ -530,6 +638,9 @@ mod tests {
             "mailpulse_delivery_delay_seconds_sum{host=\"mx1\"} 7.5\n",
             "mailpulse_delivery_delay_seconds_count{host=\"mx1\"} 6\n",
             "mailpulse_collector_rejections_total{reason=\"rate_limited\"} 0\n",
+            "mailpulse_collector_refused_samples_total{agent=\"mx\\\"1\",reason=\"label_too_long\"} 3\n",
+            "mailpulse_collector_connections_refused_total{listener=\"grpc\"} 0\n",
+            "mailpulse_collector_metrics_busy_total 2\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }

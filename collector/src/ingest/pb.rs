@@ -3,10 +3,17 @@
 //! `Batch` messages are read straight from the received bytes (no per-sample allocation: names
 //! and label values are borrowed from the frame, series are resolved through the interning table
 //! under one read lock per batch). `Hello` and `ActionResult` are rare and decoded with prost.
-//! The wire format is protobuf's; unknown fields are skipped, last value wins for repeated
-//! scalars and for the `value` oneof, packed and unpacked repeated numbers are both accepted.
+//! The wire format is protobuf's; packed and unpacked repeated numbers are both accepted, last
+//! value wins for the `value` oneof.
+//!
+//! A sample (or probe) that breaks a rule is refused on its own ([`SampleRefusal`], counted in
+//! [`BatchDecoder::refusals`]) and the rest of the batch is applied: one bad value never blocks
+//! its neighbours. Only a batch whose own framing is broken (or whose `seq` is 0) is refused
+//! whole. Inside `Sample`, `Label` and `Histogram` (the hot path) unknown fields and repeated
+//! names are refused, so that padding never reaches the per-stream series cache.
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
@@ -14,6 +21,7 @@ use mailpulse_proto::v1::{ActionResult, Hello, Probe};
 use prost::Message;
 use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
 
+use super::refusal::{Refusal, Refusals, SampleRefusal};
 use crate::model::{
     AgentHello, IngestBatch, IngestProbe, IngestSample, MetricKind, SampleValue, SeriesDef,
     SeriesId,
@@ -27,6 +35,10 @@ pub const MAX_LABELS: usize = 16;
 pub const MAX_LABEL_VALUE_BYTES: usize = 256;
 /// Longest metric or label name, in bytes.
 pub const MAX_NAME_BYTES: usize = 128;
+/// Most buckets of one histogram (bounds + 1) unless configured otherwise.
+pub const DEFAULT_MAX_HISTOGRAM_BUCKETS: usize = 64;
+/// Longest window an agent may aggregate over, in seconds.
+pub const MAX_WINDOW_SECS: u64 = 86_400;
 
 /// Why a message was refused: the reason (status code, counter label) and a message for the
 /// agent's log.
@@ -53,13 +65,6 @@ impl Invalid {
         )
     }
 
-    fn sample(index: usize, message: impl std::fmt::Display) -> Self {
-        Self::new(
-            RejectReason::InvalidSample,
-            format!("sample {index}: {message}"),
-        )
-    }
-
     /// The gRPC status the agent gets.
     pub fn to_status(&self) -> tonic::Status {
         use tonic::Code;
@@ -71,7 +76,10 @@ impl Invalid {
             | RejectReason::InvalidSample
             | RejectReason::TooManySamples => Code::InvalidArgument,
             RejectReason::MessageTooLarge => Code::OutOfRange,
-            RejectReason::RateLimited | RejectReason::SeriesLimit => Code::ResourceExhausted,
+            RejectReason::RateLimited
+            | RejectReason::SeriesLimit
+            | RejectReason::TooManyStreams => Code::ResourceExhausted,
+            RejectReason::HelloTimeout => Code::DeadlineExceeded,
         };
         tonic::Status::new(code, self.message.clone())
     }
@@ -116,8 +124,12 @@ pub fn parse_frame(mut buf: &[u8]) -> Result<AgentFrame<'_>, Invalid> {
     Ok(frame)
 }
 
-/// Validates a Hello against the agent the token belongs to.
-pub fn agent_hello(hello: Hello, token_agent: &Arc<str>) -> Result<AgentHello, Invalid> {
+/// Validates a Hello against the agent the token belongs to and the hosts it is bound to.
+pub fn agent_hello(
+    hello: Hello,
+    token_agent: &Arc<str>,
+    bound_hosts: &[Box<str>],
+) -> Result<AgentHello, Invalid> {
     if hello.agent_id != **token_agent {
         return Err(Invalid::new(
             RejectReason::AgentMismatch,
@@ -131,6 +143,20 @@ pub fn agent_hello(hello: Hello, token_agent: &Arc<str>) -> Result<AgentHello, I
         return Err(Invalid::new(
             RejectReason::Malformed,
             format!("Hello.host must be 1..={MAX_LABEL_VALUE_BYTES} bytes"),
+        ));
+    }
+    if !bound_hosts.iter().any(|h| **h == *hello.host) {
+        return Err(Invalid::new(
+            RejectReason::AgentMismatch,
+            format!(
+                "Hello.host {:?} is not bound to the token of agent {:?} (bound: {}); list it \
+                 in the collector's token file: `{} <token> {}`",
+                hello.host,
+                token_agent,
+                bound_hosts.join(","),
+                token_agent,
+                hello.host
+            ),
         ));
     }
     Ok(AgentHello {
@@ -149,15 +175,23 @@ pub fn agent_hello(hello: Hello, token_agent: &Arc<str>) -> Result<AgentHello, I
 /// prefix at the same position of the previous batch (sequential memory, no hashing), then
 /// looked up in a per-stream map; only a label set never seen on this stream takes the slow
 /// path (UTF-8 and name checks, sorting, the shared interning table). Per stream, because the
-/// default `host` label is.
+/// default `host` label is. The cache is bounded in entries and in bytes.
 #[derive(Debug)]
 pub struct BatchDecoder<'r> {
     registry: &'r SeriesRegistry,
     max_samples: usize,
+    max_histogram_buckets: usize,
     host: String,
+    /// Hosts an explicit `host` label may name.
+    bound_hosts: Vec<Box<str>>,
+    /// Accepted window starts and probe times (Unix ms); None = any.
+    window_range_ms: Option<RangeInclusive<i64>>,
+    refusals: Refusals,
     key: Vec<u8>,
     bounds: Vec<f64>,
     seen: HashMap<Box<[u8]>, u32, KeyHasher>,
+    /// Bytes of the keys in `seen`.
+    seen_bytes: usize,
     known: Vec<KnownSeries>,
     /// Distinct histogram bounds of `known` (few), shared so comparisons stay in cache.
     bounds_pool: Vec<Arc<[f64]>>,
@@ -186,6 +220,10 @@ struct PrefixAt {
 
 /// Most label sets remembered per stream; the cache starts over beyond it.
 const MAX_KNOWN_PER_STREAM: usize = 200_000;
+/// Most bytes of cached label-set encodings per stream; the cache starts over beyond it. Valid
+/// label sets are bounded (names, values, label count), but one label set can be encoded in
+/// many byte-different ways.
+const MAX_CACHED_BYTES_PER_STREAM: usize = 16 * 1024 * 1024;
 
 #[derive(Clone, Copy)]
 enum RawValue<'a> {
@@ -208,16 +246,31 @@ struct ScannedSample<'b> {
     prefix: Option<&'b [u8]>,
 }
 
+/// A refusal of sample `n`.
+fn refuse(reason: SampleRefusal, n: usize, detail: impl std::fmt::Display) -> Refusal {
+    Refusal {
+        reason,
+        detail: format!("sample {n}: {detail}"),
+    }
+}
+
 impl<'r> BatchDecoder<'r> {
-    /// A decoder for an agent on `host` (the default `host` label).
+    /// A decoder for an agent on `host` (the default `host` label, and the only host an
+    /// explicit `host` label may name until [`Self::bind_hosts`] says otherwise). Windows are
+    /// not bounded until [`Self::set_window_range`].
     pub fn new(registry: &'r SeriesRegistry, max_samples: usize, host: &str) -> Self {
         Self {
             registry,
             max_samples,
+            max_histogram_buckets: DEFAULT_MAX_HISTOGRAM_BUCKETS,
             host: host.to_string(),
+            bound_hosts: vec![host.into()],
+            window_range_ms: None,
+            refusals: Refusals::default(),
             key: Vec::with_capacity(256),
             bounds: Vec::new(),
             seen: HashMap::default(),
+            seen_bytes: 0,
             known: Vec::new(),
             bounds_pool: Vec::new(),
             previous: Bytes::new(),
@@ -227,12 +280,47 @@ impl<'r> BatchDecoder<'r> {
         }
     }
 
-    /// Decodes and validates an encoded `Batch`; every sample valid or the whole batch refused.
+    /// Also accepts explicit `host` labels naming one of `hosts` (the hosts the agent's token
+    /// is bound to); the stream's own host is always accepted.
+    pub fn bind_hosts(mut self, hosts: &[Box<str>]) -> Self {
+        for host in hosts {
+            if !self.bound_hosts.contains(host) {
+                self.bound_hosts.push(host.clone());
+            }
+        }
+        self
+    }
+
+    /// Most buckets (bounds + 1) a histogram sample may have; more are refused.
+    pub fn max_histogram_buckets(mut self, buckets: usize) -> Self {
+        self.max_histogram_buckets = buckets.max(1);
+        self
+    }
+
+    /// Samples whose window starts (and probes whose time is) outside `range` (Unix ms) are
+    /// refused as `window_out_of_range`; None accepts any time.
+    pub fn set_window_range(&mut self, range: Option<RangeInclusive<i64>>) {
+        self.window_range_ms = range;
+    }
+
+    /// The samples and probes refused in the batch last decoded.
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
+    }
+
+    /// Decodes and validates an encoded `Batch`. Samples and probes that break a rule are
+    /// left out and counted in [`Self::refusals`]; the batch is refused whole only when its own
+    /// framing is broken or its `seq` is 0.
     pub fn decode(&mut self, batch_bytes: Bytes) -> Result<IngestBatch, Invalid> {
+        self.refusals = Refusals::default();
         let generation = self.registry.generation();
-        if self.known.len() >= MAX_KNOWN_PER_STREAM || generation != self.generation {
+        if self.known.len() >= MAX_KNOWN_PER_STREAM
+            || self.seen_bytes >= MAX_CACHED_BYTES_PER_STREAM
+            || generation != self.generation
+        {
             self.generation = generation;
             self.seen.clear();
+            self.seen_bytes = 0;
             self.known.clear();
             self.bounds_pool.clear();
             self.previous_prefixes.clear();
@@ -245,49 +333,52 @@ impl<'r> BatchDecoder<'r> {
             samples: Vec::with_capacity((buf.len() / 48).min(self.max_samples)),
             ..IngestBatch::default()
         };
+        // Samples and probes met so far, refused ones included.
+        let mut items = 0usize;
+        let mut over_limit = 0u64;
         while buf.has_remaining() {
             let (tag, wire_type) = decode_key(&mut buf)?;
             match (tag, wire_type) {
                 (1, WireType::Varint) => batch.seq = decode_varint(&mut buf)?,
                 (2, WireType::Varint) => batch.created_unix_ms = decode_varint(&mut buf)? as i64,
-                (3, WireType::LengthDelimited) => {
-                    let n = batch.samples.len();
-                    if n >= self.max_samples {
-                        return Err(Invalid::new(
-                            RejectReason::TooManySamples,
-                            format!("batch has more than {} samples", self.max_samples),
-                        ));
-                    }
+                (3 | 5, WireType::LengthDelimited) => {
                     let encoded = read_bytes(&mut buf)?;
-                    let sample =
-                        self.decode_sample(n, base, encoded, &mut batch.histogram_counts)?;
-                    batch.samples.push(sample);
-                }
-                (5, WireType::LengthDelimited) => {
-                    let n = batch.samples.len() + batch.probes.len();
+                    let n = items;
+                    items += 1;
                     if n >= self.max_samples {
-                        return Err(Invalid::new(
-                            RejectReason::TooManySamples,
-                            format!(
-                                "batch has more than {} samples and probes",
-                                self.max_samples
-                            ),
-                        ));
+                        over_limit += 1;
+                        continue;
                     }
-                    let encoded = read_bytes(&mut buf)?;
-                    let probe = Probe::decode(encoded).map_err(Invalid::malformed)?;
-                    batch
-                        .probes
-                        .push(validate_probe(batch.probes.len(), probe)?);
+                    if tag == 3 {
+                        let start = batch.histogram_counts.len();
+                        match self.decode_sample(n, base, encoded, &mut batch.histogram_counts) {
+                            Ok(sample) => batch.samples.push(sample),
+                            Err(refusal) => {
+                                batch.histogram_counts.truncate(start);
+                                self.refusals.add(refusal);
+                            }
+                        }
+                    } else {
+                        match self.decode_probe(n, encoded) {
+                            Ok(probe) => batch.probes.push(probe),
+                            Err(refusal) => self.refusals.add(refusal),
+                        }
+                    }
                 }
                 (6, WireType::Varint) => batch.dropped_batches = decode_varint(&mut buf)?,
                 (1 | 2 | 3 | 5 | 6, _) => {
                     return Err(Invalid::malformed("wrong wire type in Batch"));
                 }
-                // raw events (4) are not stored yet.
+                // Raw events (4) are not stored yet; unknown fields of the batch itself are
+                // skipped (bounded by the message size, never kept).
                 _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
             }
         }
+        let max = self.max_samples;
+        self.refusals
+            .add_many(SampleRefusal::TooManySamples, over_limit, || {
+                format!("batch has {items} samples and probes, more than {max}")
+            });
         if batch.seq == 0 {
             return Err(Invalid::new(
                 RejectReason::InvalidSample,
@@ -305,19 +396,28 @@ impl<'r> BatchDecoder<'r> {
         base: usize,
         encoded: &[u8],
         pool: &mut Vec<u64>,
-    ) -> Result<IngestSample, Invalid> {
+    ) -> Result<IngestSample, Refusal> {
         let scanned = scan_sample(n, encoded)?;
         if scanned.window_start_ms < 0 {
-            return Err(Invalid::sample(n, "negative window_start_unix_ms"));
+            return Err(refuse(
+                SampleRefusal::BadWindow,
+                n,
+                "negative window_start_unix_ms",
+            ));
         }
-        if scanned.window_secs == 0 || scanned.window_secs > u64::from(u32::MAX) {
-            return Err(Invalid::sample(n, "window_secs must be ≥ 1"));
+        if scanned.window_secs == 0 || scanned.window_secs > MAX_WINDOW_SECS {
+            return Err(refuse(
+                SampleRefusal::BadWindow,
+                n,
+                format!("window_secs must be 1..={MAX_WINDOW_SECS}"),
+            ));
         }
+        self.check_time(n, "window_start_unix_ms", scanned.window_start_ms)?;
         let (kind, value) = self.sample_value(n, scanned.raw, pool)?;
 
         let (series, series_kind, bounds_match) = match scanned.prefix {
             Some(prefix) => {
-                let slot = match self.predicted(n, prefix) {
+                let slot = match self.predicted(prefix) {
                     Some(slot) => slot,
                     None => match self.seen.get(prefix) {
                         Some(&slot) => slot,
@@ -331,6 +431,7 @@ impl<'r> BatchDecoder<'r> {
                                 bounds,
                             });
                             self.seen.insert(prefix.into(), slot);
+                            self.seen_bytes += prefix.len();
                             slot
                         }
                     },
@@ -351,13 +452,15 @@ impl<'r> BatchDecoder<'r> {
             }
         };
         if series_kind != kind {
-            return Err(Invalid::sample(
+            return Err(refuse(
+                SampleRefusal::KindConflict,
                 n,
                 format!("the metric is a {series_kind:?}, not a {kind:?}"),
             ));
         }
         if !bounds_match {
-            return Err(Invalid::sample(
+            return Err(refuse(
+                SampleRefusal::BoundsChanged,
                 n,
                 "histogram bounds differ from the series' bounds",
             ));
@@ -367,6 +470,31 @@ impl<'r> BatchDecoder<'r> {
             window_start_ms: scanned.window_start_ms,
             value,
         })
+    }
+
+    /// Refuses a time outside the accepted range.
+    fn check_time(&self, n: usize, field: &str, at_ms: i64) -> Result<(), Refusal> {
+        match &self.window_range_ms {
+            Some(range) if !range.contains(&at_ms) => Err(refuse(
+                SampleRefusal::WindowOutOfRange,
+                n,
+                format!(
+                    "{field} {at_ms} is outside the accepted range {}..={} (retention period \
+                     to now plus the allowed clock skew)",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn decode_probe(&self, n: usize, encoded: &[u8]) -> Result<IngestProbe, Refusal> {
+        let probe = Probe::decode(encoded)
+            .map_err(|e| refuse(SampleRefusal::Malformed, n, format!("probe: {e}")))?;
+        let probe = validate_probe(n, probe)?;
+        self.check_time(n, "probe at_unix_ms", probe.at_unix_ms)?;
+        Ok(probe)
     }
 
     fn shared_bounds(&mut self, bounds: &[f64]) -> Arc<[f64]> {
@@ -380,9 +508,10 @@ impl<'r> BatchDecoder<'r> {
         shared
     }
 
-    /// The slot of the same-position sample of the previous batch if its prefix is identical.
-    fn predicted(&self, n: usize, prefix: &[u8]) -> Option<u32> {
-        let at = self.previous_prefixes.get(n)?;
+    /// The slot of the sample at the same position (among samples with a prefix) of the
+    /// previous batch, if its prefix is identical.
+    fn predicted(&self, prefix: &[u8]) -> Option<u32> {
+        let at = self.previous_prefixes.get(self.current_prefixes.len())?;
         let previous = self.previous.get(at.start..at.start + at.len)?;
         (previous == prefix).then_some(at.slot)
     }
@@ -393,12 +522,13 @@ impl<'r> BatchDecoder<'r> {
         n: usize,
         raw: RawValue<'_>,
         pool: &mut Vec<u64>,
-    ) -> Result<(MetricKind, SampleValue), Invalid> {
+    ) -> Result<(MetricKind, SampleValue), Refusal> {
         Ok(match raw {
-            RawValue::None => return Err(Invalid::sample(n, "no value")),
+            RawValue::None => return Err(refuse(SampleRefusal::BadValue, n, "no value")),
             RawValue::Counter(v) => {
                 if !v.is_finite() || v < 0.0 {
-                    return Err(Invalid::sample(
+                    return Err(refuse(
+                        SampleRefusal::BadValue,
                         n,
                         format!("counter delta {v} is not a finite non-negative number"),
                     ));
@@ -407,14 +537,19 @@ impl<'r> BatchDecoder<'r> {
             }
             RawValue::Gauge(v) => {
                 if !v.is_finite() {
-                    return Err(Invalid::sample(n, format!("gauge {v} is not finite")));
+                    return Err(refuse(
+                        SampleRefusal::BadValue,
+                        n,
+                        format!("gauge {v} is not finite"),
+                    ));
                 }
                 (MetricKind::Gauge, SampleValue::Gauge(v))
             }
             RawValue::Histogram(encoded) => {
                 let start = pool.len();
-                let sum = decode_histogram(encoded, &mut self.bounds, pool)
-                    .map_err(|e| Invalid::sample(n, e))?;
+                let sum =
+                    decode_histogram(encoded, &mut self.bounds, pool, self.max_histogram_buckets)
+                        .map_err(|(reason, detail)| refuse(reason, n, detail))?;
                 let counts = start as u32..pool.len() as u32;
                 (
                     MetricKind::Histogram,
@@ -431,41 +566,66 @@ impl<'r> BatchDecoder<'r> {
         n: usize,
         scanned: &ScannedSample<'_>,
         kind: MetricKind,
-    ) -> Result<(SeriesId, Arc<SeriesDef>), Invalid> {
+    ) -> Result<(SeriesId, Arc<SeriesDef>), Refusal> {
         let metric = std::str::from_utf8(scanned.metric)
-            .map_err(|_| Invalid::malformed("string is not UTF-8"))?;
-        check_metric_name(metric).map_err(|e| Invalid::sample(n, e))?;
+            .map_err(|_| refuse(SampleRefusal::Malformed, n, "metric name is not UTF-8"))?;
+        check_metric_name(metric).map_err(|e| refuse(SampleRefusal::BadMetricName, n, e))?;
         let mut labels: [(&str, &str); MAX_LABELS] = [("", ""); MAX_LABELS];
         for (slot, encoded) in labels
             .iter_mut()
             .zip(&scanned.labels[..scanned.label_count])
         {
-            *slot = decode_label(encoded)?;
+            *slot = decode_label(encoded).map_err(|(reason, detail)| refuse(reason, n, detail))?;
         }
         let labels = &mut labels[..scanned.label_count];
         labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (i, (name, value)) in labels.iter().enumerate() {
-            check_label_name(name).map_err(|e| Invalid::sample(n, e))?;
+            check_label_name(name).map_err(|e| refuse(SampleRefusal::BadLabelName, n, e))?;
             if i > 0 && labels[i - 1].0 == *name {
-                return Err(Invalid::sample(n, format!("label {name} given twice")));
+                return Err(refuse(
+                    SampleRefusal::DuplicateLabel,
+                    n,
+                    format!("label {name} given twice"),
+                ));
             }
             if value.len() > MAX_LABEL_VALUE_BYTES {
-                return Err(Invalid::sample(
+                return Err(refuse(
+                    SampleRefusal::LabelTooLong,
                     n,
-                    format!("label {name} value longer than {MAX_LABEL_VALUE_BYTES} bytes"),
+                    format!(
+                        "label {name} value of {} bytes is longer than {MAX_LABEL_VALUE_BYTES}",
+                        value.len()
+                    ),
                 ));
             }
             if *name == "le" && kind == MetricKind::Histogram {
-                return Err(Invalid::sample(
+                return Err(refuse(
+                    SampleRefusal::BadLabelName,
                     n,
                     "label le is reserved for histogram buckets",
                 ));
             }
         }
-        // Samples without a host label get the agent's (from Hello).
-        let has_host = labels.iter().any(|(name, _)| *name == "host");
+        // Samples without a host label get the agent's (from Hello); an explicit one must name
+        // a host the agent's token is bound to.
+        let explicit_host = labels.iter().find(|(name, _)| *name == "host");
+        if let Some((_, host)) = explicit_host
+            && !self.bound_hosts.iter().any(|bound| **bound == **host)
+        {
+            return Err(refuse(
+                SampleRefusal::ForeignHost,
+                n,
+                format!(
+                    "host label {host:?} names a host this agent's token is not bound to \
+                     (stream host {:?})",
+                    self.host
+                ),
+            ));
+        }
+        let has_host = explicit_host.is_some();
         if !has_host && labels.len() == MAX_LABELS {
-            return Err(Invalid::sample(
+            return Err(refuse(
+                SampleRefusal::TooManyLabels,
                 n,
                 format!("more than {MAX_LABELS} labels with the host label"),
             ));
@@ -494,16 +654,18 @@ impl<'r> BatchDecoder<'r> {
         };
         let interned = self.registry.intern(&self.host, &self.key, def);
         let id = interned.map_err(|e| match e {
-            InternError::TooManySeries(_) => Invalid::new(RejectReason::SeriesLimit, e.to_string()),
-            InternError::KindConflict { .. } => Invalid::sample(n, e),
+            InternError::TooManySeries(_) => refuse(SampleRefusal::SeriesLimit, n, e),
+            InternError::KindConflict { .. } => refuse(SampleRefusal::KindConflict, n, e),
         })?;
         let def = self.registry.read().def(id).clone();
         Ok((id, def))
     }
 }
 
-/// Locates the fields of a `Sample` without validating names or values.
-fn scan_sample(n: usize, encoded: &[u8]) -> Result<ScannedSample<'_>, Invalid> {
+/// Locates the fields of a `Sample` without validating names or values. Unknown fields and a
+/// repeated metric name are refused (they would only pad the series cache key).
+fn scan_sample(n: usize, encoded: &[u8]) -> Result<ScannedSample<'_>, Refusal> {
+    let malformed = |e: &dyn std::fmt::Display| refuse(SampleRefusal::Malformed, n, e);
     let mut scanned = ScannedSample {
         metric: &[],
         labels: [&[]; MAX_LABELS],
@@ -514,11 +676,12 @@ fn scan_sample(n: usize, encoded: &[u8]) -> Result<ScannedSample<'_>, Invalid> {
         prefix: None,
     };
     let mut buf = encoded;
+    let mut metric_seen = false;
     // Length of the leading run of metric/label fields, None once it is interrupted.
     let mut prefix_len = Some(0);
     let mut in_prefix = true;
     while buf.has_remaining() {
-        let (tag, wire_type) = decode_key(&mut buf)?;
+        let (tag, wire_type) = decode_key(&mut buf).map_err(|e| malformed(&e))?;
         let identity = matches!(tag, 1 | 2);
         if !identity {
             in_prefix = false;
@@ -526,23 +689,51 @@ fn scan_sample(n: usize, encoded: &[u8]) -> Result<ScannedSample<'_>, Invalid> {
             prefix_len = None;
         }
         match (tag, wire_type) {
-            (1, WireType::LengthDelimited) => scanned.metric = read_bytes(&mut buf)?,
+            (1, WireType::LengthDelimited) => {
+                if metric_seen {
+                    return Err(malformed(&"metric name given twice"));
+                }
+                metric_seen = true;
+                scanned.metric = read_bytes(&mut buf).map_err(|e| malformed(&e.message))?;
+            }
             (2, WireType::LengthDelimited) => {
                 if scanned.label_count == MAX_LABELS {
-                    return Err(Invalid::sample(n, format!("more than {MAX_LABELS} labels")));
+                    return Err(refuse(
+                        SampleRefusal::TooManyLabels,
+                        n,
+                        format!("more than {MAX_LABELS} labels"),
+                    ));
                 }
-                scanned.labels[scanned.label_count] = read_bytes(&mut buf)?;
+                scanned.labels[scanned.label_count] =
+                    read_bytes(&mut buf).map_err(|e| malformed(&e.message))?;
                 scanned.label_count += 1;
             }
-            (3, WireType::Varint) => scanned.window_start_ms = decode_varint(&mut buf)? as i64,
-            (4, WireType::Varint) => scanned.window_secs = decode_varint(&mut buf)?,
-            (5, WireType::SixtyFourBit) => scanned.raw = RawValue::Counter(read_f64(&mut buf)?),
-            (6, WireType::SixtyFourBit) => scanned.raw = RawValue::Gauge(read_f64(&mut buf)?),
-            (7, WireType::LengthDelimited) => {
-                scanned.raw = RawValue::Histogram(read_bytes(&mut buf)?)
+            (3, WireType::Varint) => {
+                scanned.window_start_ms = decode_varint(&mut buf).map_err(|e| malformed(&e))? as i64
             }
-            (1..=7, _) => return Err(Invalid::malformed("wrong wire type in Sample")),
-            _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
+            (4, WireType::Varint) => {
+                scanned.window_secs = decode_varint(&mut buf).map_err(|e| malformed(&e))?
+            }
+            (5, WireType::SixtyFourBit) => {
+                scanned.raw =
+                    RawValue::Counter(read_f64(&mut buf).map_err(|e| malformed(&e.message))?)
+            }
+            (6, WireType::SixtyFourBit) => {
+                scanned.raw =
+                    RawValue::Gauge(read_f64(&mut buf).map_err(|e| malformed(&e.message))?)
+            }
+            (7, WireType::LengthDelimited) => {
+                scanned.raw =
+                    RawValue::Histogram(read_bytes(&mut buf).map_err(|e| malformed(&e.message))?)
+            }
+            (1..=7, _) => return Err(malformed(&"wrong wire type in Sample")),
+            _ => {
+                return Err(refuse(
+                    SampleRefusal::UnknownField,
+                    n,
+                    format!("unknown field {tag} in Sample"),
+                ));
+            }
         }
         if identity && in_prefix {
             prefix_len = prefix_len.map(|_| encoded.len() - buf.len());
@@ -553,22 +744,38 @@ fn scan_sample(n: usize, encoded: &[u8]) -> Result<ScannedSample<'_>, Invalid> {
 }
 
 /// Decodes a `Histogram`: bounds into `bounds`, counts appended to `pool`; returns the sum.
+/// More than `max_buckets` counts (or bounds + 1) are refused as soon as they are seen.
 fn decode_histogram(
     mut buf: &[u8],
     bounds: &mut Vec<f64>,
     pool: &mut Vec<u64>,
-) -> Result<f64, String> {
+    max_buckets: usize,
+) -> Result<f64, (SampleRefusal, String)> {
     bounds.clear();
     let start = pool.len();
     let mut sum = 0.0;
-    let malformed = |e: prost::DecodeError| format!("malformed histogram: {e}");
+    let malformed = |e: &dyn std::fmt::Display| {
+        (
+            SampleRefusal::BadHistogram,
+            format!("malformed histogram: {e}"),
+        )
+    };
+    let too_many = || {
+        (
+            SampleRefusal::TooManyBuckets,
+            format!("histogram has more than {max_buckets} buckets"),
+        )
+    };
     while buf.has_remaining() {
-        let (tag, wire_type) = decode_key(&mut buf).map_err(malformed)?;
+        let (tag, wire_type) = decode_key(&mut buf).map_err(|e| malformed(&e))?;
         match (tag, wire_type) {
             (1, WireType::LengthDelimited) => {
-                let packed = read_bytes(&mut buf).map_err(|e| e.message)?;
+                let packed = read_bytes(&mut buf).map_err(|e| malformed(&e.message))?;
                 if packed.len() % 8 != 0 {
-                    return Err("malformed histogram bounds".into());
+                    return Err(malformed(&"bounds are not whole doubles"));
+                }
+                if bounds.len() + packed.len() / 8 >= max_buckets {
+                    return Err(too_many());
                 }
                 bounds.extend(
                     packed
@@ -576,50 +783,88 @@ fn decode_histogram(
                         .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))),
                 );
             }
-            (1, WireType::SixtyFourBit) => bounds.push(read_f64(&mut buf).map_err(|e| e.message)?),
+            (1, WireType::SixtyFourBit) => {
+                if bounds.len() + 1 >= max_buckets {
+                    return Err(too_many());
+                }
+                bounds.push(read_f64(&mut buf).map_err(|e| malformed(&e.message))?)
+            }
             (2, WireType::LengthDelimited) => {
-                let mut packed = read_bytes(&mut buf).map_err(|e| e.message)?;
+                let mut packed = read_bytes(&mut buf).map_err(|e| malformed(&e.message))?;
                 while packed.has_remaining() {
-                    pool.push(decode_varint(&mut packed).map_err(malformed)?);
+                    if pool.len() - start >= max_buckets {
+                        return Err(too_many());
+                    }
+                    pool.push(decode_varint(&mut packed).map_err(|e| malformed(&e))?);
                 }
             }
-            (2, WireType::Varint) => pool.push(decode_varint(&mut buf).map_err(malformed)?),
-            (3, WireType::SixtyFourBit) => sum = read_f64(&mut buf).map_err(|e| e.message)?,
-            (1..=3, _) => return Err("wrong wire type in Histogram".into()),
+            (2, WireType::Varint) => {
+                if pool.len() - start >= max_buckets {
+                    return Err(too_many());
+                }
+                pool.push(decode_varint(&mut buf).map_err(|e| malformed(&e))?)
+            }
+            (3, WireType::SixtyFourBit) => {
+                sum = read_f64(&mut buf).map_err(|e| malformed(&e.message))?
+            }
+            (1..=3, _) => return Err(malformed(&"wrong wire type in Histogram")),
             _ => {
-                skip_field(wire_type, tag, &mut buf, DecodeContext::default()).map_err(malformed)?
+                return Err((
+                    SampleRefusal::UnknownField,
+                    format!("unknown field {tag} in Histogram"),
+                ));
             }
         }
     }
     let counts = pool.len() - start;
     if counts != bounds.len() + 1 {
-        return Err(format!(
-            "histogram has {} counts for {} bounds (want bounds + 1)",
-            counts,
-            bounds.len()
+        return Err((
+            SampleRefusal::BadHistogram,
+            format!(
+                "histogram has {} counts for {} bounds (want bounds + 1)",
+                counts,
+                bounds.len()
+            ),
         ));
     }
     if bounds.iter().any(|b| !b.is_finite()) || bounds.windows(2).any(|w| w[0] >= w[1]) {
-        return Err("histogram bounds must be finite and strictly increasing".into());
+        return Err((
+            SampleRefusal::BadHistogram,
+            "histogram bounds must be finite and strictly increasing".into(),
+        ));
     }
     if !sum.is_finite() {
-        return Err("histogram sum is not finite".into());
+        return Err((
+            SampleRefusal::BadHistogram,
+            "histogram sum is not finite".into(),
+        ));
     }
     Ok(sum)
 }
 
-fn decode_label(mut buf: &[u8]) -> Result<(&str, &str), Invalid> {
-    let (mut name, mut value) = ("", "");
+/// Decodes a `Label`; unknown fields and a repeated name or value are refused.
+fn decode_label(mut buf: &[u8]) -> Result<(&str, &str), (SampleRefusal, String)> {
+    let malformed = |e: &dyn std::fmt::Display| (SampleRefusal::Malformed, format!("label: {e}"));
+    let (mut name, mut value) = (None, None);
     while buf.has_remaining() {
-        let (tag, wire_type) = decode_key(&mut buf)?;
-        match (tag, wire_type) {
-            (1, WireType::LengthDelimited) => name = read_str(&mut buf)?,
-            (2, WireType::LengthDelimited) => value = read_str(&mut buf)?,
-            (1 | 2, _) => return Err(Invalid::malformed("wrong wire type in Label")),
-            _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
+        let (tag, wire_type) = decode_key(&mut buf).map_err(|e| malformed(&e))?;
+        let slot = match (tag, wire_type) {
+            (1, WireType::LengthDelimited) => &mut name,
+            (2, WireType::LengthDelimited) => &mut value,
+            (1 | 2, _) => return Err(malformed(&"wrong wire type in Label")),
+            _ => {
+                return Err((
+                    SampleRefusal::UnknownField,
+                    format!("unknown field {tag} in Label"),
+                ));
+            }
+        };
+        if slot.is_some() {
+            return Err(malformed(&"name or value given twice"));
         }
+        *slot = Some(read_str(&mut buf).map_err(|e| malformed(&e.message))?);
     }
-    Ok((name, value))
+    Ok((name.unwrap_or(""), value.unwrap_or("")))
 }
 
 /// Longest `Hello.incarnation`, in bytes.
@@ -638,14 +883,15 @@ fn checked_incarnation(incarnation: String) -> Result<Arc<str>, Invalid> {
     Ok(incarnation.into())
 }
 
-/// `[a-z_][a-z0-9_]*`, at most [`MAX_NAME_BYTES`].
 /// Longest probe answer kept, in bytes.
 pub const MAX_PROBE_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Checks one probe: short printable identifiers, bounded answer, sane numbers.
-fn validate_probe(n: usize, p: Probe) -> Result<IngestProbe, Invalid> {
-    let invalid =
-        |what: String| Invalid::new(RejectReason::InvalidSample, format!("probe {n}: {what}"));
+fn validate_probe(n: usize, p: Probe) -> Result<IngestProbe, Refusal> {
+    let invalid = |what: String| Refusal {
+        reason: SampleRefusal::BadProbe,
+        detail: format!("probe {n}: {what}"),
+    };
     let short = |field: &str, value: &str, max: usize, required: bool| {
         if required && value.is_empty() {
             return Err(invalid(format!("{field} is empty")));
@@ -689,6 +935,7 @@ fn validate_probe(n: usize, p: Probe) -> Result<IngestProbe, Invalid> {
     })
 }
 
+/// `[a-z_][a-z0-9_]*`, at most [`MAX_NAME_BYTES`].
 fn check_name(kind: &str, name: &str) -> Result<(), String> {
     let bytes = name.as_bytes();
     let valid = !bytes.is_empty()
@@ -751,6 +998,7 @@ fn read_f64(buf: &mut &[u8]) -> Result<f64, Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::refusal::SampleRefusal;
     use mailpulse_proto::v1::{
         AgentMessage, Batch, Histogram, Label, Sample, agent_message, sample,
     };
@@ -798,9 +1046,15 @@ mod tests {
                 &[("relay", "r"), ("domain", "b")],
                 sample::Value::CounterDelta(1.0),
             ),
+            // The stream's own host given explicitly: the same series as without it.
+            sample(
+                "sent",
+                &[("host", "mx1"), ("domain", "b"), ("relay", "r")],
+                sample::Value::CounterDelta(1.0),
+            ),
             sample(
                 "delay_seconds",
-                &[("host", "explicit")],
+                &[],
                 sample::Value::Histogram(Histogram {
                     bounds: vec![1.0],
                     counts: vec![3, 4],
@@ -813,8 +1067,10 @@ mod tests {
             let batch = decoder
                 .decode(encode_batch(7, samples.clone()))
                 .expect("valid");
+            assert!(decoder.refusals().is_empty());
             assert_eq!(batch.seq, 7);
             assert_eq!(batch.samples[0].series, batch.samples[1].series);
+            assert_eq!(batch.samples[0].series, batch.samples[2].series);
             assert_eq!(batch.histogram_counts, vec![3, 4]);
             let index = registry.read();
             let sent = index.def(batch.samples[0].series);
@@ -826,11 +1082,157 @@ mod tests {
                 vec![("domain", "b"), ("host", "mx1"), ("relay", "r")]
             );
             assert_eq!(
-                index.def(batch.samples[2].series).label("host"),
-                Some("explicit")
+                index.def(batch.samples[3].series).label("host"),
+                Some("mx1")
             );
             assert_eq!(index.len(), 2);
         }
+    }
+
+    #[test]
+    fn an_explicit_host_label_must_be_a_bound_host() {
+        let registry = SeriesRegistry::new(100);
+        let gauge = |host: &str| {
+            sample(
+                "queue_messages",
+                &[("host", host)],
+                sample::Value::Gauge(1.0),
+            )
+        };
+        let mut decoder = BatchDecoder::new(&registry, 100, "mx1");
+        let batch = decoder
+            .decode(encode_batch(1, vec![gauge("mx2"), gauge("mx1")]))
+            .expect("batch");
+        assert_eq!(batch.samples.len(), 1);
+        assert_eq!(decoder.refusals().count(SampleRefusal::ForeignHost), 1);
+        assert_eq!(
+            registry.read().def(batch.samples[0].series).label("host"),
+            Some("mx1")
+        );
+        // A token bound to both hosts (one agent reading a log shared by two hosts).
+        let mut decoder =
+            BatchDecoder::new(&registry, 100, "mx1").bind_hosts(&["mx1".into(), "mx2".into()]);
+        let batch = decoder
+            .decode(encode_batch(1, vec![gauge("mx2"), gauge("mx3")]))
+            .expect("batch");
+        assert_eq!(batch.samples.len(), 1);
+        assert_eq!(decoder.refusals().count(SampleRefusal::ForeignHost), 1);
+    }
+
+    #[test]
+    fn bad_samples_are_refused_one_by_one() {
+        let registry = SeriesRegistry::new(100);
+        let mut decoder = BatchDecoder::new(&registry, 100, "mx1");
+        let good = || sample("sent", &[], sample::Value::CounterDelta(1.0));
+        let long = "x".repeat(320);
+        let histogram = |metric: &str, bounds: Vec<f64>, counts: Vec<u64>| {
+            sample(
+                metric,
+                &[],
+                sample::Value::Histogram(Histogram {
+                    bounds,
+                    counts,
+                    sum: 1.0,
+                }),
+            )
+        };
+        let samples = vec![
+            good(),
+            sample("sent", &[("user", &long)], sample::Value::CounterDelta(1.0)),
+            good(),
+            sample("sent", &[], sample::Value::CounterDelta(f64::NAN)),
+            histogram("a_seconds", vec![1.0], vec![1, 2]),
+            histogram("b_seconds", (1..65).map(f64::from).collect(), vec![1; 65]),
+            histogram("c_seconds", (1..64).map(f64::from).collect(), vec![3; 64]),
+            histogram("d_seconds", vec![1.0, 2.0], vec![1, 2]),
+            good(),
+        ];
+        let batch = decoder
+            .decode(encode_batch(1, samples))
+            .expect("the batch itself is fine");
+        assert_eq!(batch.samples.len(), 5);
+        // The refused histograms' counts are not left in the pool.
+        let mut expected = vec![1, 2];
+        expected.extend([3; 64]);
+        assert_eq!(batch.histogram_counts, expected);
+        let refusals = decoder.refusals();
+        assert_eq!(refusals.count(SampleRefusal::LabelTooLong), 1);
+        assert_eq!(refusals.count(SampleRefusal::BadValue), 1);
+        assert_eq!(refusals.count(SampleRefusal::TooManyBuckets), 1);
+        assert_eq!(refusals.count(SampleRefusal::BadHistogram), 1);
+        assert_eq!(refusals.total(), 4);
+        assert!(
+            refusals
+                .first_detail()
+                .is_some_and(|d| d.starts_with("sample 1:")),
+            "{refusals:?}"
+        );
+        // Beyond max_samples: refused, the first ones applied.
+        let mut decoder = BatchDecoder::new(&registry, 3, "mx1");
+        let batch = decoder
+            .decode(encode_batch(2, (0..5).map(|_| good()).collect()))
+            .expect("batch");
+        assert_eq!(batch.samples.len(), 3);
+        assert_eq!(decoder.refusals().count(SampleRefusal::TooManySamples), 2);
+    }
+
+    #[test]
+    fn windows_outside_the_accepted_range_are_refused() {
+        let registry = SeriesRegistry::new(100);
+        let mut decoder = BatchDecoder::new(&registry, 100, "mx1");
+        decoder.set_window_range(Some(60_000..=120_000));
+        let at = |window_ms: i64| {
+            let mut s = sample("sent", &[], sample::Value::CounterDelta(1.0));
+            s.window_start_unix_ms = window_ms;
+            s
+        };
+        let batch = decoder
+            .decode(encode_batch(
+                1,
+                vec![at(0), at(60_000), at(120_000), at(180_000)],
+            ))
+            .expect("batch");
+        assert_eq!(batch.samples.len(), 2);
+        assert_eq!(decoder.refusals().count(SampleRefusal::WindowOutOfRange), 2);
+        let mut long = at(60_000);
+        long.window_secs = 86_401;
+        decoder.decode(encode_batch(2, vec![long])).expect("batch");
+        assert_eq!(decoder.refusals().count(SampleRefusal::BadWindow), 1);
+    }
+
+    #[test]
+    fn padded_labels_are_refused_and_never_cached() {
+        let registry = SeriesRegistry::new(100);
+        let mut decoder = BatchDecoder::new(&registry, 1000, "mx1");
+        let label = Label {
+            name: "domain".into(),
+            value: "x".into(),
+        }
+        .encode_to_vec();
+        for seq in 1..=20u64 {
+            let mut batch = Batch {
+                seq,
+                ..Batch::default()
+            }
+            .encode_to_vec();
+            for i in 0..50u64 {
+                // metric, a label with an unknown field of padding, window, value.
+                let mut padded = label.clone();
+                prost::encoding::bytes::encode(15, &vec![(seq * 50 + i) as u8; 4096], &mut padded);
+                let mut encoded = Vec::new();
+                prost::encoding::string::encode(1, &"sent".to_string(), &mut encoded);
+                prost::encoding::bytes::encode(2, &padded, &mut encoded);
+                prost::encoding::int64::encode(3, &60_000, &mut encoded);
+                prost::encoding::uint32::encode(4, &60, &mut encoded);
+                prost::encoding::double::encode(5, &1.0, &mut encoded);
+                prost::encoding::bytes::encode(3, &encoded, &mut batch);
+            }
+            let decoded = decoder.decode(Bytes::from(batch)).expect("batch");
+            assert!(decoded.samples.is_empty());
+            assert_eq!(decoder.refusals().count(SampleRefusal::UnknownField), 50);
+        }
+        assert_eq!(decoder.seen_bytes, 0, "nothing cached");
+        assert!(decoder.seen.is_empty());
     }
 
     #[test]
@@ -852,19 +1254,19 @@ mod tests {
         decoder
             .decode(encode_batch(1, vec![histogram(vec![1.0, 2.0])]))
             .expect("valid");
-        let refused = decoder.decode(encode_batch(2, vec![histogram(vec![1.0, 3.0])]));
-        assert_eq!(
-            refused.map(|_| ()).unwrap_err().reason,
-            RejectReason::InvalidSample
-        );
-        let refused = decoder.decode(encode_batch(
-            2,
-            vec![sample("d", &[], sample::Value::Gauge(1.0))],
-        ));
-        assert_eq!(
-            refused.map(|_| ()).unwrap_err().reason,
-            RejectReason::InvalidSample
-        );
+        let batch = decoder
+            .decode(encode_batch(2, vec![histogram(vec![1.0, 3.0])]))
+            .expect("batch");
+        assert!(batch.samples.is_empty());
+        assert_eq!(decoder.refusals().count(SampleRefusal::BoundsChanged), 1);
+        let batch = decoder
+            .decode(encode_batch(
+                2,
+                vec![sample("d", &[], sample::Value::Gauge(1.0))],
+            ))
+            .expect("batch");
+        assert!(batch.samples.is_empty());
+        assert_eq!(decoder.refusals().count(SampleRefusal::KindConflict), 1);
     }
 
     #[test]
@@ -887,15 +1289,22 @@ mod tests {
             RejectReason::Malformed
         );
         let token: Arc<str> = "mx2".into();
-        let hello = Hello {
-            agent_id: "mx1".into(),
-            host: "h".into(),
+        let hello = |agent_id: &str, host: &str| Hello {
+            agent_id: agent_id.into(),
+            host: host.into(),
             ..Hello::default()
         };
+        let bound: [Box<str>; 1] = ["mx2.example".into()];
         assert_eq!(
-            agent_hello(hello, &token).unwrap_err().reason,
+            agent_hello(hello("mx1", "mx2.example"), &token, &bound)
+                .unwrap_err()
+                .reason,
             RejectReason::AgentMismatch
         );
+        let unbound = agent_hello(hello("mx2", "mx1.example"), &token, &bound).unwrap_err();
+        assert_eq!(unbound.reason, RejectReason::AgentMismatch);
+        assert!(unbound.message.contains("mx1.example"), "{unbound:?}");
+        assert!(agent_hello(hello("mx2", "mx2.example"), &token, &bound).is_ok());
     }
 
     proptest! {

@@ -24,7 +24,7 @@ fn probes_batch(seq: u64, probes: Vec<Probe>) -> AgentMessage {
     AgentMessage {
         kind: Some(agent_message::Kind::Batch(Batch {
             seq,
-            created_unix_ms: WINDOW_MS,
+            created_unix_ms: *WINDOW_MS,
             probes,
             ..Batch::default()
         })),
@@ -46,7 +46,7 @@ async fn answer_changes_are_recorded_once_per_server_and_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let collector = start(config(dir.path())).await;
     let mut agent = AgentStream::mx1(collector.grpc_addr()).await;
-    let t = WINDOW_MS;
+    let t = *WINDOW_MS;
     let ns1 = "ns1.example.com@192.0.2.53:53";
     let ns2 = "ns2.example.com@192.0.2.54:53";
     let batches = vec![
@@ -120,25 +120,116 @@ async fn answer_changes_are_recorded_once_per_server_and_survive_a_restart() {
     assert_eq!(changes(&collector, "?limit=1").await.len(), 1);
     assert_eq!(changes(&collector, "?target=com").await.len(), 2);
 
-    // Invalid probes are refused with the batch.
-    agent
-        .send(probes_batch(7, vec![probe("", "x", "", t, "a")]))
-        .await;
-    assert!(agent.next_ack().await.is_err(), "empty kind refused");
-
-    collector.shutdown().await.expect("clean shutdown");
-    let collector = start(config(dir.path())).await;
-    assert_eq!(changes(&collector, "").await.len(), 3, "durable");
-    let mut agent = AgentStream::mx1(collector.grpc_addr()).await;
+    // An invalid probe is refused on its own, the rest of its batch applied.
     agent
         .send(probes_batch(
             7,
-            vec![probe("txt", "other.test", "", t + 2, "c")],
+            vec![
+                probe("", "x", "", t, "a"),
+                probe("txt", "other.test", "", t + 2, "c"),
+            ],
         ))
         .await;
-    assert_eq!(agent.next_ack().await.expect("ack"), (7, false));
-    let other = changes(&collector, "?target=other.test").await;
-    assert_eq!(other.len(), 2);
-    assert_eq!(other[0]["old_answer"], "b", "state kept across the restart");
+    let ack = agent.next_full_ack().await.expect("ack");
+    assert_eq!(refused(&ack), [("bad_probe".to_string(), 1)], "empty kind");
+
     collector.shutdown().await.expect("clean shutdown");
+    let collector = start(config(dir.path())).await;
+    assert_eq!(changes(&collector, "").await.len(), 4, "durable");
+    let mut agent = AgentStream::mx1(collector.grpc_addr()).await;
+    agent
+        .send(probes_batch(
+            8,
+            vec![probe("txt", "other.test", "", t + 3, "d")],
+        ))
+        .await;
+    assert_eq!(agent.next_ack().await.expect("ack"), (8, false));
+    let other = changes(&collector, "?target=other.test").await;
+    assert_eq!(other.len(), 3);
+    assert_eq!(other[0]["old_answer"], "c", "state kept across the restart");
+    collector.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn change_lists_are_bounded_in_entries_and_bytes_and_say_when_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path());
+    config.http.max_response_bytes = 256 * 1024;
+    let collector = start(config).await;
+    let mut agent = AgentStream::mx1(collector.grpc_addr()).await;
+    let t = *WINDOW_MS;
+    // 300 changes of one record, each answer 1 KiB.
+    for seq in 1..=3u64 {
+        let probes = (0..100)
+            .map(|i| {
+                let n = seq as i64 * 100 + i;
+                let answer = format!("{n:04}{}", "x".repeat(1020));
+                Probe {
+                    answer_hash: format!("h-{n}"),
+                    ..probe("txt", "big.test", "", t + n, &answer)
+                }
+            })
+            .collect();
+        agent.send(probes_batch(seq, probes)).await;
+        let ack = agent.next_full_ack().await.expect("ack");
+        assert_eq!((ack.seq, refused(&ack)), (seq, vec![]));
+    }
+    let get = |query: &'static str| {
+        let addr = collector.http_addr();
+        async move {
+            within("HTTP GET", async {
+                let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                let request = format!(
+                    "GET /api/v1/dns/changes{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                );
+                tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+                    .await
+                    .expect("write");
+                let mut raw = Vec::new();
+                tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut raw)
+                    .await
+                    .expect("read");
+                let text = String::from_utf8(raw).expect("UTF-8");
+                let (head, body) = text.split_once("\r\n\r\n").expect("head");
+                let truncated = head
+                    .to_ascii_lowercase()
+                    .contains("x-mailpulse-truncated: true");
+                let body = if head.to_ascii_lowercase().contains("chunked") {
+                    dechunked(body)
+                } else {
+                    body.to_string()
+                };
+                (body, truncated)
+            })
+            .await
+        }
+    };
+    // Asking for everything gets at most max_dns_changes (200) — and at most 256 KiB.
+    let (body, truncated) = get("?limit=100000").await;
+    let list: Vec<Value> = serde_json::from_str(&body).expect("valid JSON even when cut");
+    assert!(truncated, "a cut list says so");
+    assert!(body.len() <= 256 * 1024, "{} bytes", body.len());
+    assert!(
+        !list.is_empty() && list.len() < 200,
+        "{} entries",
+        list.len()
+    );
+    // A small list is whole and says nothing.
+    let (body, truncated) = get("?limit=5").await;
+    let list: Vec<Value> = serde_json::from_str(&body).expect("JSON");
+    assert_eq!((list.len(), truncated), (5, false));
+    collector.shutdown().await.expect("clean shutdown");
+}
+
+fn dechunked(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").expect("chunk size");
+        let size = usize::from_str_radix(size.trim(), 16).expect("hex size");
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
 }

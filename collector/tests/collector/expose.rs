@@ -37,7 +37,7 @@ async fn populated_collector(
                     &[("dsn_class", "5"), ("reason", "say \"no\"\\n")],
                     2.0,
                 ),
-                gauge("queue_messages", &[("queue", "deferred")], WINDOW_MS, 12.0),
+                gauge("queue_messages", &[("queue", "deferred")], *WINDOW_MS, 12.0),
                 histogram(
                     "delivery_delay_seconds",
                     &[0.1, 1.0, 10.0],
@@ -125,6 +125,7 @@ async fn otlp_export_reaches_a_receiver_with_the_same_totals() {
         endpoint: format!("http://{receiver_addr}"),
         interval_secs: 1,
         timeout_secs: 5,
+        max_request_bytes: mailpulse_collector::expose::otlp::DEFAULT_MAX_REQUEST_BYTES,
     });
     let collector = populated_collector(config).await;
 
@@ -193,14 +194,14 @@ async fn gauges_a_host_stopped_reporting_are_hidden() {
     let hour = 3_600_000;
     let batches = [
         vec![
-            gauge(metric, &[("domain", "left.example")], WINDOW_MS, 5.0),
-            gauge(metric, &[("domain", "stays.example")], WINDOW_MS, 7.0),
+            gauge(metric, &[("domain", "left.example")], *WINDOW_MS, 5.0),
+            gauge(metric, &[("domain", "stays.example")], *WINDOW_MS, 7.0),
         ],
         // Ten minutes later: still within the default 15 minutes.
         vec![gauge(
             metric,
             &[("domain", "stays.example")],
-            WINDOW_MS + hour / 6,
+            *WINDOW_MS + hour / 6,
             8.0,
         )],
     ];
@@ -225,7 +226,7 @@ async fn gauges_a_host_stopped_reporting_are_hidden() {
     let later = vec![gauge(
         metric,
         &[("domain", "stays.example")],
-        WINDOW_MS + hour,
+        *WINDOW_MS + hour,
         0.0,
     )];
     assert_eq!(agent.batch(3, later).await.expect("ack"), (3, false));
@@ -233,4 +234,114 @@ async fn gauges_a_host_stopped_reporting_are_hidden() {
     assert!(lines(&text, "left.example").is_empty(), "stale:\n{text}");
     assert_eq!(lines(&text, "stays.example"), ["0"]);
     collector.shutdown().await.expect("clean shutdown");
+}
+
+/// An OTLP receiver that records the encoded size of every request (tonic's default limit of
+/// 4 MiB per message, as most receivers).
+async fn recording_receiver() -> (std::net::SocketAddr, Receiver, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let receiver = Receiver::default();
+    let server = tokio::spawn({
+        let receiver = receiver.clone();
+        async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(MetricsServiceServer::new(receiver))
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await;
+        }
+    });
+    (addr, receiver, server)
+}
+
+/// The time of the first data point: every point of one export has it.
+fn export_time(request: &ExportMetricsServiceRequest) -> u64 {
+    match request.resource_metrics[0].scope_metrics[0]
+        .metrics
+        .first()
+        .and_then(|m| m.data.as_ref())
+    {
+        Some(metric::Data::Sum(s)) => s.data_points.first().map_or(0, |p| p.time_unix_nano),
+        Some(metric::Data::Gauge(g)) => g.data_points.first().map_or(0, |p| p.time_unix_nano),
+        Some(metric::Data::Histogram(h)) => h.data_points.first().map_or(0, |p| p.time_unix_nano),
+        _ => 0,
+    }
+}
+
+fn data_points(request: &ExportMetricsServiceRequest) -> usize {
+    request.resource_metrics[0].scope_metrics[0]
+        .metrics
+        .iter()
+        .map(|m| match &m.data {
+            Some(metric::Data::Sum(s)) => s.data_points.len(),
+            Some(metric::Data::Gauge(g)) => g.data_points.len(),
+            Some(metric::Data::Histogram(h)) => h.data_points.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn an_otlp_export_over_4_mib_arrives_in_requests_the_receiver_accepts() {
+    use prost::Message;
+
+    let (receiver_addr, receiver, server) = recording_receiver().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path());
+    config.otlp = Some(OtlpConfig {
+        endpoint: format!("http://{receiver_addr}"),
+        interval_secs: 1,
+        timeout_secs: 10,
+        max_request_bytes: mailpulse_collector::expose::otlp::DEFAULT_MAX_REQUEST_BYTES,
+    });
+    let collector = start(config).await;
+    let mut agent = AgentStream::mx1(collector.grpc_addr()).await;
+    // 24 000 series with long label values: about 6 MB of data points in one export.
+    const SERIES: usize = 24_000;
+    for (seq, chunk) in (1..).zip((0..SERIES).collect::<Vec<_>>().chunks(6_000)) {
+        let samples = chunk
+            .iter()
+            .map(|i| {
+                counter(
+                    "messages_delivered",
+                    &[("domain", &format!("{i:06}.{}", "d".repeat(200)))],
+                    1.0,
+                )
+            })
+            .collect();
+        assert_eq!(agent.batch(seq, samples).await.expect("ack"), (seq, false));
+    }
+    // One whole export: the requests whose points carry the same time; it has every series.
+    let mut sizes = Vec::new();
+    for _ in 0..150 {
+        let requests = receiver.requests.lock().expect("lock").clone();
+        let mut exports: std::collections::BTreeMap<u64, (usize, Vec<usize>)> =
+            std::collections::BTreeMap::new();
+        for request in &requests {
+            let export = exports.entry(export_time(request)).or_default();
+            export.0 += data_points(request);
+            export.1.push(request.encoded_len());
+        }
+        if let Some((_, (points, request_sizes))) = exports
+            .into_iter()
+            .find(|(_, (points, _))| *points >= SERIES)
+        {
+            assert_eq!(points, SERIES, "each point once per export");
+            sizes = request_sizes;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        sizes.len() >= 2 && sizes.iter().all(|&n| n <= 4 << 20),
+        "request sizes {sizes:?}; failed exports: {:?}",
+        value(
+            &scrape(&collector).await,
+            "mailpulse_collector_otlp_exports_total{result=\"error\"}"
+        )
+    );
+    collector.shutdown().await.expect("clean shutdown");
+    server.abort();
 }

@@ -29,7 +29,7 @@ async fn batches_are_applied_and_totals_are_exact_at_metrics() {
                         &[("host", "other-host"), ("domain", "x.test")],
                         1.0
                     ),
-                    gauge("queue_messages", &[], WINDOW_MS + 60_000, 7.0),
+                    gauge("queue_messages", &[], *WINDOW_MS + 60_000, 7.0),
                     histogram("delivery_delay_seconds", &[0.5, 2.0], &[1, 2, 3], 20.0),
                 ]
             )
@@ -43,7 +43,7 @@ async fn batches_are_applied_and_totals_are_exact_at_metrics() {
                 3,
                 vec![
                     // An older window does not replace the gauge.
-                    gauge("queue_messages", &[], WINDOW_MS, 99.0),
+                    gauge("queue_messages", &[], *WINDOW_MS, 99.0),
                     histogram("delivery_delay_seconds", &[0.5, 2.0], &[1, 0, 0], 0.25),
                 ]
             )
@@ -61,10 +61,14 @@ async fn batches_are_applied_and_totals_are_exact_at_metrics() {
         "mailpulse_messages_delivered_total{domain=\"gmail.com\",host=\"mx1.example\"}",
         7.0,
     );
-    // A host label sent by the agent wins over the Hello host.
-    expect(
-        "mailpulse_messages_deferred_total{domain=\"x.test\",host=\"other-host\"}",
-        1.0,
+    // A host label naming a host the agent's token is not bound to is refused.
+    assert_eq!(
+        value(
+            &text,
+            "mailpulse_messages_deferred_total{domain=\"x.test\",host=\"other-host\"}"
+        ),
+        None,
+        "{text}"
     );
     expect("mailpulse_queue_messages{host=\"mx1.example\"}", 7.0);
     expect(
@@ -92,7 +96,11 @@ async fn batches_are_applied_and_totals_are_exact_at_metrics() {
         1.0,
     );
     expect("mailpulse_collector_batches_applied_total", 3.0);
-    expect("mailpulse_collector_samples_applied_total", 7.0);
+    expect("mailpulse_collector_samples_applied_total", 6.0);
+    expect(
+        "mailpulse_collector_refused_samples_total{agent=\"mx1\",reason=\"foreign_host\"}",
+        1.0,
+    );
 
     let (status, agents) = http_get(collector.http_addr(), "/api/v1/agents").await;
     assert_eq!(status, 200);
@@ -283,7 +291,7 @@ async fn oversize_message_is_refused_and_server_keeps_serving() {
 }
 
 #[tokio::test]
-async fn too_many_samples_is_invalid_argument() {
+async fn samples_beyond_the_batch_limit_are_refused_and_the_rest_applied() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = config(dir.path());
     config.limits.max_batch_samples = 10;
@@ -292,106 +300,15 @@ async fn too_many_samples_is_invalid_argument() {
     let samples = (0..11)
         .map(|_| counter("messages_sent", &[], 1.0))
         .collect();
-    let status = agent.batch(1, samples).await.expect_err("refused");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(
-        status.message().contains("more than 10 samples"),
-        "{status:?}"
-    );
-    collector.shutdown().await.expect("clean shutdown");
-}
-
-#[tokio::test]
-async fn invalid_samples_are_invalid_argument_and_nothing_is_applied() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let collector = start(config(dir.path())).await;
-    let many_labels: Vec<(String, String)> = (0..17)
-        .map(|i| (format!("l{i}"), "v".to_string()))
-        .collect();
-    let many_labels: Vec<(&str, &str)> = many_labels
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let long_value = "v".repeat(257);
-    let mut negative_window = counter("messages_sent", &[], 1.0);
-    negative_window.window_start_unix_ms = -1;
-    let mut no_value = counter("messages_sent", &[], 1.0);
-    no_value.value = None;
-    let cases = vec![
-        ("bad metric name", counter("Messages-Sent", &[], 1.0)),
-        (
-            "bad label name",
-            counter("messages_sent", &[("Domain", "x")], 1.0),
-        ),
-        (
-            "reserved metric",
-            counter("collector_batches_received", &[], 1.0),
-        ),
-        ("NaN", counter("messages_sent", &[], f64::NAN)),
-        (
-            "infinite gauge",
-            gauge("queue_messages", &[], WINDOW_MS, f64::INFINITY),
-        ),
-        ("negative counter", counter("messages_sent", &[], -1.0)),
-        ("17 labels", counter("messages_sent", &many_labels, 1.0)),
-        (
-            "long label value",
-            counter("messages_sent", &[("domain", &long_value)], 1.0),
-        ),
-        (
-            "duplicate label",
-            counter("messages_sent", &[("a", "1"), ("a", "2")], 1.0),
-        ),
-        (
-            "histogram counts",
-            histogram("delay_seconds", &[1.0, 2.0], &[1, 2], 1.0),
-        ),
-        (
-            "histogram bounds order",
-            histogram("delay_seconds", &[2.0, 1.0], &[1, 2, 3], 1.0),
-        ),
-        ("negative window", negative_window),
-        ("no value", no_value),
-    ];
-    for (what, bad) in cases {
-        let mut agent = AgentStream::mx1(collector.grpc_addr()).await;
-        // A valid sample first: the whole batch must be refused, not a prefix of it.
-        let status = agent
-            .batch(1, vec![counter("messages_sent", &[], 1.0), bad])
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("{what}: expected a refusal"));
-        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
-    }
-    // A kind conflict with an existing metric is refused too.
-    let mut agent = AgentStream::mx1(collector.grpc_addr()).await;
-    assert!(
-        agent
-            .batch(1, vec![counter("queue_messages", &[], 1.0)])
-            .await
-            .is_ok()
-    );
-    let status = agent
-        .batch(
-            2,
-            vec![gauge("queue_messages", &[("x", "y")], WINDOW_MS, 1.0)],
-        )
-        .await
-        .expect_err("kind conflict refused");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-
-    let text = scrape(&collector).await;
-    assert_eq!(
-        value(&text, "mailpulse_collector_samples_applied_total"),
-        Some(1.0),
-        "{text}"
-    );
+    agent.send(batch(1, samples)).await;
+    let ack = agent.next_full_ack().await.expect("ack");
+    assert_eq!(refused(&ack), [("too_many_samples".to_string(), 1)]);
     assert_eq!(
         value(
-            &text,
-            "mailpulse_collector_rejections_total{reason=\"invalid_sample\"}"
+            &scrape(&collector).await,
+            "mailpulse_messages_sent_total{host=\"mx1.example\"}"
         ),
-        Some(14.0)
+        Some(10.0)
     );
     collector.shutdown().await.expect("clean shutdown");
 }

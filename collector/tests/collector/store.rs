@@ -201,12 +201,15 @@ async fn windows_are_stored_at_resolution_and_pruned_after_retention() {
         sample
     };
     let mut agent = AgentStream::mx1(collector.grpc_addr()).await;
-    // Five 60 s agent windows fall into one 300 s stored window; one sample is 3 days old.
+    // Five 60 s agent windows fall into one 300 s stored window; one sample is 3 days old,
+    // before the retention period: refused.
     let samples = (0..5)
         .map(|i| at(stored_window + i * 60_000))
         .chain([at(too_old)])
         .collect();
-    assert!(agent.batch(1, samples).await.is_ok());
+    agent.send(batch(1, samples)).await;
+    let ack = agent.next_full_ack().await.expect("ack");
+    assert_eq!(refused(&ack), [("window_out_of_range".to_string(), 1)]);
 
     let snapshot = collector.store().snapshot();
     let id = snapshot
@@ -227,13 +230,12 @@ async fn windows_are_stored_at_resolution_and_pruned_after_retention() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(points, vec![(stored_window, Aggregate::Counter(5.0))]);
-    // The total keeps everything, pruned windows included.
     assert_eq!(
         value(
             &scrape(&collector).await,
             "mailpulse_messages_sent_total{host=\"mx1.example\"}"
         ),
-        Some(6.0)
+        Some(5.0)
     );
     collector.shutdown().await.expect("clean shutdown");
 }

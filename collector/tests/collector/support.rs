@@ -3,24 +3,37 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use bytes::{BufMut, Bytes};
+use mailpulse_collector::ingest::auth::TokenSpec;
 use mailpulse_collector::{CollectorConfig, RunningCollector};
 use mailpulse_proto::v1::agent_service_client::AgentServiceClient;
 use mailpulse_proto::v1::{
-    AgentMessage, Batch, CollectorMessage, Hello, Histogram, Label, Sample, agent_message,
+    Ack, AgentMessage, Batch, CollectorMessage, Hello, Histogram, Label, Sample, agent_message,
     collector_message, sample,
 };
+use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 use tonic::{Request, Status, Streaming};
 
 pub const TOKEN_MX1: &str = "token-of-mx1-0123456789abcdef";
 pub const TOKEN_MX2: &str = "token-of-mx2-0123456789abcdef";
-/// A window start every test uses (2026-01-01T00:00:00Z).
-pub const WINDOW_MS: i64 = 1_767_225_600_000;
+/// A window start every test uses: the start of the hour a day before the tests started
+/// (inside the windows the collector accepts: the retention period up to now).
+pub static WINDOW_MS: LazyLock<i64> = LazyLock::new(|| {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    (now_ms / 3_600_000 - 24) * 3_600_000
+});
 
 /// Bounds every await of a test.
 pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
@@ -29,15 +42,22 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
-/// A loopback config with two agents and the store in `dir`.
+/// A loopback config with two agents (bound to hosts `mx1.example` and `mx2.example`) and the
+/// store in `dir`.
 pub fn config(dir: &Path) -> CollectorConfig {
     let mut config = CollectorConfig {
         grpc_listen_addr: "127.0.0.1:0".parse().expect("addr"),
         http_listen_addr: "127.0.0.1:0".parse().expect("addr"),
         ..CollectorConfig::default()
     };
-    config.auth.tokens.insert("mx1".into(), TOKEN_MX1.into());
-    config.auth.tokens.insert("mx2".into(), TOKEN_MX2.into());
+    config
+        .auth
+        .tokens
+        .insert("mx1".into(), TokenSpec::bound(TOKEN_MX1, &["mx1.example"]));
+    config
+        .auth
+        .tokens
+        .insert("mx2".into(), TokenSpec::bound(TOKEN_MX2, &["mx2.example"]));
     config.store.path = dir.join("collector.redb");
     config
 }
@@ -103,13 +123,14 @@ impl AgentStream {
 
     /// The next ack, or the status the server ended the stream with.
     pub async fn next_ack(&mut self) -> Result<(u64, bool), Status> {
-        match within("next response", self.responses.message()).await? {
-            Some(CollectorMessage {
-                kind: Some(collector_message::Kind::Ack(ack)),
-            }) => Ok((ack.seq, ack.duplicate)),
-            Some(other) => panic!("expected an Ack, got {other:?}"),
-            None => Err(Status::cancelled("stream ended without status")),
-        }
+        self.next_full_ack()
+            .await
+            .map(|ack| (ack.seq, ack.duplicate))
+    }
+
+    /// The next ack with its refused samples, or the status the server ended the stream with.
+    pub async fn next_full_ack(&mut self) -> Result<Ack, Status> {
+        next_ack_of(&mut self.responses).await
     }
 
     /// Sends a batch and waits for its ack.
@@ -117,6 +138,147 @@ impl AgentStream {
         self.send(batch(seq, samples)).await;
         self.next_ack().await
     }
+}
+
+async fn next_ack_of(responses: &mut Streaming<CollectorMessage>) -> Result<Ack, Status> {
+    match within("next response", responses.message()).await? {
+        Some(CollectorMessage {
+            kind: Some(collector_message::Kind::Ack(ack)),
+        }) => Ok(ack),
+        Some(other) => panic!("expected an Ack, got {other:?}"),
+        None => Err(Status::cancelled("stream ended without status")),
+    }
+}
+
+/// Refused samples of an ack by reason, sorted.
+pub fn refused(ack: &Ack) -> Vec<(String, u64)> {
+    let mut refused: Vec<(String, u64)> = ack
+        .refused
+        .iter()
+        .map(|r| (r.reason.clone(), r.samples))
+        .collect();
+    refused.sort();
+    refused
+}
+
+/// A hostile client: sends already-encoded `AgentMessage` bytes, whatever they contain.
+pub struct RawStream {
+    tx: mpsc::Sender<Bytes>,
+    responses: Streaming<CollectorMessage>,
+}
+
+impl RawStream {
+    /// Opens a stream with `token` over a new plaintext connection.
+    pub async fn open(addr: SocketAddr, token: &str) -> Result<RawStream, Status> {
+        let channel = within(
+            "gRPC connect",
+            Channel::from_shared(format!("http://{addr}"))
+                .expect("uri")
+                .connect(),
+        )
+        .await
+        .expect("gRPC connect");
+        let mut grpc = tonic::client::Grpc::new(channel);
+        within("channel ready", grpc.ready())
+            .await
+            .expect("channel ready");
+        let (tx, rx) = mpsc::channel(64);
+        let mut request = Request::new(ReceiverStream::new(rx));
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("ascii"),
+        );
+        let responses = within(
+            "open raw stream",
+            grpc.streaming(
+                request,
+                PathAndQuery::from_static("/mailpulse.v1.AgentService/Stream"),
+                RawCodec,
+            ),
+        )
+        .await?
+        .into_inner();
+        Ok(RawStream { tx, responses })
+    }
+
+    /// Sends one encoded message (ignored when the server already closed the stream).
+    pub async fn send(&mut self, message: impl Into<Bytes>) {
+        let _ = self.tx.send(message.into()).await;
+    }
+
+    /// The next ack, or the status the server ended the stream with.
+    pub async fn next_full_ack(&mut self) -> Result<Ack, Status> {
+        next_ack_of(&mut self.responses).await
+    }
+}
+
+/// Requests as raw bytes, responses decoded with prost.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = CollectorMessage;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawDecoder
+    }
+}
+
+#[derive(Debug)]
+struct RawEncoder;
+
+impl Encoder for RawEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct RawDecoder;
+
+impl Decoder for RawDecoder {
+    type Item = CollectorMessage;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<CollectorMessage>, Status> {
+        CollectorMessage::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+/// Protobuf field `tag` of wire type LEN holding `bytes`.
+pub fn len_field(tag: u32, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, &mut out);
+    prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// An encoded `AgentMessage{batch}` built from encoded `Sample`s.
+pub fn raw_batch(seq: u64, samples: &[Vec<u8>]) -> Vec<u8> {
+    let mut batch = Batch {
+        seq,
+        created_unix_ms: *WINDOW_MS,
+        ..Batch::default()
+    }
+    .encode_to_vec();
+    for sample in samples {
+        batch.extend(len_field(3, sample));
+    }
+    len_field(2, &batch)
 }
 
 pub fn hello(agent_id: &str, host: &str) -> AgentMessage {
@@ -135,7 +297,7 @@ pub fn batch(seq: u64, samples: Vec<Sample>) -> AgentMessage {
     AgentMessage {
         kind: Some(agent_message::Kind::Batch(Batch {
             seq,
-            created_unix_ms: WINDOW_MS,
+            created_unix_ms: *WINDOW_MS,
             samples,
             ..Batch::default()
         })),
@@ -156,7 +318,7 @@ pub fn counter(metric: &str, pairs: &[(&str, &str)], delta: f64) -> Sample {
     Sample {
         metric: metric.into(),
         labels: labels(pairs),
-        window_start_unix_ms: WINDOW_MS,
+        window_start_unix_ms: *WINDOW_MS,
         window_secs: 60,
         value: Some(sample::Value::CounterDelta(delta)),
     }
@@ -176,7 +338,7 @@ pub fn histogram(metric: &str, bounds: &[f64], counts: &[u64], sum: f64) -> Samp
     Sample {
         metric: metric.into(),
         labels: Vec::new(),
-        window_start_unix_ms: WINDOW_MS,
+        window_start_unix_ms: *WINDOW_MS,
         window_secs: 60,
         value: Some(sample::Value::Histogram(Histogram {
             bounds: bounds.to_vec(),

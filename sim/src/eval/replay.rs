@@ -18,6 +18,7 @@ use prost::Message;
 use mailpulse_collector::analyze::{Alert, Band, Engine, EngineConfig, Selector, point_value};
 use mailpulse_collector::ingest::pb::{BatchDecoder, Invalid};
 use mailpulse_collector::model::{Anomaly, SeriesDef, SeriesId};
+use mailpulse_collector::stats::RejectReason;
 use mailpulse_collector::store::{Aggregate, SeriesRegistry, ValueRef};
 
 /// What a replay produced.
@@ -100,6 +101,14 @@ impl<'r> Replay<'r> {
         }
         .encode_to_vec();
         let batch = decoder.decode(Bytes::from(encoded))?;
+        // The collector applies the rest of a batch and refuses the bad samples; an evaluation
+        // wants to know the agent produced one at all.
+        if let Some(detail) = decoder.refusals().first_detail() {
+            return Err(Invalid {
+                reason: RejectReason::InvalidSample,
+                message: detail.to_string(),
+            });
+        }
         for sample in &batch.samples {
             let window = sample.window_start_ms.div_euclid(self.resolution_ms) * self.resolution_ms;
             match self.current {
