@@ -8,6 +8,7 @@ use crate::capacity::CapacityConfig;
 use crate::dns::config::DnsConfig;
 use crate::parse::LogFormat;
 use crate::queue::QueueConfig;
+use crate::secret::Secret;
 use crate::ship::{ClientTls, DEFAULT_OUTBOX_MAX_BYTES};
 use crate::traffic::TrafficConfig;
 
@@ -28,8 +29,8 @@ pub struct AgentRunOptions {
     pub state_dir: PathBuf,
     /// Collector endpoint (`http://` or `https://`).
     pub collector_url: String,
-    /// Bearer token for the collector.
-    pub token: Option<String>,
+    /// Bearer token for the collector (redacted in `Debug` output).
+    pub token: Option<Secret>,
     /// TLS (CA, client certificate and key, server name).
     pub tls: Option<ClientTls>,
     /// Aggregation window (default 60 s).

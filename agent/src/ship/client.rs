@@ -33,6 +33,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use super::lock;
 use super::outbox::{Outbox, OutboxError};
+use crate::secret::Secret;
 use crate::source::{Checkpoints, SourceError};
 
 /// TLS towards the collector (`https://` URLs).
@@ -84,8 +85,8 @@ pub struct ShipperConfig {
     pub host: String,
     /// Collector endpoint, e.g. `https://collector.example.net:4317`.
     pub collector_url: String,
-    /// Bearer token sent as `authorization` metadata.
-    pub token: Option<String>,
+    /// Bearer token sent as `authorization` metadata (redacted in `Debug` output).
+    pub token: Option<Secret>,
     /// TLS settings; required for mutual TLS or a private CA.
     pub tls: Option<ClientTls>,
     /// What the agent can do, sent in `Hello`.
@@ -239,7 +240,7 @@ impl Shipper {
         let endpoint = build_endpoint(&cfg)?;
         let token = match &cfg.token {
             Some(t) => Some(
-                format!("Bearer {t}")
+                format!("Bearer {}", t.expose())
                     .parse::<MetadataValue<Ascii>>()
                     .map_err(|_| {
                         ShipError::InvalidConfig(
