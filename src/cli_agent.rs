@@ -48,6 +48,13 @@ pub fn options(config: &AgentConfig) -> Result<AgentRunOptions> {
     opts.top_k_relays = a.top_k_relays;
     opts.include_events = a.include_events;
     opts.outbox_max_bytes = config.outbox.max_bytes;
+    opts.outbox_max_rejected_bytes = config.outbox.max_rejected_bytes;
+    opts.max_label_bytes = a.max_label_bytes;
+    opts.max_tracked_label_values = a.max_tracked_label_values;
+    opts.max_tracked_label_bytes = a.max_tracked_label_bytes;
+    opts.max_hosts = config.logs.max_hosts;
+    opts.max_instances = config.logs.max_instances;
+    opts.tracker_snapshot_interval_secs = config.agent.tracker_snapshot_interval_secs;
     opts.traffic = config.traffic.clone();
     opts.queue = Some(config.queue.clone());
     opts.capacity = Some(config.capacity.clone());

@@ -51,6 +51,10 @@ pub struct AgentSection {
     /// Checkpoints and the outbox live here.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// How often the message tracker's state is saved with the read positions, so a restart
+    /// does not count retried messages again (default 60).
+    #[serde(default = "default_tracker_snapshot_interval_secs")]
+    pub tracker_snapshot_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -63,6 +67,15 @@ pub struct LogsSection {
     /// UTC offset of timestamps that carry none (BSD syslog, maillog_file).
     #[serde(default)]
     pub utc_offset_secs: i32,
+    /// Most distinct hosts (the syslog host field) kept by name; lines of further hosts are
+    /// counted under `other` (default 4).
+    #[serde(default = "default_max_hosts")]
+    pub max_hosts: usize,
+    /// Most distinct Postfix instances (syslog names, `postfix-out/smtp` → `postfix-out`) kept
+    /// by name: any local user can log under any name. Further ones are counted under `other`
+    /// (default 16).
+    #[serde(default = "default_max_instances")]
+    pub max_instances: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -101,16 +114,28 @@ pub struct AggregateSection {
     pub top_k_relays: usize,
     /// Ship raw message events as well as aggregated samples.
     pub include_events: bool,
+    /// Longest label value in bytes (32–256); longer values (a 300-byte SASL user name) keep
+    /// their start and get `~` and a hash (default 128).
+    pub max_label_bytes: usize,
+    /// Most values of one open label (domain, relay, reason, client network, user) ranked per
+    /// window for top-K (default 1024).
+    pub max_tracked_label_values: usize,
+    /// Most bytes of ranked label values per window, all open labels together (default 256 KiB).
+    pub max_tracked_label_bytes: usize,
 }
 
 impl Default for AggregateSection {
     fn default() -> Self {
+        let agg = crate::aggregate::AggregatorConfig::default();
         Self {
             window_secs: 60,
             flush_interval_secs: 10,
             top_k_domains: 50,
             top_k_relays: 20,
             include_events: false,
+            max_label_bytes: agg.max_label_bytes,
+            max_tracked_label_values: agg.max_tracked_label_values,
+            max_tracked_label_bytes: agg.max_tracked_label_bytes,
         }
     }
 }
@@ -120,18 +145,34 @@ impl Default for AggregateSection {
 pub struct OutboxSection {
     /// Bound of the on-disk outbox; past it the oldest batches are dropped and counted.
     pub max_bytes: u64,
+    /// Bound of `outbox/rejected/`, where batches the collector refused for good are kept for
+    /// inspection; past it the oldest are deleted (default 64 MiB).
+    pub max_rejected_bytes: u64,
 }
 
 impl Default for OutboxSection {
     fn default() -> Self {
         Self {
             max_bytes: 256 << 20,
+            max_rejected_bytes: crate::ship::outbox::DEFAULT_MAX_REJECTED_BYTES,
         }
     }
 }
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/mailpulse")
+}
+
+fn default_tracker_snapshot_interval_secs() -> u64 {
+    60
+}
+
+fn default_max_hosts() -> usize {
+    crate::pipeline::DEFAULT_MAX_HOSTS
+}
+
+fn default_max_instances() -> usize {
+    crate::pipeline::DEFAULT_MAX_INSTANCES
 }
 
 /// A configuration error, with the line and column it was found at when known.
@@ -242,6 +283,31 @@ impl AgentConfig {
         }
         if self.outbox.max_bytes < 1 << 20 {
             return Err(invalid("outbox.max_bytes must be at least 1 MiB".into()));
+        }
+        let a = &self.aggregate;
+        if !(crate::aggregate::bound::MIN_MAX_LABEL_BYTES..=256).contains(&a.max_label_bytes) {
+            return Err(invalid(format!(
+                "aggregate.max_label_bytes = {}: must be 32 to 256 (the collector refuses longer \
+                 values)",
+                a.max_label_bytes
+            )));
+        }
+        if a.max_tracked_label_values == 0 || a.max_tracked_label_bytes < 4096 {
+            return Err(invalid(
+                "aggregate.max_tracked_label_values must be positive and \
+                 aggregate.max_tracked_label_bytes at least 4096"
+                    .into(),
+            ));
+        }
+        if self.logs.max_hosts == 0 || self.logs.max_instances == 0 {
+            return Err(invalid(
+                "logs.max_hosts and logs.max_instances must be positive".into(),
+            ));
+        }
+        if self.agent.tracker_snapshot_interval_secs == 0 {
+            return Err(invalid(
+                "agent.tracker_snapshot_interval_secs must be positive".into(),
+            ));
         }
         Ok(())
     }

@@ -144,6 +144,7 @@ fn cfg(window_secs: u32, k: usize) -> AggregatorConfig {
         top_k_reasons: k,
         top_k_client_nets: k,
         top_k_users: k,
+        ..AggregatorConfig::default()
     }
 }
 
@@ -361,8 +362,9 @@ fn self_metrics_are_deltas_and_gauges() {
         outbox_batches: 2,
         dropped_batches: 0,
         lag_seconds: 1.5,
+        ..SelfMetricsSnapshot::default()
     };
-    let first = m.cut(T0 * 1000 + 1234, snap);
+    let first = m.cut(T0 * 1000 + 1234, snap.clone());
     let second = m.cut(
         T0 * 1000 + 5000,
         SelfMetricsSnapshot {

@@ -125,3 +125,28 @@ fn packaged_agent_config_uses_tls_to_the_collector_port() {
         "agent URL {url} uses the collector's gRPC port {port}"
     );
 }
+
+/// The packaged agent file (every setting, with its default) passes `config check` once its
+/// paths point at files that exist.
+#[test]
+fn packaged_agent_config_is_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("packaging/agent.toml")).expect("agent.toml");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let token = d.join("agent.token");
+    std::fs::write(&token, "0123456789abcdef0123456789\n").expect("token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::write(d.join("mail.log"), "").expect("log");
+    let text = text
+        .replace("/var/lib/mailpulse", &d.join("state").display().to_string())
+        .replace(
+            "/var/log/mail.log",
+            &d.join("mail.log").display().to_string(),
+        )
+        .replace("/etc/mailpulse/agent.token", &token.display().to_string());
+    let path = d.join("agent.toml");
+    std::fs::write(&path, text).expect("agent config");
+    let (ok, out) = check(&path);
+    assert!(ok, "packaged agent.toml: {out}");
+}
