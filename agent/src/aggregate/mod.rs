@@ -157,7 +157,7 @@ impl Aggregator {
     fn key(&mut self, metric: Metric, host: &Arc<str>, instance: &Arc<str>) -> SeriesKey {
         let host = self.bound(host.clone());
         let instance = self.bound(instance.clone());
-        SeriesKey::bare(metric, &host, &instance)
+        SeriesKey::bare(metric, host, instance)
     }
 
     /// The limits [`Window::rank`] applies.
@@ -477,11 +477,11 @@ struct SeriesKey {
 }
 
 impl SeriesKey {
-    fn bare(metric: Metric, host: &Arc<str>, instance: &Arc<str>) -> Self {
+    fn bare(metric: Metric, host: Arc<str>, instance: Arc<str>) -> Self {
         Self {
             metric,
-            host: host.clone(),
-            instance: instance.clone(),
+            host,
+            instance,
             domain: None,
             relay: None,
             dsn_class: None,
