@@ -169,11 +169,6 @@ impl LineProcessor {
         self.origin_stats
     }
 
-    /// The tracker, for saving its state.
-    pub fn tracker_mut(&mut self) -> &mut Tracker {
-        &mut self.tracker
-    }
-
     /// The names the host and instance caps admitted (saved with the tracker's state).
     pub fn origin_caps(&self) -> &OriginCaps {
         &self.caps

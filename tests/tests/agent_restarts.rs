@@ -1,7 +1,8 @@
 //! The real Postfix log of the fixtures (deferred messages retried: qmgr repeats their `from=`
 //! line on every attempt) streamed through real agent and collector processes while the agent
-//! is killed with SIGKILL twice: `received`, `delivered`, `bounced` and `deferred` at the
-//! collector's /metrics are exactly what `mailpulse parse` finds in the whole log. A restarted
+//! is killed with SIGKILL twice: `received`, `delivered`, `bounced`, `deferred`, `held` and
+//! `expired` at the collector's /metrics are exactly what `mailpulse parse` finds in the whole
+//! log. A restarted
 //! agent must not take a retried message for a new one.
 
 use std::io::Write;
@@ -48,6 +49,8 @@ fn agent_killed_twice_counts_received_messages_once() {
         ("mailpulse_messages_delivered_total", n("delivered")),
         ("mailpulse_messages_deferred_total", n("deferred")),
         ("mailpulse_messages_bounced_total", n("bounced")),
+        ("mailpulse_messages_held_total", n("held")),
+        ("mailpulse_messages_expired_total", n("expired")),
     ];
     assert!(n("received") >= 50.0 && n("deferred") >= 20.0, "{summary}");
 

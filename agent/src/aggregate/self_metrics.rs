@@ -67,39 +67,48 @@ impl SelfMetrics {
         let counter =
             |v: u64, last: u64| sample::Value::CounterDelta(v.saturating_sub(last) as f64);
         let last = &self.last;
-        let delta = |map: &BTreeMap<&'static str, u64>, last: &BTreeMap<&'static str, u64>, k| {
-            counter(map[k], last.get(k).copied().unwrap_or(0))
-        };
         let mut labelled: Vec<(&str, &str, String, sample::Value)> = Vec::new();
+        // Labelled counters: a series appears once it has counted something, except the task
+        // failures, which are reported (as 0) for every task from the start.
+        let mut deltas =
+            |metric, label, now: u64, before: Option<u64>, always: bool, value: String| {
+                let before = before.unwrap_or(0);
+                if always || now > before {
+                    labelled.push((metric, label, value, counter(now, before)));
+                }
+            };
         for (reason, &n) in &snap.refused_samples {
-            let before = last.refused_samples.get(reason).copied().unwrap_or(0);
-            if n > before {
-                labelled.push((
-                    "agent_refused_samples",
-                    "reason",
-                    reason.clone(),
-                    counter(n, before),
-                ));
-            }
+            let before = last.refused_samples.get(reason).copied();
+            deltas(
+                "agent_refused_samples",
+                "reason",
+                n,
+                before,
+                false,
+                reason.clone(),
+            );
         }
         for (&label, &n) in &snap.labels_folded {
-            let before = last.labels_folded.get(label).copied().unwrap_or(0);
-            if n > before {
-                labelled.push((
-                    "agent_labels_folded",
-                    "label",
-                    label.to_owned(),
-                    counter(n, before),
-                ));
-            }
+            let before = last.labels_folded.get(label).copied();
+            deltas(
+                "agent_labels_folded",
+                "label",
+                n,
+                before,
+                false,
+                label.to_owned(),
+            );
         }
-        for &task in snap.task_failures.keys() {
-            labelled.push((
+        for (&task, &n) in &snap.task_failures {
+            let before = last.task_failures.get(task).copied();
+            deltas(
                 "agent_task_failures",
                 "task",
+                n,
+                before,
+                true,
                 task.to_owned(),
-                delta(&snap.task_failures, &last.task_failures, task),
-            ));
+            );
         }
         for (&task, &up) in &snap.task_up {
             labelled.push((

@@ -685,9 +685,9 @@ impl Committer {
     /// (the checkpoint file cannot be written) is logged and retried later: the batches stay in
     /// the outbox meanwhile, acknowledged, and are not sent again.
     fn ack(&mut self, seq: u64) {
+        // Not pending: a stray ack, or dropped by the outbox bound meanwhile.
         let pending = lock(&self.outbox).positions(seq).is_some();
         if pending {
-            // not pending: a stray ack, or dropped by the outbox bound meanwhile
             self.acked.insert(seq);
         }
         self.commit();
