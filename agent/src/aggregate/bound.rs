@@ -1,6 +1,7 @@
 //! Bounded label values: one function every sample source's labels go through before a batch
-//! becomes durable ([`bound_batch`], called by the outbox), and the same rule applied early by
-//! the [`Aggregator`](super::Aggregator) so its per-window tables only hold bounded values.
+//! becomes durable ([`bound_batch`], called by the outbox, which also bounds the text fields of
+//! raw events), and the same rule applied early by the [`Aggregator`](super::Aggregator) so its
+//! per-window tables only hold bounded values.
 //!
 //! A value longer than the limit keeps its first bytes (cut at a UTF-8 boundary) and gets `~`
 //! and 8 hex digits of its SHA-256 as a suffix: `aaaa…aaa~3f2a9c1b`. The suffix is stable (the
@@ -51,14 +52,37 @@ pub(crate) fn bound_arc(value: &Arc<str>, max_bytes: usize) -> (Arc<str>, bool) 
     }
 }
 
-/// Bounds every label value of every sample in `batch` to `max_bytes`; returns how many values
-/// were shortened.
+/// Longest text field of a raw event (`include_events`): status texts are long, but a log line
+/// of a megabyte must not make a batch the collector refuses.
+pub const MAX_EVENT_FIELD_BYTES: usize = 1024;
+
+/// Bounds every label value of every sample in `batch` to `max_bytes`, and every text field of
+/// its raw events to [`MAX_EVENT_FIELD_BYTES`]; returns how many values were shortened.
 pub fn bound_batch(batch: &mut pb::Batch, max_bytes: usize) -> u64 {
     let mut shortened = 0;
-    for label in batch.samples.iter_mut().flat_map(|s| s.labels.iter_mut()) {
-        if let Cow::Owned(bounded) = bound_label_value(&label.value, max_bytes) {
-            label.value = bounded;
+    let mut bound = |value: &mut String, max: usize| {
+        if let Cow::Owned(bounded) = bound_label_value(value, max) {
+            *value = bounded;
             shortened += 1;
+        }
+    };
+    for label in batch.samples.iter_mut().flat_map(|s| s.labels.iter_mut()) {
+        bound(&mut label.value, max_bytes);
+    }
+    for ev in &mut batch.events {
+        for field in [
+            &mut ev.kind,
+            &mut ev.instance,
+            &mut ev.queue_id,
+            &mut ev.sender,
+            &mut ev.recipient,
+            &mut ev.relay,
+            &mut ev.dsn,
+            &mut ev.status_text,
+            &mut ev.client_ip,
+            &mut ev.sasl_user,
+        ] {
+            bound(field, MAX_EVENT_FIELD_BYTES);
         }
     }
     shortened
@@ -118,9 +142,16 @@ mod tests {
             }],
             ..pb::Batch::default()
         };
-        assert_eq!(bound_batch(&mut batch, 128), 1);
+        batch.events.push(pb::Event {
+            status_text: "x".repeat(1 << 20),
+            recipient: "r@example.com".into(),
+            ..pb::Event::default()
+        });
+        assert_eq!(bound_batch(&mut batch, 128), 2);
         assert_eq!(batch.samples[0].labels[0].value, "short");
         assert_eq!(batch.samples[0].labels[1].value.len(), 128);
+        assert_eq!(batch.events[0].status_text.len(), MAX_EVENT_FIELD_BYTES);
+        assert_eq!(batch.events[0].recipient, "r@example.com");
         assert_eq!(bound_batch(&mut batch, 128), 0, "idempotent");
     }
 }
