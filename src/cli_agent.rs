@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use mailpulse_agent::config::AgentConfig;
+use mailpulse_agent::config::{AgentConfig, read_token_file};
 use mailpulse_agent::runtime::{AgentRunOptions, run_agent};
 use mailpulse_agent::ship::ClientTls;
 
@@ -29,7 +29,7 @@ pub fn options(config: &AgentConfig) -> Result<AgentRunOptions> {
     opts.format = config.logs.format;
     opts.utc_offset_secs = config.logs.utc_offset_secs;
     opts.token = match &config.ship.token_file {
-        Some(path) => Some(read_token(path)?),
+        Some(path) => Some(read_token_file(path)?),
         None => None,
     };
     let s = &config.ship;
@@ -48,19 +48,18 @@ pub fn options(config: &AgentConfig) -> Result<AgentRunOptions> {
     opts.top_k_relays = a.top_k_relays;
     opts.include_events = a.include_events;
     opts.outbox_max_bytes = config.outbox.max_bytes;
+    opts.outbox_max_rejected_bytes = config.outbox.max_rejected_bytes;
+    opts.max_label_bytes = a.max_label_bytes;
+    opts.max_tracked_label_values = a.max_tracked_label_values;
+    opts.max_tracked_label_bytes = a.max_tracked_label_bytes;
+    opts.max_hosts = config.logs.max_hosts;
+    opts.max_instances = config.logs.max_instances;
+    opts.tracker_snapshot_interval_secs = config.agent.tracker_snapshot_interval_secs;
     opts.traffic = config.traffic.clone();
     opts.queue = Some(config.queue.clone());
     opts.capacity = Some(config.capacity.clone());
     opts.dns = Some(config.dns.clone());
     Ok(opts)
-}
-
-fn read_token(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading token file {}", path.display()))?;
-    let token = text.lines().next().unwrap_or("").trim().to_owned();
-    anyhow::ensure!(!token.is_empty(), "token file {} is empty", path.display());
-    Ok(token)
 }
 
 pub fn run(config_path: &Path) -> Result<()> {

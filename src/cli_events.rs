@@ -35,6 +35,8 @@ pub struct EventsArgs {
 pub fn run(args: EventsArgs) -> Result<()> {
     let mut processor = LineProcessor::new(args.format, input::now());
     processor.set_default_offset_secs(args.utc_offset_secs);
+    // Events name the host and instance of every line as logged.
+    processor.set_origin_limits(None);
     if args.follow || args.state_dir.is_some() {
         tail(&args, processor)
     } else {

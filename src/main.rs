@@ -390,6 +390,8 @@ fn parse(
 ) -> Result<()> {
     let mut processor = LineProcessor::new(format, input::now());
     processor.set_default_offset_secs(utc_offset_secs);
+    // A report of whole files names every host and instance in them.
+    processor.set_origin_limits(None);
     let mut builder = SummaryBuilder::new();
     let mut events = Vec::new();
     for path in files {

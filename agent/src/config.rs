@@ -11,6 +11,7 @@ use crate::capacity::CapacityConfig;
 use crate::dns::config::DnsConfig;
 use crate::parse::LogFormat;
 use crate::queue::QueueConfig;
+use crate::secret::Secret;
 use crate::traffic::TrafficConfig;
 
 /// `/etc/mailpulse/agent.toml`.
@@ -50,6 +51,10 @@ pub struct AgentSection {
     /// Checkpoints and the outbox live here.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// How often the message tracker's state is saved with the read positions, so a restart
+    /// does not count retried messages again (default 60).
+    #[serde(default = "default_tracker_snapshot_interval_secs")]
+    pub tracker_snapshot_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -62,6 +67,15 @@ pub struct LogsSection {
     /// UTC offset of timestamps that carry none (BSD syslog, maillog_file).
     #[serde(default)]
     pub utc_offset_secs: i32,
+    /// Most distinct hosts (the syslog host field) kept by name; lines of further hosts are
+    /// counted under `other` (default 4).
+    #[serde(default = "default_max_hosts")]
+    pub max_hosts: usize,
+    /// Most distinct Postfix instances (syslog names, `postfix-out/smtp` → `postfix-out`) kept
+    /// by name: any local user can log under any name. Further ones are counted under `other`
+    /// (default 16).
+    #[serde(default = "default_max_instances")]
+    pub max_instances: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -69,9 +83,14 @@ pub struct LogsSection {
 pub struct ShipSection {
     /// Collector gRPC endpoint, e.g. `https://collector.example.net:7443`.
     pub collector_url: String,
-    /// File holding this agent's bearer token (first line).
+    /// File holding this agent's bearer token (first line). Only its owner may read it
+    /// (mode 0600 or 0400): a token file other users can read is refused.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// Send the bearer token over plain `http://` to a host that is not loopback. Off by
+    /// default: the token would travel in clear; use `https://` instead.
+    #[serde(default)]
+    pub allow_plaintext_token: bool,
     /// CA bundle that signed the collector's certificate (enables TLS).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -95,16 +114,28 @@ pub struct AggregateSection {
     pub top_k_relays: usize,
     /// Ship raw message events as well as aggregated samples.
     pub include_events: bool,
+    /// Longest label value in bytes (32–256); longer values (a 300-byte SASL user name) keep
+    /// their start and get `~` and a hash (default 128).
+    pub max_label_bytes: usize,
+    /// Most values of one open label (domain, relay, reason, client network, user) ranked per
+    /// window for top-K (default 1024).
+    pub max_tracked_label_values: usize,
+    /// Most bytes of ranked label values per window, all open labels together (default 256 KiB).
+    pub max_tracked_label_bytes: usize,
 }
 
 impl Default for AggregateSection {
     fn default() -> Self {
+        let agg = crate::aggregate::AggregatorConfig::default();
         Self {
             window_secs: 60,
             flush_interval_secs: 10,
             top_k_domains: 50,
             top_k_relays: 20,
             include_events: false,
+            max_label_bytes: agg.max_label_bytes,
+            max_tracked_label_values: agg.max_tracked_label_values,
+            max_tracked_label_bytes: agg.max_tracked_label_bytes,
         }
     }
 }
@@ -114,18 +145,34 @@ impl Default for AggregateSection {
 pub struct OutboxSection {
     /// Bound of the on-disk outbox; past it the oldest batches are dropped and counted.
     pub max_bytes: u64,
+    /// Bound of `outbox/rejected/`, where batches the collector refused for good are kept for
+    /// inspection; past it the oldest are deleted (default 64 MiB).
+    pub max_rejected_bytes: u64,
 }
 
 impl Default for OutboxSection {
     fn default() -> Self {
         Self {
             max_bytes: 256 << 20,
+            max_rejected_bytes: crate::ship::outbox::DEFAULT_MAX_REJECTED_BYTES,
         }
     }
 }
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/mailpulse")
+}
+
+fn default_tracker_snapshot_interval_secs() -> u64 {
+    60
+}
+
+fn default_max_hosts() -> usize {
+    crate::pipeline::DEFAULT_MAX_HOSTS
+}
+
+fn default_max_instances() -> usize {
+    crate::pipeline::DEFAULT_MAX_INSTANCES
 }
 
 /// A configuration error, with the line and column it was found at when known.
@@ -218,6 +265,17 @@ impl AgentConfig {
                 self.ship.collector_url
             )));
         }
+        if self.ship.token_file.is_some()
+            && !self.ship.allow_plaintext_token
+            && let Some(host) = plaintext_remote_host(&self.ship.collector_url)
+        {
+            return Err(invalid(format!(
+                "ship.collector_url = {:?}: the bearer token (ship.token_file) would travel in \
+                 clear to {host}, which is not a loopback address; use https:// (with \
+                 ship.ca_file), or set ship.allow_plaintext_token = true to accept that",
+                self.ship.collector_url
+            )));
+        }
         if self.ship.cert_file.is_some() != self.ship.key_file.is_some() {
             return Err(invalid(
                 "ship.cert_file and ship.key_file go together (client certificate for mTLS)".into(),
@@ -226,8 +284,79 @@ impl AgentConfig {
         if self.outbox.max_bytes < 1 << 20 {
             return Err(invalid("outbox.max_bytes must be at least 1 MiB".into()));
         }
+        let a = &self.aggregate;
+        if !(crate::aggregate::bound::MIN_MAX_LABEL_BYTES..=256).contains(&a.max_label_bytes) {
+            return Err(invalid(format!(
+                "aggregate.max_label_bytes = {}: must be 32 to 256 (the collector refuses longer \
+                 values)",
+                a.max_label_bytes
+            )));
+        }
+        if a.max_tracked_label_values == 0 || a.max_tracked_label_bytes < 4096 {
+            return Err(invalid(
+                "aggregate.max_tracked_label_values must be positive and \
+                 aggregate.max_tracked_label_bytes at least 4096"
+                    .into(),
+            ));
+        }
+        if self.logs.max_hosts == 0 || self.logs.max_instances == 0 {
+            return Err(invalid(
+                "logs.max_hosts and logs.max_instances must be positive".into(),
+            ));
+        }
+        if self.agent.tracker_snapshot_interval_secs == 0 {
+            return Err(invalid(
+                "agent.tracker_snapshot_interval_secs must be positive".into(),
+            ));
+        }
         Ok(())
     }
+}
+
+/// The host of an `http://` URL when it is not a loopback address (`localhost`, 127.0.0.0/8,
+/// `::1`); `None` for `https://` URLs and loopback hosts.
+fn plaintext_remote_host(url: &str) -> Option<String> {
+    let rest = url.trim().strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| host.to_owned())
+}
+
+/// Reads the bearer token from the first line of `path`. Refuses a file that anyone but its
+/// owner can read or write (group or other permission bits), and an empty token.
+pub fn read_token_file(path: &std::path::Path) -> Result<Secret, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    let read = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mode = std::fs::metadata(path).map_err(read)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(invalid(format!(
+            "token file has mode {:04o}: other users can read or change it; make it readable \
+             by the agent's user only (chmod 600 {})",
+            mode & 0o7777,
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(read)?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err(invalid("token file is empty".into()));
+    }
+    Ok(Secret::from(token))
 }
 
 #[cfg(test)]
@@ -278,6 +407,52 @@ token_file = "/etc/mailpulse/token"
         let c: AgentConfig = parse_toml(Path::new("a.toml"), &text).unwrap();
         let err = c.validate(Path::new("a.toml")).unwrap_err().to_string();
         assert!(err.contains("ship.collector_url"), "{err}");
+    }
+
+    #[test]
+    fn plaintext_tokens_go_only_to_loopback() {
+        for url in [
+            "http://127.0.0.1:4770",
+            "http://127.9.0.1",
+            "http://localhost:4770/",
+            "http://[::1]:4770",
+            "https://collector.example.net:4770",
+        ] {
+            assert_eq!(plaintext_remote_host(url), None, "{url}");
+        }
+        for (url, host) in [
+            ("http://192.0.2.1:4770", "192.0.2.1"),
+            ("http://collector.example.net", "collector.example.net"),
+            ("http://[2001:db8::1]:4770", "2001:db8::1"),
+            ("http://user@127.example.net:1", "127.example.net"),
+        ] {
+            assert_eq!(plaintext_remote_host(url).as_deref(), Some(host), "{url}");
+        }
+        let text = SAMPLE.replace("https://collector.example.net", "http://192.0.2.1");
+        let c: AgentConfig = parse_toml(Path::new("a.toml"), &text).unwrap();
+        let err = c.validate(Path::new("a.toml")).unwrap_err().to_string();
+        assert!(err.contains("allow_plaintext_token"), "{err}");
+        let text = text.replace("[ship]", "[ship]\nallow_plaintext_token = true");
+        let c: AgentConfig = parse_toml(Path::new("a.toml"), &text).unwrap();
+        c.validate(Path::new("a.toml")).unwrap();
+    }
+
+    #[test]
+    fn token_files_readable_by_others_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "tok-0123456789abcdef\n").unwrap();
+        for (mode, ok) in [(0o600, true), (0o400, true), (0o640, false), (0o604, false)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let got = read_token_file(&path);
+            assert_eq!(got.is_ok(), ok, "mode {mode:o}: {got:?}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            read_token_file(&path).unwrap().expose(),
+            "tok-0123456789abcdef"
+        );
     }
 
     #[test]

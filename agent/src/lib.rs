@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod report;
 pub mod runtime;
+pub mod secret;
 pub mod ship;
 pub mod source;
 pub mod track;

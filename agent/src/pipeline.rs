@@ -1,7 +1,16 @@
 //! One log line in, message events out: envelope → Postfix record → tracker.
+//!
+//! The host and the Postfix instance of a line come from the line itself, and any local user can
+//! log under any name (`logger -t postfix-$RANDOM/smtpd …`). By default a processor keeps at most
+//! [`DEFAULT_MAX_HOSTS`] hosts and [`DEFAULT_MAX_INSTANCES`] instances by name (the first ones
+//! seen; a name idle for a day of log time makes room) and counts the lines of any further one
+//! under `other` ([`OriginStats`]), so neither the tracker nor the series built from its events
+//! grow with such lines. Whole-file tools that must report every host turn this off
+//! ([`LineProcessor::set_origin_limits`]).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::labels::OTHER;
 use crate::parse::record::Record;
 use crate::parse::time::TimeResolver;
 use crate::parse::{EnvelopeParser, LogFormat, LogTime, ProgramName, Timestamp, postfix};
@@ -16,6 +25,91 @@ pub struct LineStats {
     /// message no parser understands.
     pub unparsed: u64,
     pub bytes: u64,
+}
+
+/// Default of [`OriginLimits::max_hosts`].
+pub const DEFAULT_MAX_HOSTS: usize = 4;
+/// Default of [`OriginLimits::max_instances`].
+pub const DEFAULT_MAX_INSTANCES: usize = 16;
+
+/// A name not seen for this long (log time) leaves its place to a new one.
+const NAME_IDLE_SECS: i64 = 86_400;
+
+/// How many hosts and Postfix instances a processor keeps by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OriginLimits {
+    /// Distinct syslog hosts.
+    pub max_hosts: usize,
+    /// Distinct Postfix instances, over all hosts.
+    pub max_instances: usize,
+}
+
+impl Default for OriginLimits {
+    fn default() -> Self {
+        Self {
+            max_hosts: DEFAULT_MAX_HOSTS,
+            max_instances: DEFAULT_MAX_INSTANCES,
+        }
+    }
+}
+
+/// Lines whose host or instance was counted under `other`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OriginStats {
+    /// Lines of a host beyond the cap.
+    pub hosts_folded: u64,
+    /// Lines of an instance beyond the cap.
+    pub instances_folded: u64,
+}
+
+/// The names admitted under one cap, with when each was last seen (log time).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameCap {
+    names: Vec<(Box<str>, i64)>,
+    #[serde(skip)]
+    last: usize,
+}
+
+impl NameCap {
+    /// `name` when it is (or now becomes) one of at most `max` admitted names, else `None`.
+    fn admit<'n>(&mut self, name: &'n str, now: i64, max: usize) -> Option<&'n str> {
+        if let Some((known, seen)) = self.names.get_mut(self.last)
+            && **known == *name
+        {
+            *seen = now;
+            return Some(name);
+        }
+        if let Some(i) = self.names.iter().position(|(n, _)| **n == *name) {
+            self.names[i].1 = now;
+            self.last = i;
+            return Some(name);
+        }
+        if self.names.len() < max {
+            self.names.push((name.into(), now));
+            self.last = self.names.len() - 1;
+            return Some(name);
+        }
+        let (i, &(_, seen)) = self
+            .names
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (_, seen))| *seen)?;
+        if now.saturating_sub(seen) <= NAME_IDLE_SECS {
+            return None;
+        }
+        self.names[i] = (name.into(), now);
+        self.last = i;
+        Some(name)
+    }
+}
+
+/// The host and instance caps of a processor and what they admitted; saved with the tracker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginCaps {
+    /// Admitted hosts.
+    pub hosts: NameCap,
+    /// Admitted instances.
+    pub instances: NameCap,
 }
 
 /// What became of one line.
@@ -37,10 +131,15 @@ pub struct LineProcessor {
     stats: LineStats,
     /// Traffic signal extraction, when enabled.
     traffic: Option<SignalExtractor>,
+    /// Caps on hosts and instances by name, when enabled.
+    limits: Option<OriginLimits>,
+    caps: OriginCaps,
+    origin_stats: OriginStats,
 }
 
 impl LineProcessor {
     /// `reference` resolves year-less timestamps (normally now, or the file's modification time).
+    /// Hosts and instances are capped at their defaults ([`OriginLimits`]).
     pub fn new(format: LogFormat, reference: Timestamp) -> Self {
         Self::with_tracker(format, reference, TrackerConfig::default())
     }
@@ -53,7 +152,36 @@ impl LineProcessor {
             last_time: None,
             stats: LineStats::default(),
             traffic: None,
+            limits: Some(OriginLimits::default()),
+            caps: OriginCaps::default(),
+            origin_stats: OriginStats::default(),
         }
+    }
+
+    /// Caps hosts and instances at `limits`, or keeps every name (`None`: for whole-file reports
+    /// of a trusted log).
+    pub fn set_origin_limits(&mut self, limits: Option<OriginLimits>) {
+        self.limits = limits;
+    }
+
+    /// Lines counted under `other` by the host and instance caps.
+    pub fn origin_stats(&self) -> OriginStats {
+        self.origin_stats
+    }
+
+    /// The names the host and instance caps admitted (saved with the tracker's state).
+    pub fn origin_caps(&self) -> &OriginCaps {
+        &self.caps
+    }
+
+    /// Restores what [`origin_caps`](Self::origin_caps) returned.
+    pub fn restore_origin_caps(&mut self, caps: OriginCaps) {
+        self.caps = caps;
+    }
+
+    /// Replaces the tracker (restoring a saved state).
+    pub fn set_tracker(&mut self, tracker: Tracker) {
+        self.tracker = tracker;
     }
 
     /// The UTC offset assumed for timestamps that carry none (BSD syslog, maillog_file).
@@ -92,6 +220,16 @@ impl LineProcessor {
         self.process_inner(line, out, None)
     }
 
+    /// Processes a line again only to rebuild the tracker's state (it was processed before a
+    /// restart and its events are durable): no events, no signals, not counted.
+    pub fn replay(&mut self, line: &str) {
+        let (stats, origin_stats) = (self.stats, self.origin_stats);
+        let mut events = Vec::new();
+        let _ = self.process_line(line, &mut events, None);
+        self.origin_stats = origin_stats;
+        self.stats = stats;
+    }
+
     /// [`process`](Self::process), also appending the line's traffic signal (if traffic
     /// extraction is enabled and the line carries one).
     pub fn process_with_signals(
@@ -128,7 +266,7 @@ impl LineProcessor {
             Ok(env) => env,
             Err(_) => return LineOutcome::Unparsed("no syslog envelope"),
         };
-        let program = ProgramName::split(&env.program);
+        let mut program = ProgramName::split(&env.program);
         if program.syslog_name.is_empty() || !is_postfix_service(program.service) {
             return LineOutcome::Unparsed("not a Postfix program");
         }
@@ -136,11 +274,31 @@ impl LineProcessor {
         if let Record::Unparsed(u) = &record {
             return LineOutcome::Unparsed(u.reason);
         }
+        let at = self.resolve(&env.time);
+        let mut host: &str = &env.host;
+        if let Some(limits) = self.limits {
+            host = self
+                .caps
+                .hosts
+                .admit(host, at.unix_secs, limits.max_hosts)
+                .unwrap_or_else(|| {
+                    self.origin_stats.hosts_folded += 1;
+                    OTHER
+                });
+            program.instance = self
+                .caps
+                .instances
+                .admit(program.instance, at.unix_secs, limits.max_instances)
+                .unwrap_or_else(|| {
+                    self.origin_stats.instances_folded += 1;
+                    OTHER
+                });
+        }
         let origin = RecordOrigin {
-            host: &env.host,
+            host,
             program,
             pid: env.pid,
-            at: self.resolve(&env.time),
+            at,
         };
         let first_new = out.len();
         self.tracker.observe(origin, &record, out);
@@ -228,6 +386,21 @@ fn is_postfix_service(service: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_caps_admit_the_first_and_make_room_after_a_day() {
+        let mut cap = NameCap::default();
+        assert_eq!(cap.admit("a", 0, 2), Some("a"));
+        assert_eq!(cap.admit("b", 10, 2), Some("b"));
+        assert_eq!(cap.admit("c", 20, 2), None, "full");
+        assert_eq!(cap.admit("a", 30, 2), Some("a"), "known names stay");
+        assert_eq!(
+            cap.admit("c", 10 + NAME_IDLE_SECS + 1, 2),
+            Some("c"),
+            "b idled out"
+        );
+        assert_eq!(cap.admit("b", 10 + NAME_IDLE_SECS + 2, 2), None);
+    }
 
     #[test]
     fn cached_time_follows_the_reference() {

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use crate::labels::{OTHER, UNKNOWN};
 use crate::parse::Timestamp;
 use crate::parse::record::{Anvil, CheckAction, Postscreen, Record, Smtp, Smtpd};
+use crate::secret::Secret;
 use crate::track::{EventKind, MessageEvent, RecordOrigin};
 
 /// What the signal extractor does; the `[traffic]` section of the agent configuration.
@@ -38,7 +39,7 @@ pub struct TrafficConfig {
     pub hash_usernames: bool,
     /// The HMAC key: any secret string, the same on every host so one account hashes alike
     /// across the fleet.
-    pub username_hash_key: Option<String>,
+    pub username_hash_key: Option<Secret>,
 }
 
 impl Default for TrafficConfig {
@@ -56,7 +57,7 @@ impl Default for TrafficConfig {
 impl TrafficConfig {
     /// Checks the options that depend on each other.
     pub fn validate(&self) -> Result<(), String> {
-        if self.hash_usernames && self.username_hash_key.as_deref().is_none_or(str::is_empty) {
+        if self.hash_usernames && self.username_hash_key.as_ref().is_none_or(Secret::is_empty) {
             return Err("traffic.hash_usernames needs traffic.username_hash_key".into());
         }
         Ok(())
@@ -199,9 +200,9 @@ impl SignalExtractor {
     pub fn new(cfg: &TrafficConfig) -> Self {
         let key = cfg
             .username_hash_key
-            .as_deref()
+            .as_ref()
             .filter(|k| cfg.hash_usernames && !k.is_empty())
-            .map(|k| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k.as_bytes()));
+            .map(|k| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k.expose().as_bytes()));
         Self {
             key,
             host: Arc::from(""),

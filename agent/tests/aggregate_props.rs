@@ -144,6 +144,7 @@ fn cfg(window_secs: u32, k: usize) -> AggregatorConfig {
         top_k_reasons: k,
         top_k_client_nets: k,
         top_k_users: k,
+        ..AggregatorConfig::default()
     }
 }
 
@@ -361,8 +362,9 @@ fn self_metrics_are_deltas_and_gauges() {
         outbox_batches: 2,
         dropped_batches: 0,
         lag_seconds: 1.5,
+        ..SelfMetricsSnapshot::default()
     };
-    let first = m.cut(T0 * 1000 + 1234, snap);
+    let first = m.cut(T0 * 1000 + 1234, snap.clone());
     let second = m.cut(
         T0 * 1000 + 5000,
         SelfMetricsSnapshot {
@@ -394,4 +396,54 @@ fn self_metrics_are_deltas_and_gauges() {
         Some(sample::Value::Gauge(1.5))
     );
     assert!(first.iter().all(|s| s.window_start_unix_ms == T0 * 1000));
+}
+
+#[test]
+fn labelled_self_metrics_report_increases_per_label() {
+    let mut m = SelfMetrics::new("mx1", 60);
+    let mut snap = SelfMetricsSnapshot {
+        refused_samples: [("label_too_long".to_owned(), 3)].into_iter().collect(),
+        task_failures: [("host_probes", 0)].into_iter().collect(),
+        task_up: [("host_probes", true)].into_iter().collect(),
+        ..SelfMetricsSnapshot::default()
+    };
+    let first = m.cut(T0 * 1000, snap.clone());
+    snap.task_failures.insert("host_probes", 2);
+    snap.task_up.insert("host_probes", false);
+    let second = m.cut(T0 * 1000 + 1000, snap);
+    let find = |samples: &[Sample], metric: &str, label: (&str, &str)| {
+        samples
+            .iter()
+            .find(|s| {
+                s.metric == metric
+                    && s.labels
+                        .iter()
+                        .any(|l| l.name == label.0 && l.value == label.1)
+            })
+            .and_then(|s| s.value.clone())
+    };
+    let reason = ("reason", "label_too_long");
+    let task = ("task", "host_probes");
+    assert_eq!(
+        find(&first, "agent_refused_samples", reason),
+        Some(sample::Value::CounterDelta(3.0))
+    );
+    assert_eq!(
+        find(&second, "agent_refused_samples", reason),
+        None,
+        "no increase, no sample"
+    );
+    assert_eq!(
+        find(&first, "agent_task_failures", task),
+        Some(sample::Value::CounterDelta(0.0)),
+        "task failures are reported from the start"
+    );
+    assert_eq!(
+        find(&second, "agent_task_failures", task),
+        Some(sample::Value::CounterDelta(2.0))
+    );
+    assert_eq!(
+        find(&second, "agent_task_up", task),
+        Some(sample::Value::Gauge(0.0))
+    );
 }

@@ -44,7 +44,14 @@ fn batch(samples: usize) -> Batch {
 }
 
 fn open(dir: &Path, max_bytes: u64) -> Outbox {
-    Outbox::open(dir, OutboxConfig { max_bytes }).expect("outbox opens")
+    Outbox::open(
+        dir,
+        OutboxConfig {
+            max_bytes,
+            ..OutboxConfig::default()
+        },
+    )
+    .expect("outbox opens")
 }
 
 fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<String> {

@@ -476,3 +476,51 @@ fn unreadable_live_file_fails_fast() {
     let empty = Tailer::new(TailConfig::new(Vec::<&Path>::new()), &Checkpoints::new());
     assert!(matches!(empty, Err(SourceError::InvalidConfig(_))));
 }
+
+/// `with_replay`: lines between the replay position and the checkpoint come out first, marked
+/// as replayed, then the rest as new; a rotated file is replayed too, and a replay position
+/// that no longer fits the file is ignored.
+#[test]
+fn replay_hands_out_the_lines_between_two_positions_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("maillog");
+    append(&live, &numbered(0..100));
+    let cfg = TailConfig::new([&live]);
+    // Read everything once to learn the file's key and line offsets.
+    let mut first = Tailer::new(cfg.clone(), &Checkpoints::new()).unwrap();
+    let lines = read_lines(&mut first, 100);
+    let key = lines[0].file;
+    let end_of = |n: usize| lines[n].end_offset;
+    drop(first);
+
+    let mut resume = Checkpoints::new();
+    resume.ack(key, end_of(69)); // lines 0..=69 are durable
+    let mut replay = Checkpoints::new();
+    replay.ack(key, end_of(39)); // the tracker state knows lines 0..=39
+    append(&live, &numbered(100..120));
+    let mut tailer = Tailer::with_replay(cfg.clone(), &resume, &replay).unwrap();
+    assert_eq!(tailer.start_positions()[0].offset, end_of(69));
+    assert_eq!(tailer.start_positions()[0].read_from, end_of(39));
+    let got = read_lines(&mut tailer, 80);
+    assert_eq!(numbers(&got), (40..120).collect::<Vec<_>>());
+    let replayed: Vec<usize> = got.iter().filter(|l| l.replay).map(number_of).collect();
+    assert_eq!(replayed, (40..70).collect::<Vec<_>>());
+    drop(tailer);
+
+    // Rotated meanwhile: the renamed file is replayed and drained, then the new one is read.
+    fs::rename(&live, dir.path().join("maillog.1")).unwrap();
+    append(&live, &numbered(120..130));
+    let mut tailer = Tailer::with_replay(cfg.clone(), &resume, &replay).unwrap();
+    let got = read_lines(&mut tailer, 90);
+    assert_eq!(numbers(&got), (40..130).collect::<Vec<_>>());
+    assert_eq!(got.iter().filter(|l| l.replay).count(), 30);
+    drop(tailer);
+
+    // A replay position in the middle of a line (the file changed): no replay.
+    let mut odd = Checkpoints::new();
+    odd.ack(key, end_of(39) + 3);
+    let mut tailer = Tailer::with_replay(cfg, &resume, &odd).unwrap();
+    let got = read_lines(&mut tailer, 60);
+    assert_eq!(numbers(&got), (70..130).collect::<Vec<_>>());
+    assert!(got.iter().all(|l| !l.replay));
+}

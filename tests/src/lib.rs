@@ -1,5 +1,6 @@
 //! Test support for mailpulse integration tests: real processes on loopback only.
 //!
+//! - [`bsd_time`]: BSD syslog timestamps, and re-stamping a recorded log to end near now;
 //! - [`postfix`]: a throw-away Postfix instance (own config, queue, data dir and `maillog_file`);
 //! - [`smtp_sink`]: SMTP servers that accept, tempfail or reject every recipient, and count;
 //! - [`smtp_client`]: a small SMTP client that submits test messages with an explicit HELO name;
@@ -12,6 +13,7 @@
 //!
 //! Everything here talks to 127.0.0.1 only, and every wait is bounded in count and time.
 
+pub mod bsd_time;
 pub mod knot;
 pub mod maillog;
 pub mod net;

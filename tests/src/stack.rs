@@ -55,6 +55,12 @@ pub fn metric_sum(http_port: u16, name: &str) -> Option<f64> {
 pub fn write_configs(d: &Path, log: &Path, agent_extra: &str) -> u16 {
     let (grpc, http) = (free_port(), free_port());
     std::fs::write(d.join("token"), TOKEN).expect("token");
+    // The agent refuses a token file other users could read.
+    std::fs::set_permissions(
+        d.join("token"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("token mode");
     std::fs::write(
         d.join("collector.toml"),
         format!(

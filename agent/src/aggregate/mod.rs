@@ -11,9 +11,17 @@
 //! `other`. A value that was emitted by name in an earlier slice of the same window keeps its name
 //! in later slices, so a window never shows more than K named values per label.
 //!
+//! Memory is bounded per window in items and bytes: label values are cut to `max_label_bytes`
+//! (see [`bound`]) before they are counted, and the table that ranks the values of each open
+//! label holds at most `max_tracked_label_values` values and `max_tracked_label_bytes` bytes per
+//! window; when it is full, the less counted half is forgotten (those values can no longer be
+//! named in that window and fold into `other`). Naming state is kept for [`KEEP_WINDOWS`]
+//! windows.
+//!
 //! Architecture invariant: folding only renames labels; the sum of the counter deltas of one kind
 //! equals the number of events of that kind observed (proptest-checked).
 
+pub mod bound;
 mod labels;
 mod self_metrics;
 
@@ -27,6 +35,7 @@ use crate::labels::OTHER;
 use crate::track::{EventKind, MessageEvent};
 use crate::traffic::{SignalKind, TrafficSignal};
 
+pub use bound::{DEFAULT_MAX_LABEL_BYTES, bound_batch, bound_label_value};
 pub use labels::{dsn_class, recipient_domain, reject_reason, relay_host};
 pub use self_metrics::{SelfMetrics, SelfMetricsSnapshot};
 
@@ -56,6 +65,12 @@ pub struct AggregatorConfig {
     pub top_k_client_nets: usize,
     /// SASL usernames (traffic signals) kept by name per window.
     pub top_k_users: usize,
+    /// Longest label value in bytes; longer ones are cut with a hash suffix (see [`bound`]).
+    pub max_label_bytes: usize,
+    /// Most values of one open label ranked per window (the candidates for top-K).
+    pub max_tracked_label_values: usize,
+    /// Most bytes of ranked values (all open labels together) per window.
+    pub max_tracked_label_bytes: usize,
 }
 
 impl Default for AggregatorConfig {
@@ -67,8 +82,25 @@ impl Default for AggregatorConfig {
             top_k_reasons: 20,
             top_k_client_nets: 50,
             top_k_users: 50,
+            max_label_bytes: DEFAULT_MAX_LABEL_BYTES,
+            max_tracked_label_values: DEFAULT_MAX_TRACKED_LABEL_VALUES,
+            max_tracked_label_bytes: DEFAULT_MAX_TRACKED_LABEL_BYTES,
         }
     }
+}
+
+/// Default of [`AggregatorConfig::max_tracked_label_values`].
+pub const DEFAULT_MAX_TRACKED_LABEL_VALUES: usize = 1024;
+/// Default of [`AggregatorConfig::max_tracked_label_bytes`] (256 KiB).
+pub const DEFAULT_MAX_TRACKED_LABEL_BYTES: usize = 256 * 1024;
+
+/// Counters about what the aggregator had to bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AggregatorStats {
+    /// Label values cut to `max_label_bytes`.
+    pub labels_truncated: u64,
+    /// Ranked values forgotten because a window's table was full.
+    pub label_values_forgotten: u64,
 }
 
 /// Accumulates events into windowed series; see the module documentation.
@@ -80,6 +112,7 @@ pub struct Aggregator {
     newest_start: Option<i64>,
     /// Windows before this start have been forgotten; an event for one of them is late.
     forgotten_before: Option<i64>,
+    stats: AggregatorStats,
 }
 
 /// Windows whose naming state is kept after a cut, counting back from the newest one.
@@ -96,6 +129,42 @@ impl Aggregator {
             windows: BTreeMap::new(),
             newest_start: None,
             forgotten_before: None,
+            stats: AggregatorStats::default(),
+        }
+    }
+
+    /// What had to be bounded so far.
+    pub fn stats(&self) -> AggregatorStats {
+        self.stats
+    }
+
+    /// Bytes of label values held in the ranking tables of all windows now (at most
+    /// `max_tracked_label_bytes` per window).
+    pub fn tracked_label_bytes(&self) -> usize {
+        self.windows.values().map(|w| w.ranked_bytes).sum()
+    }
+
+    /// `value` cut to `max_label_bytes`, counted when cut.
+    fn bound(&mut self, value: Arc<str>) -> Arc<str> {
+        if value.len() <= self.cfg.max_label_bytes {
+            return value;
+        }
+        self.stats.labels_truncated += 1;
+        bound::bound_arc(&value, self.cfg.max_label_bytes).0
+    }
+
+    /// The series key of `metric` for `host` and `instance`, both bounded.
+    fn key(&mut self, metric: Metric, host: &Arc<str>, instance: &Arc<str>) -> SeriesKey {
+        let host = self.bound(host.clone());
+        let instance = self.bound(instance.clone());
+        SeriesKey::bare(metric, host, instance)
+    }
+
+    /// The limits [`Window::rank`] applies.
+    fn rank_limits(&self) -> RankLimits {
+        RankLimits {
+            values: self.cfg.max_tracked_label_values.max(1),
+            bytes: self.cfg.max_tracked_label_bytes,
         }
     }
 
@@ -112,18 +181,31 @@ impl Aggregator {
     /// Counts one event into the window of its timestamp.
     pub fn observe(&mut self, ev: &MessageEvent) {
         let start = self.window_start(ev.at.unix_secs);
+        let mut key = self.key(Metric::counter_for(ev.kind), &ev.host, &ev.instance);
+        let (domain, relay, reason) = match ev.kind {
+            EventKind::Delivered | EventKind::Deferred | EventKind::Bounced => (
+                Some(self.bound(recipient_domain(ev))),
+                Some(self.bound(relay_host(ev))),
+                None,
+            ),
+            EventKind::Rejected => (None, None, Some(self.bound(reject_reason(ev)))),
+            _ => (None, None, None),
+        };
+        let limits = self.rank_limits();
         let window = self.window_for(start);
-        let mut key = SeriesKey::new(Metric::counter_for(ev.kind), ev);
+        let mut forgotten = 0;
         match ev.kind {
             EventKind::Delivered | EventKind::Deferred | EventKind::Bounced => {
-                let domain = recipient_domain(ev);
-                let relay = relay_host(ev);
-                window.rank(OpenLabel::Domain, &domain);
-                window.rank(OpenLabel::Relay, &relay);
+                let (domain, relay) = (domain.unwrap_or_default(), relay.unwrap_or_default());
+                forgotten += window.rank(OpenLabel::Domain, &domain, limits);
+                forgotten += window.rank(OpenLabel::Relay, &relay, limits);
                 if ev.kind == EventKind::Delivered
                     && let Some(delay) = ev.delay_secs
                 {
-                    let mut delay_key = SeriesKey::new(Metric::DeliveryDelay, ev);
+                    let mut delay_key = SeriesKey {
+                        metric: Metric::DeliveryDelay,
+                        ..key.clone()
+                    };
                     delay_key.domain = Some(domain.clone());
                     window
                         .histograms
@@ -140,15 +222,19 @@ impl Aggregator {
                 key.dsn_class = Some(dsn_class(ev));
             }
             EventKind::Rejected => {
-                let reason = reject_reason(ev);
-                window.rank(OpenLabel::Reason, &reason);
+                let reason = reason.unwrap_or_default();
+                forgotten += window.rank(OpenLabel::Reason, &reason, limits);
                 key.reason = Some(reason);
             }
             EventKind::Received => {
                 if let Some(size) = ev.size {
+                    let size_key = SeriesKey {
+                        metric: Metric::MessageSize,
+                        ..key.clone()
+                    };
                     window
                         .histograms
-                        .entry(SeriesKey::new(Metric::MessageSize, ev))
+                        .entry(size_key)
                         .or_insert_with(|| Histogram::new(&SIZE_BOUNDS_BYTES))
                         .observe(size as f64);
                 }
@@ -156,14 +242,19 @@ impl Aggregator {
             _ => {}
         }
         *window.counters.entry(key).or_insert(0) += 1;
+        self.stats.label_values_forgotten += forgotten;
     }
 
     /// Counts one traffic signal into the window of its timestamp (gauges keep the window's last
     /// value).
     pub fn observe_signal(&mut self, sig: &TrafficSignal) {
         let start = self.window_start(sig.at.unix_secs);
+        let mut key = self.key(Metric::for_signal(sig.kind), &sig.host, &sig.instance);
+        let client_net = sig.client_net.clone().map(|v| self.bound(v));
+        let user = sig.user.clone().map(|v| self.bound(v));
+        let limits = self.rank_limits();
         let window = self.window_for(start);
-        let mut key = SeriesKey::bare(Metric::for_signal(sig.kind), &sig.host, &sig.instance);
+        let mut forgotten = 0;
         key.tag = match sig.kind {
             SignalKind::SmtpdReject { stage } => Some(("stage", stage)),
             SignalKind::Postscreen { event } => Some(("event", event.as_str())),
@@ -173,12 +264,12 @@ impl Aggregator {
             SignalKind::SaslUserMessage { event } => Some(("event", event)),
             _ => None,
         };
-        if let Some(net) = &sig.client_net {
-            window.rank(OpenLabel::ClientNet, net);
-            key.client_net = Some(net.clone());
+        if let Some(net) = client_net {
+            forgotten += window.rank(OpenLabel::ClientNet, &net, limits);
+            key.client_net = Some(net);
         }
-        if let Some(user) = &sig.user {
-            window.rank(OpenLabel::User, user);
+        if let Some(user) = &user {
+            forgotten += window.rank(OpenLabel::User, user, limits);
             if sig.kind == SignalKind::SaslFailure {
                 // Failures per user go to their own metric, so the per-network one stays
                 // complete.
@@ -197,6 +288,7 @@ impl Aggregator {
             }
             _ => *window.counters.entry(key).or_insert(0) += 1,
         }
+        self.stats.label_values_forgotten += forgotten;
     }
 
     /// The window starting at `start`, created (and marked late when already forgotten) if new.
@@ -385,15 +477,11 @@ struct SeriesKey {
 }
 
 impl SeriesKey {
-    fn new(metric: Metric, ev: &MessageEvent) -> Self {
-        Self::bare(metric, &ev.host, &ev.instance)
-    }
-
-    fn bare(metric: Metric, host: &Arc<str>, instance: &Arc<str>) -> Self {
+    fn bare(metric: Metric, host: Arc<str>, instance: Arc<str>) -> Self {
         Self {
             metric,
-            host: host.clone(),
-            instance: instance.clone(),
+            host,
+            instance,
             domain: None,
             relay: None,
             dsn_class: None,
@@ -512,17 +600,70 @@ struct Window {
     named: [BTreeSet<Arc<str>>; OPEN_LABELS],
     /// Re-created after being forgotten: which names went out before is unknown, so none more.
     late: bool,
+    /// Bytes accounted to the values in `ranks`.
+    ranked_bytes: usize,
+}
+
+/// Bounds of one window's ranking tables.
+#[derive(Debug, Clone, Copy)]
+struct RankLimits {
+    /// Values per open label.
+    values: usize,
+    /// Bytes of all open labels' values together.
+    bytes: usize,
+}
+
+/// Bytes a ranked value is accounted for: its text plus the table entry around it.
+fn ranked_cost(value: &str) -> usize {
+    value.len() + 48
 }
 
 impl Window {
-    fn rank(&mut self, which: OpenLabel, value: &Arc<str>) {
-        let ranks = &mut self.ranks[which as usize];
-        match ranks.get_mut(value) {
-            Some(n) => *n += 1,
-            None => {
-                ranks.insert(value.clone(), 1);
-            }
+    /// Counts one occurrence of `value`; returns how many values were forgotten to make room.
+    /// A value that finds no room even then is not ranked (it cannot be named in this window).
+    fn rank(&mut self, which: OpenLabel, value: &Arc<str>, limits: RankLimits) -> u64 {
+        let i = which as usize;
+        if let Some(n) = self.ranks[i].get_mut(value) {
+            *n += 1;
+            return 0;
         }
+        let cost = ranked_cost(value);
+        let mut forgotten = 0;
+        if self.ranks[i].len() >= limits.values || self.ranked_bytes + cost > limits.bytes {
+            forgotten = self.forget_less_counted_half(i);
+        }
+        if self.ranks[i].len() < limits.values && self.ranked_bytes + cost <= limits.bytes {
+            self.ranks[i].insert(value.clone(), 1);
+            self.ranked_bytes += cost;
+        }
+        forgotten
+    }
+
+    /// Forgets the less counted half of open label `i`'s ranked values (values already named
+    /// stay named); returns how many.
+    fn forget_less_counted_half(&mut self, i: usize) -> u64 {
+        let ranks = &mut self.ranks[i];
+        if ranks.is_empty() {
+            return 0;
+        }
+        let mut counts: Vec<u64> = ranks.values().copied().collect();
+        let mid = counts.len() / 2;
+        let (_, &mut cutoff, _) = counts.select_nth_unstable(mid);
+        // At least one value goes, so a table full of ties still makes room.
+        let mut budget = (ranks.len() - ranks.len() / 2).max(1);
+        let (mut freed, mut removed) = (0, 0);
+        ranks.retain(|v, n| {
+            if budget > 0 && *n <= cutoff {
+                budget -= 1;
+                freed += ranked_cost(v);
+                removed += 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.ranked_bytes -= freed;
+        removed
     }
 
     /// Folds the slice accumulated since the last cut and appends its samples; clears it.

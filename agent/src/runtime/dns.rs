@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::error::AgentError;
+use super::supervise::{TaskHealth, task};
 use crate::aggregate::unix_ms;
 use crate::dns::config::DnsConfig;
 use crate::dns::dnsbl::default_lists;
@@ -29,7 +30,8 @@ const FLUSH_EVERY: Duration = Duration::from_secs(2);
 /// …or once this many probes are waiting.
 const FLUSH_PROBES: usize = 2_000;
 
-/// Starts the prober and its batcher; both end when `stop` is cancelled.
+/// Starts the prober and its batcher; both end when `stop` is cancelled, or on an outbox error.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn spawn_dns(
     cfg: &DnsConfig,
     host: String,
@@ -38,6 +40,7 @@ pub(crate) fn spawn_dns(
     appended: Arc<Notify>,
     stop: CancellationToken,
     senders: Option<Arc<Mutex<SenderDomains>>>,
+    health: Arc<TaskHealth>,
 ) -> Result<JoinHandle<Result<(), AgentError>>, AgentError> {
     let setup = |e: &dyn std::fmt::Display| AgentError::InvalidConfig(format!("dns: {e}"));
     let mut options = ResolverOptions::default()
@@ -95,9 +98,10 @@ pub(crate) fn spawn_dns(
     let domains = cfg.domains.clone();
     let (tx, rx) = mpsc::unbounded_channel::<DomainRound>();
     let default = Arc::new(default);
+    let mut helpers = Vec::new();
     if let Some(senders) = senders {
         let configured: Vec<String> = domains.iter().map(|d| normalise_name(&d.domain)).collect();
-        tokio::spawn(evaluate_sender_domains(
+        helpers.push(tokio::spawn(evaluate_sender_domains(
             senders,
             configured,
             cfg.sending_ips.clone(),
@@ -107,9 +111,9 @@ pub(crate) fn spawn_dns(
             window_secs,
             tx.clone(),
             stop.clone(),
-        ));
+        )));
     }
-    let prober = tokio::spawn(run_prober(
+    helpers.push(tokio::spawn(run_prober(
         domains,
         default,
         connect,
@@ -126,10 +130,27 @@ pub(crate) fn spawn_dns(
         move |round| {
             let _ = tx.send(round);
         },
-    ));
+    )));
     Ok(tokio::spawn(batch_rounds(
-        rx, outbox, appended, stop, prober,
+        rx,
+        outbox,
+        appended,
+        stop,
+        AbortOnDrop(helpers),
+        health,
     )))
+}
+
+/// Aborts the prober and its helper tasks when the batcher ends, however it ends: a batcher
+/// that failed (and is restarted by the supervisor) must not leave probes running for nobody.
+struct AbortOnDrop(Vec<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Most sender domains from the logs evaluated per interval (the busiest).
@@ -202,13 +223,15 @@ async fn evaluate_sender_domains(
 }
 
 /// Collects rounds and appends them to the outbox every [`FLUSH_EVERY`] (or
-/// [`FLUSH_PROBES`]); a last batch on stop.
+/// [`FLUSH_PROBES`]); a last batch on stop. An outbox error ends it (and the prober); the
+/// runtime restarts both after a pause.
 async fn batch_rounds(
     mut rx: mpsc::UnboundedReceiver<DomainRound>,
     outbox: Arc<Mutex<Outbox>>,
     appended: Arc<Notify>,
     stop: CancellationToken,
-    prober: JoinHandle<()>,
+    _prober: AbortOnDrop,
+    health: Arc<TaskHealth>,
 ) -> Result<(), AgentError> {
     let mut pending = pb::Batch::default();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
@@ -237,10 +260,10 @@ async fn batch_rounds(
                 .await
                 .map_err(|e| AgentError::Task(e.to_string()))??;
             tracing::debug!(seq, "DNS probes appended");
+            health.up(task::DNS_PROBER);
             appended.notify_one();
         }
         if stopping || stop.is_cancelled() {
-            prober.abort();
             return Ok(());
         }
     }

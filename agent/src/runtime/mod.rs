@@ -14,7 +14,17 @@
 //!
 //! On start the reader resumes each file after the higher of its checkpoint and the last position
 //! a pending outbox batch covers: lines in the outbox are durable already and must not be read
-//! again, lines after the checkpoint but not in the outbox were never shipped.
+//! again, lines after the checkpoint but not in the outbox were never shipped. The message
+//! tracker's state is restored from `tracker.json` (saved with the positions it corresponds
+//! to, see `tracker_state.rs`), and the lines between those positions and the resume positions
+//! are replayed into it without producing anything, so a restart does not count a retried
+//! message again.
+//!
+//! Background tasks are supervised (`supervise.rs`): the host probes and the DNS prober are
+//! restarted after a pause when they fail (an outbox error on a full disk), the log reader keeps
+//! a batch the outbox cannot take and appends it again later, and the shipper retries
+//! committing acknowledgements; failures and up states are self-metrics
+//! (`agent_task_failures{task}`, `agent_task_up{task}`).
 //!
 //! Stopping goes through one [`CancellationToken`] and its children, in order: the log reader
 //! and the host probes first (the reader cuts a last batch of what it consumed), then the
@@ -30,6 +40,8 @@ mod error;
 mod options;
 mod periodic;
 mod reader;
+mod supervise;
+mod tracker_state;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -40,14 +52,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::AggregatorConfig;
 use crate::capacity::CapacityProbe;
+use crate::pipeline::OriginLimits;
 use crate::queue::{QueueConfig, QueueWatcher};
 use crate::ship::{Outbox, OutboxConfig, Shipper, ShipperConfig};
 use crate::source::{Checkpoints, TailConfig};
+use supervise::{TaskHealth, supervise, supervise_blocking, task};
+use tracker_state::SavedTracker;
 
 pub use error::AgentError;
 pub use options::AgentRunOptions;
 pub use periodic::{HostProbes, PeriodicSource};
 pub use reader::MAX_PENDING_SAMPLES;
+pub use tracker_state::TRACKER_STATE_FILE;
 
 /// Name of the checkpoint file in the state directory.
 pub const CHECKPOINT_FILE: &str = "checkpoints.json";
@@ -81,6 +97,8 @@ where
         &opts.state_dir.join(OUTBOX_DIR),
         OutboxConfig {
             max_bytes: opts.outbox_max_bytes,
+            max_label_bytes: opts.max_label_bytes,
+            max_rejected_bytes: opts.outbox_max_rejected_bytes,
         },
     )?;
     // Where reading starts: after the checkpoint, or after what the outbox already holds. This
@@ -92,8 +110,23 @@ where
     tracing::info!(
         pending_batches = outbox.len(),
         next_seq = outbox.next_seq(),
+        incarnation = outbox.incarnation(),
         "outbox opened"
     );
+    let tracker_path = opts.state_dir.join(TRACKER_STATE_FILE);
+    let saved = SavedTracker::load(&tracker_path);
+    let saved = match saved {
+        Some(saved) if saved.consistent_with(&start) => Some(saved),
+        Some(_) => {
+            tracing::warn!(
+                "the saved tracker state is ahead of the outbox and checkpoints (batches were \
+                 dropped or refused); starting with an empty tracker"
+            );
+            None
+        }
+        None => None,
+    };
+    let restored = saved.is_some();
     let outbox = Arc::new(Mutex::new(outbox));
     let appended = Arc::new(Notify::new());
     // Sender domains from the logs, for the prober's SPF evaluation of the sending IPs.
@@ -113,14 +146,31 @@ where
             top_k_relays: opts.top_k_relays,
             top_k_client_nets: opts.traffic.top_k_client_nets,
             top_k_users: opts.traffic.top_k_users,
+            max_label_bytes: opts.max_label_bytes,
+            max_tracked_label_values: opts.max_tracked_label_values,
+            max_tracked_label_bytes: opts.max_tracked_label_bytes,
             ..AggregatorConfig::default()
         },
         flush_interval: Duration::from_secs(u64::from(opts.flush_interval_secs.max(1))),
         include_events: opts.include_events,
         traffic: opts.traffic.clone(),
         senders: senders.clone(),
+        origin_limits: OriginLimits {
+            max_hosts: opts.max_hosts.max(1),
+            max_instances: opts.max_instances.max(1),
+        },
+        tracker_state: tracker_path,
+        tracker_state_interval: Duration::from_secs(opts.tracker_snapshot_interval_secs.max(1)),
     };
-    let reader = reader::Reader::new(reader_cfg, &start, outbox.clone(), appended.clone())?;
+    let health = Arc::new(TaskHealth::default());
+    let mut reader = reader::Reader::new(
+        reader_cfg,
+        &start,
+        saved,
+        outbox.clone(),
+        appended.clone(),
+        health.clone(),
+    )?;
     // Files neither the checkpoints nor the outbox know are recorded at their start offset and
     // saved before the first line is read (see `Tailer::start_positions`).
     let unknown: Vec<_> = reader
@@ -131,6 +181,9 @@ where
         .collect();
     if checkpoints.register_start(&unknown) > 0 {
         checkpoints.save(&checkpoint_path)?;
+    }
+    if !restored {
+        reader.save_initial_tracker_state();
     }
 
     let mut ship_cfg = ShipperConfig::new(
@@ -144,6 +197,7 @@ where
     ship_cfg.max_in_flight = opts.max_in_flight.max(1);
     ship_cfg.watched_paths = opts.files.clone();
     let shipper = Shipper::new(ship_cfg, outbox.clone(), appended.clone(), checkpoints)?;
+    reader.report_shipper(shipper.stats());
 
     // One token stops everything; its children stop the readers (log reader and host probes)
     // and the shipper apart, so the shipper can outlive the readers by its grace period. Leaving
@@ -158,21 +212,67 @@ where
     let probe_task = probes.map(|probes| {
         let (stop, outbox, appended) = (stop_reading.clone(), outbox.clone(), appended.clone());
         let (host, window_secs) = (opts.host.clone(), opts.window_secs.max(1));
+        let health = health.clone();
         tokio::task::spawn_blocking(move || {
-            let sources: Vec<Box<dyn PeriodicSource>> = vec![Box::new(probes)];
-            periodic::run_periodic(sources, &host, window_secs, &outbox, &appended, &stop)
+            let mut sources: Vec<Box<dyn PeriodicSource>> = vec![Box::new(probes)];
+            supervise_blocking(task::HOST_PROBES, &health, &stop, |backoff| {
+                let mut healthy = || {
+                    health.up(task::HOST_PROBES);
+                    backoff.reset();
+                };
+                periodic::run_periodic(
+                    &mut sources,
+                    &host,
+                    window_secs,
+                    &outbox,
+                    &appended,
+                    &stop,
+                    &mut healthy,
+                )
+            });
+            Ok::<(), AgentError>(())
         })
     });
     let dns_task = match opts.dns.as_ref().filter(|d| d.active()) {
-        Some(cfg) => Some(dns::spawn_dns(
-            cfg,
-            opts.host.clone(),
-            opts.window_secs.max(1),
-            outbox.clone(),
-            appended.clone(),
-            stop_all.child_token(),
-            senders.clone(),
-        )?),
+        Some(cfg) => {
+            let stop = stop_all.child_token();
+            let (cfg, host, window_secs) =
+                (cfg.clone(), opts.host.clone(), opts.window_secs.max(1));
+            let (outbox, appended, senders, health) = (
+                outbox.clone(),
+                appended.clone(),
+                senders.clone(),
+                health.clone(),
+            );
+            // A configuration error shows at once; later failures are restarted.
+            let first = dns::spawn_dns(
+                &cfg,
+                host.clone(),
+                window_secs,
+                outbox.clone(),
+                appended.clone(),
+                stop.clone(),
+                senders.clone(),
+                health.clone(),
+            )?;
+            let mut first = Some(first);
+            Some(tokio::spawn(async move {
+                let start = || match first.take() {
+                    Some(task) => Ok(task),
+                    None => dns::spawn_dns(
+                        &cfg,
+                        host.clone(),
+                        window_secs,
+                        outbox.clone(),
+                        appended.clone(),
+                        stop.clone(),
+                        senders.clone(),
+                        health.clone(),
+                    ),
+                };
+                supervise(task::DNS_PROBER, &health, &stop, start).await
+            }))
+        }
         None => None,
     };
     let mut ship_task = tokio::spawn(shipper.run(stop_shipping.clone()));

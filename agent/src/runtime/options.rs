@@ -8,6 +8,8 @@ use crate::capacity::CapacityConfig;
 use crate::dns::config::DnsConfig;
 use crate::parse::LogFormat;
 use crate::queue::QueueConfig;
+use crate::secret::Secret;
+use crate::ship::outbox::DEFAULT_MAX_REJECTED_BYTES;
 use crate::ship::{ClientTls, DEFAULT_OUTBOX_MAX_BYTES};
 use crate::traffic::TrafficConfig;
 
@@ -28,8 +30,8 @@ pub struct AgentRunOptions {
     pub state_dir: PathBuf,
     /// Collector endpoint (`http://` or `https://`).
     pub collector_url: String,
-    /// Bearer token for the collector.
-    pub token: Option<String>,
+    /// Bearer token for the collector (redacted in `Debug` output).
+    pub token: Option<Secret>,
     /// TLS (CA, client certificate and key, server name).
     pub tls: Option<ClientTls>,
     /// Aggregation window (default 60 s).
@@ -42,6 +44,20 @@ pub struct AgentRunOptions {
     pub top_k_relays: usize,
     /// Bound of the outbox in bytes (default 256 MiB).
     pub outbox_max_bytes: u64,
+    /// Bound of the outbox's `rejected/` directory in bytes (default 64 MiB).
+    pub outbox_max_rejected_bytes: u64,
+    /// Longest label value in bytes; longer ones are cut with a hash suffix (default 128).
+    pub max_label_bytes: usize,
+    /// Values of one open label ranked per window (default 1024).
+    pub max_tracked_label_values: usize,
+    /// Bytes of ranked label values per window (default 256 KiB).
+    pub max_tracked_label_bytes: usize,
+    /// Distinct log hosts kept by name (default 4); further ones become `other`.
+    pub max_hosts: usize,
+    /// Distinct Postfix instances kept by name (default 16); further ones become `other`.
+    pub max_instances: usize,
+    /// How often the tracker's state is saved with the read positions (default 60 s).
+    pub tracker_snapshot_interval_secs: u64,
     /// Ship raw events too (default false).
     pub include_events: bool,
     /// Most batches sent and not yet acknowledged (default 64).
@@ -82,6 +98,13 @@ impl AgentRunOptions {
             top_k_domains: agg.top_k_domains,
             top_k_relays: agg.top_k_relays,
             outbox_max_bytes: DEFAULT_OUTBOX_MAX_BYTES,
+            outbox_max_rejected_bytes: DEFAULT_MAX_REJECTED_BYTES,
+            max_label_bytes: agg.max_label_bytes,
+            max_tracked_label_values: agg.max_tracked_label_values,
+            max_tracked_label_bytes: agg.max_tracked_label_bytes,
+            max_hosts: crate::pipeline::DEFAULT_MAX_HOSTS,
+            max_instances: crate::pipeline::DEFAULT_MAX_INSTANCES,
+            tracker_snapshot_interval_secs: 60,
             include_events: false,
             max_in_flight: 64,
             traffic: TrafficConfig::default(),

@@ -4,7 +4,9 @@
 //! One thread polls every source when it is due and appends what it returns to the outbox as a
 //! batch of its own (no file positions: nothing to checkpoint), so polled samples get the same
 //! exactly-once delivery as log samples. A slow source (a `postqueue` of a huge queue) delays
-//! the others but never the log reader.
+//! the others but never the log reader. An outbox error (a full disk) ends [`run_periodic`];
+//! the runtime supervises it and starts it again after a pause, so the gauges come back once
+//! the disk has room.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -35,14 +37,16 @@ pub trait PeriodicSource: Send {
 const STOP_TICK: Duration = Duration::from_millis(100);
 
 /// Polls `sources` until `stop` is cancelled: each one at start and then every interval. Runs on
-/// the calling thread.
+/// the calling thread. `healthy` is called after every poll that went through (its samples are
+/// in the outbox); an outbox error ends the run.
 pub(crate) fn run_periodic(
-    mut sources: Vec<Box<dyn PeriodicSource>>,
+    sources: &mut [Box<dyn PeriodicSource>],
     host: &str,
     window_secs: u32,
     outbox: &Mutex<Outbox>,
     appended: &Notify,
     stop: &CancellationToken,
+    healthy: &mut dyn FnMut(),
 ) -> Result<(), AgentError> {
     let start = Instant::now();
     let mut due: Vec<Instant> = vec![start; sources.len()];
@@ -55,6 +59,7 @@ pub(crate) fn run_periodic(
             let samples = source.poll(unix_ms(), host, window_secs);
             *next = now + source.interval().max(Duration::from_secs(1));
             if samples.is_empty() {
+                healthy();
                 continue;
             }
             let batch = pb::Batch {
@@ -65,6 +70,7 @@ pub(crate) fn run_periodic(
             let seq = lock(outbox).append(batch, &[])?;
             tracing::debug!(seq, source = source.name(), "polled samples appended");
             appended.notify_one();
+            healthy();
         }
         let Some(earliest) = due.iter().min().copied() else {
             return Ok(());
@@ -187,10 +193,18 @@ mod tests {
     #[test]
     fn polls_on_schedule_and_appends_non_empty_results() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox =
-            Mutex::new(Outbox::open(dir.path(), OutboxConfig { max_bytes: 1 << 20 }).unwrap());
+        let outbox = Mutex::new(
+            Outbox::open(
+                dir.path(),
+                OutboxConfig {
+                    max_bytes: 1 << 20,
+                    ..OutboxConfig::default()
+                },
+            )
+            .unwrap(),
+        );
         let (a, b) = (Arc::default(), Arc::default());
-        let sources: Vec<Box<dyn PeriodicSource>> = vec![
+        let mut sources: Vec<Box<dyn PeriodicSource>> = vec![
             Box::new(Counting {
                 polls: Arc::clone(&a),
                 interval: Duration::from_secs(1),
@@ -210,7 +224,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(2_300));
                 stopper.cancel();
             });
-            run_periodic(sources, "mx1", 60, &outbox, &notify, &stop).unwrap();
+            run_periodic(&mut sources, "mx1", 60, &outbox, &notify, &stop, &mut || {}).unwrap();
         });
         let a = a.load(Ordering::SeqCst);
         assert!((2..=4).contains(&a), "polled at 0, 1, 2 s: {a}");

@@ -7,6 +7,18 @@
 //! with jittered exponential backoff and starts again from the oldest unacknowledged batch; a
 //! batch leaves the outbox only once acknowledged (or dropped by the outbox bound).
 //!
+//! The collector may refuse some samples of a batch (`Ack.refused`, by reason): the rest is
+//! applied, the batch is acknowledged, and the refused samples are counted
+//! ([`ShipperStats::refused_samples`]) and logged, never resent (they would be refused again).
+//! A batch the collector refuses as a whole with a permanent status (`INVALID_ARGUMENT`,
+//! `OUT_OF_RANGE`: it cannot be decoded there) would block every later batch if it were resent
+//! forever. The shipper first isolates it — the next stream sends the oldest unacknowledged
+//! batch alone — and, if that single batch is refused again, moves it to the outbox's
+//! `rejected/` directory, counts it and goes on with the next one. At most
+//! [`MAX_REJECTED_IN_A_ROW`] batches are set aside without an acknowledgement in between: a
+//! collector that refuses everything is a configuration problem, not a bad batch, and then
+//! the shipper keeps retrying instead.
+//!
 //! Checkpoints advance in `seq` order: the positions of an acknowledged batch are acknowledged
 //! into [`Checkpoints`] once every older pending batch is acknowledged too, the checkpoint file is
 //! saved, and only then are the batch files deleted. So a crash at any point either resends a
@@ -33,6 +45,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use super::lock;
 use super::outbox::{Outbox, OutboxError};
+use crate::secret::Secret;
 use crate::source::{Checkpoints, SourceError};
 
 /// TLS towards the collector (`https://` URLs).
@@ -84,8 +97,8 @@ pub struct ShipperConfig {
     pub host: String,
     /// Collector endpoint, e.g. `https://collector.example.net:4317`.
     pub collector_url: String,
-    /// Bearer token sent as `authorization` metadata.
-    pub token: Option<String>,
+    /// Bearer token sent as `authorization` metadata (redacted in `Debug` output).
+    pub token: Option<Secret>,
     /// TLS settings; required for mutual TLS or a private CA.
     pub tls: Option<ClientTls>,
     /// What the agent can do, sent in `Hello`.
@@ -136,9 +149,26 @@ impl ShipperConfig {
     }
 }
 
+/// Most batches moved aside in a row, without an acknowledgement in between.
+pub const MAX_REJECTED_IN_A_ROW: u32 = 3;
+
+/// Most distinct refusal reasons counted by name; the rest are counted as `other`.
+const MAX_REFUSAL_REASONS: usize = 32;
+
+/// Longest refusal reason kept (the collector's text is bounded like a label value).
+const MAX_REASON_BYTES: usize = 64;
+
 /// Counters of the shipper, readable while it runs.
 #[derive(Debug, Default)]
 pub struct ShipperStats {
+    /// Batches the collector refused for good, moved to the outbox's `rejected/`.
+    pub rejected_batches: AtomicU64,
+    /// Times saving the checkpoints (or deleting acknowledged batches) failed; retried.
+    pub commit_failures: AtomicU64,
+    /// Whether the last attempt to commit acknowledgements succeeded.
+    pub commit_ok: std::sync::atomic::AtomicBool,
+    /// Samples the collector refused (and did not apply), by reason.
+    refused: Mutex<BTreeMap<String, u64>>,
     /// Streams established.
     pub connects: AtomicU64,
     /// Connection attempts or streams that failed.
@@ -157,6 +187,22 @@ impl ShipperStats {
     fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Samples the collector refused since the start, by reason.
+    pub fn refused_samples(&self) -> BTreeMap<String, u64> {
+        lock(&self.refused).clone()
+    }
+
+    fn add_refused(&self, reason: &str, samples: u64) {
+        let reason = crate::aggregate::bound_label_value(reason, MAX_REASON_BYTES);
+        let mut refused = lock(&self.refused);
+        let key = if refused.contains_key(reason.as_ref()) || refused.len() < MAX_REFUSAL_REASONS {
+            reason.into_owned()
+        } else {
+            crate::labels::OTHER.to_owned()
+        };
+        *refused.entry(key).or_insert(0) += samples;
+    }
 }
 
 /// Ships the outbox to the collector; see the module documentation.
@@ -168,6 +214,13 @@ pub struct Shipper {
     appended: Arc<Notify>,
     committer: Arc<Mutex<Committer>>,
     stats: Arc<ShipperStats>,
+    /// Batches in flight when the last stream failed, oldest first.
+    failed_in_flight: Vec<u64>,
+    /// A batch refused with a permanent status while others were in flight: the next stream
+    /// sends it alone to find out whether it is the one refused.
+    suspect: Option<u64>,
+    /// Batches moved aside since the last acknowledgement.
+    rejected_in_a_row: u32,
 }
 
 /// Why a stream ended; all but `Fatal` lead to a reconnect.
@@ -239,7 +292,7 @@ impl Shipper {
         let endpoint = build_endpoint(&cfg)?;
         let token = match &cfg.token {
             Some(t) => Some(
-                format!("Bearer {t}")
+                format!("Bearer {}", t.expose())
                     .parse::<MetadataValue<Ascii>>()
                     .map_err(|_| {
                         ShipError::InvalidConfig(
@@ -256,6 +309,8 @@ impl Shipper {
             watched: cfg.watched_paths.clone(),
             acked: BTreeSet::new(),
             last_prune: Instant::now(),
+            failing: false,
+            failures: 0,
         };
         Ok(Self {
             cfg,
@@ -264,7 +319,13 @@ impl Shipper {
             outbox,
             appended,
             committer: Arc::new(Mutex::new(committer)),
-            stats: Arc::new(ShipperStats::default()),
+            stats: Arc::new(ShipperStats {
+                commit_ok: true.into(),
+                ..ShipperStats::default()
+            }),
+            failed_in_flight: Vec::new(),
+            suspect: None,
+            rejected_in_a_row: 0,
         })
     }
 
@@ -288,12 +349,24 @@ impl Shipper {
             if shutdown.requested() && (self.all_acknowledged() || shutdown.expired()) {
                 return Ok(());
             }
+            self.failed_in_flight.clear();
             let error = match self.session(&mut shutdown, &mut backoff).await {
                 // Stopped for a shutdown: the check above decides whether to go on.
                 Ok(()) => continue,
                 Err(SessionError::Fatal(e)) => return Err(e),
                 Err(e) => e,
             };
+            if let SessionError::Status(status) = &error
+                && matches!(
+                    status.code(),
+                    tonic::Code::InvalidArgument | tonic::Code::OutOfRange
+                )
+            {
+                self.permanent_refusal(status).await.map_err(|e| match e {
+                    SessionError::Fatal(e) => e,
+                    other => ShipError::Task(other.to_string()),
+                })?;
+            }
             ShipperStats::bump(&self.stats.failures);
             let delay = backoff.next_delay();
             tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "collector stream failed");
@@ -302,6 +375,50 @@ impl Shipper {
                 _ = shutdown.wait() => {}
             }
         }
+    }
+
+    /// After a stream ended with a permanent status: isolate the oldest batch in flight, or,
+    /// when it was already sent alone and refused again, move it aside.
+    async fn permanent_refusal(&mut self, status: &tonic::Status) -> Result<(), SessionError> {
+        let Some(&oldest) = self.failed_in_flight.first() else {
+            // Refused before any batch was in flight (Hello, authentication): not a batch's fault.
+            return Ok(());
+        };
+        let alone = self.failed_in_flight.len() == 1;
+        if self.suspect != Some(oldest) || !alone {
+            tracing::warn!(seq = oldest, status = %status, "collector refused the stream for good; sending the oldest batch alone");
+            self.suspect = Some(oldest);
+            return Ok(());
+        }
+        self.suspect = None;
+        if self.rejected_in_a_row >= MAX_REJECTED_IN_A_ROW {
+            tracing::error!(
+                seq = oldest,
+                status = %status,
+                "collector refuses every batch; not setting aside more batches without an acknowledgement in between, retrying"
+            );
+            return Ok(());
+        }
+        let (outbox, committer) = (self.outbox.clone(), self.committer.clone());
+        let moved = tokio::task::spawn_blocking(move || {
+            let moved = lock(&outbox).reject_batch(oldest)?;
+            // The batches after it may be acknowledged already and wait for it.
+            lock(&committer).commit();
+            Ok::<_, OutboxError>(moved)
+        })
+        .await
+        .map_err(|e| SessionError::Fatal(ShipError::Task(e.to_string())))?
+        .map_err(|e| SessionError::Fatal(e.into()))?;
+        if moved {
+            self.rejected_in_a_row += 1;
+            ShipperStats::bump(&self.stats.rejected_batches);
+            tracing::error!(
+                seq = oldest,
+                status = %status,
+                "collector refused batch for good; moved to the outbox's rejected/ directory"
+            );
+        }
+        Ok(())
     }
 
     /// One connection: Hello, then batches, until an error or the end of a shutdown.
@@ -315,7 +432,18 @@ impl Shipper {
             _ = shutdown.wait() => return Ok(()),
         };
         let mut client = AgentServiceClient::new(channel);
-        let window = self.cfg.max_in_flight.max(1);
+        if let Some(seq) = self.suspect
+            && lock(&self.outbox).positions(seq).is_none()
+        {
+            self.suspect = None; // dropped by the outbox bound meanwhile
+        }
+        // A suspect batch goes alone, so a refusal names it.
+        let window = if self.suspect.is_some() {
+            1
+        } else {
+            self.cfg.max_in_flight.max(1)
+        };
+        let incarnation = lock(&self.outbox).incarnation().to_owned();
         let (tx, rx) = mpsc::channel::<AgentMessage>(window + 8);
         let hello = AgentMessage {
             kind: Some(agent_message::Kind::Hello(Hello {
@@ -323,7 +451,7 @@ impl Shipper {
                 host: self.cfg.host.clone(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 capabilities: self.cfg.capabilities.clone(),
-                incarnation: String::new(),
+                incarnation,
             })),
         };
         tx.send(hello).await.map_err(|_| SessionError::Closed)?;
@@ -360,10 +488,18 @@ impl Shipper {
                 .map(|sent| *sent + self.cfg.ack_timeout);
             let can_send = !control.is_empty() || next.is_some();
             let idle = next.is_none() && in_flight.len() < window;
+            let retry_commit = lock(&self.committer).failing;
             tokio::select! {
                 biased;
                 msg = inbound.message() => {
-                    let msg = msg.map_err(SessionError::Status)?.ok_or(SessionError::Closed)?;
+                    let msg = match msg {
+                        Ok(Some(msg)) => msg,
+                        Ok(None) => return Err(SessionError::Closed),
+                        Err(status) => {
+                            self.failed_in_flight = in_flight.keys().copied().collect();
+                            return Err(SessionError::Status(status));
+                        }
+                    };
                     self.handle(msg, &mut in_flight, &mut control, backoff).await?;
                 }
                 permit = tx.reserve(), if can_send => {
@@ -377,6 +513,9 @@ impl Shipper {
                     }
                 }
                 _ = self.appended.notified(), if idle => {}
+                _ = tokio::time::sleep(COMMIT_RETRY), if retry_commit => {
+                    self.commit().await?;
+                }
                 _ = sleep_until_opt(ack_deadline), if ack_deadline.is_some() => {
                     let oldest = in_flight.keys().next().copied().unwrap_or_default();
                     return Err(SessionError::AckTimeout(oldest));
@@ -431,7 +570,7 @@ impl Shipper {
     }
 
     async fn handle(
-        &self,
+        &mut self,
         msg: CollectorMessage,
         in_flight: &mut BTreeMap<u64, tokio::time::Instant>,
         control: &mut VecDeque<AgentMessage>,
@@ -444,12 +583,27 @@ impl Shipper {
                 if ack.duplicate {
                     ShipperStats::bump(&self.stats.duplicate_acks);
                 }
+                if self.suspect == Some(ack.seq) {
+                    self.suspect = None;
+                }
+                self.rejected_in_a_row = 0;
+                let mut refused_total = 0;
+                for refused in &ack.refused {
+                    self.stats.add_refused(&refused.reason, refused.samples);
+                    refused_total += refused.samples;
+                }
+                if refused_total > 0 {
+                    let reasons: Vec<&str> =
+                        ack.refused.iter().map(|r| r.reason.as_str()).collect();
+                    tracing::warn!(seq = ack.seq, samples = refused_total, reasons = ?reasons, "collector refused samples of a batch (the rest is applied; they are not resent)");
+                }
                 backoff.reset();
                 let committer = self.committer.clone();
-                tokio::task::spawn_blocking(move || lock(&committer).ack(ack.seq))
+                let seq = ack.seq;
+                tokio::task::spawn_blocking(move || lock(&committer).ack(seq))
                     .await
-                    .map_err(|e| SessionError::Fatal(ShipError::Task(e.to_string())))?
-                    .map_err(SessionError::Fatal)?;
+                    .map_err(|e| SessionError::Fatal(ShipError::Task(e.to_string())))?;
+                self.note_commit();
             }
             Some(collector_message::Kind::Action(action)) => {
                 ShipperStats::bump(&self.stats.actions_rejected);
@@ -465,6 +619,27 @@ impl Shipper {
             None => {}
         }
         Ok(())
+    }
+
+    /// Retries committing acknowledgements after a failure (a full disk).
+    async fn commit(&self) -> Result<(), SessionError> {
+        let committer = self.committer.clone();
+        tokio::task::spawn_blocking(move || lock(&committer).commit())
+            .await
+            .map_err(|e| SessionError::Fatal(ShipError::Task(e.to_string())))?;
+        self.note_commit();
+        Ok(())
+    }
+
+    /// Mirrors the committer's health into the stats.
+    fn note_commit(&self) {
+        let committer = lock(&self.committer);
+        self.stats
+            .commit_failures
+            .store(committer.failures, Ordering::Relaxed);
+        self.stats
+            .commit_ok
+            .store(!committer.failing, Ordering::Relaxed);
     }
 
     /// Whether every pending batch is acknowledged (nothing left to ship).
@@ -488,22 +663,57 @@ struct Committer {
     checkpoints: Checkpoints,
     path: PathBuf,
     watched: Vec<PathBuf>,
-    /// Acknowledged batches still in the outbox because an older one is not acknowledged yet.
+    /// Acknowledged batches still in the outbox because an older one is not acknowledged yet
+    /// (or because committing them failed).
     acked: BTreeSet<u64>,
     last_prune: Instant,
+    /// The last commit failed; it is retried every [`COMMIT_RETRY`].
+    failing: bool,
+    /// Failed commit attempts since the start.
+    failures: u64,
 }
 
 /// How often checkpoints of files gone for good are pruned, and how long they are kept.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const KEEP_MISSING_FOR: Duration = Duration::from_secs(7 * 86_400);
 
+/// How often a failed commit (a full disk) is retried while nothing else happens.
+const COMMIT_RETRY: Duration = Duration::from_secs(1);
+
 impl Committer {
-    fn ack(&mut self, seq: u64) -> Result<(), ShipError> {
-        let mut outbox = lock(&self.outbox);
-        if outbox.positions(seq).is_none() {
-            return Ok(()); // not pending: a stray ack, or dropped by the outbox bound meanwhile
+    /// Records the acknowledgement of `seq` and commits what is ready. A failure to commit
+    /// (the checkpoint file cannot be written) is logged and retried later: the batches stay in
+    /// the outbox meanwhile, acknowledged, and are not sent again.
+    fn ack(&mut self, seq: u64) {
+        // Not pending: a stray ack, or dropped by the outbox bound meanwhile.
+        let pending = lock(&self.outbox).positions(seq).is_some();
+        if pending {
+            self.acked.insert(seq);
         }
-        self.acked.insert(seq);
+        self.commit();
+    }
+
+    /// Commits the acknowledged prefix of the outbox; see [`Committer::ack`].
+    fn commit(&mut self) {
+        match self.try_commit() {
+            Ok(()) => {
+                if std::mem::take(&mut self.failing) {
+                    tracing::info!("acknowledged batches committed again");
+                }
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::error!(error = %e, "cannot commit acknowledged batches; retrying");
+                }
+                self.failing = true;
+                self.failures += 1;
+            }
+        }
+    }
+
+    fn try_commit(&mut self) -> Result<(), ShipError> {
+        let mut outbox = lock(&self.outbox);
+        self.acked.retain(|s| outbox.positions(*s).is_some());
         let ready: Vec<u64> = outbox
             .pending_seqs()
             .take_while(|s| self.acked.contains(s))

@@ -15,7 +15,9 @@ mod wire;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-pub use client::{ClientTls, ShipError, Shipper, ShipperConfig, ShipperStats};
+pub use client::{
+    ClientTls, MAX_REJECTED_IN_A_ROW, ShipError, Shipper, ShipperConfig, ShipperStats,
+};
 pub use outbox::{
     DEFAULT_OUTBOX_MAX_BYTES, FilePosition, Outbox, OutboxConfig, OutboxError, OutboxStats,
     PendingBatch,

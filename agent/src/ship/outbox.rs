@@ -1,12 +1,21 @@
 //! Disk outbox: every batch is durable here, under its final `seq`, before it is sent.
 //!
 //! Layout of the directory:
-//! - `state.json`: `{"version":1,"next_seq":N,"pending_drops":M,"carried_by_seq":S}`, replaced
-//!   atomically. `next_seq`
-//!   is persisted *before* a batch with the previous number is written, so a number is never
-//!   handed out twice, even when every batch has been acknowledged and deleted;
+//! - `state.json`: `{"version":1,"next_seq":N,"pending_drops":M,"carried_by_seq":S,
+//!   "incarnation":"<32 hex digits>"}`, replaced atomically. `next_seq` is persisted *before* a
+//!   batch with the previous number is written, so a number is never handed out twice, even
+//!   when every batch has been acknowledged and deleted. The incarnation is 16 random bytes from
+//!   the operating system, made with the state: sequence numbers count per incarnation, so a
+//!   wiped state directory (numbering again from 1) is a new incarnation to the collector, not a
+//!   resend of batches it already has;
 //! - `<seq, 20 digits>.batch`: one batch per file, written to `<name>.tmp`, fsynced, renamed,
-//!   then the directory fsynced. A crash mid-write leaves only the `.tmp` file, removed on open.
+//!   then the directory fsynced. A crash mid-write leaves only the `.tmp` file, removed on open;
+//! - `rejected/<seq>.batch`: batches the collector refused for good (the batch itself cannot be
+//!   decoded there), moved out of the way so the batches after them are delivered, and kept for
+//!   inspection within `max_rejected_bytes` (oldest deleted first).
+//!
+//! Every batch's label values are bounded ([`bound_batch`]) before it is written: this is the
+//! one place every sample source's batches go through.
 //!
 //! A batch file is a small header followed by the prost-encoded [`Batch`] and a checksum:
 //!
@@ -31,10 +40,17 @@ use mailpulse_proto::v1::Batch;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+use crate::aggregate::{DEFAULT_MAX_LABEL_BYTES, bound_batch};
 use crate::source::FileKey;
 
 /// Default bound on the bytes of unacknowledged batches (256 MiB).
 pub const DEFAULT_OUTBOX_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Default bound on the bytes of batches kept in `rejected/` (64 MiB).
+pub const DEFAULT_MAX_REJECTED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Subdirectory of batches the collector refused for good.
+pub const REJECTED_DIR: &str = "rejected";
 
 const MAGIC: &[u8; 4] = b"MPOB";
 const FORMAT_VERSION: u16 = 1;
@@ -52,12 +68,18 @@ pub struct OutboxConfig {
     /// Most bytes of batch files kept; older batches are dropped (and counted) beyond it. A single
     /// batch larger than the bound is still kept, alone.
     pub max_bytes: u64,
+    /// Longest label value written; longer ones are cut with a hash suffix.
+    pub max_label_bytes: usize,
+    /// Most bytes of refused batches kept in `rejected/`; the oldest go first.
+    pub max_rejected_bytes: u64,
 }
 
 impl Default for OutboxConfig {
     fn default() -> Self {
         Self {
             max_bytes: DEFAULT_OUTBOX_MAX_BYTES,
+            max_label_bytes: DEFAULT_MAX_LABEL_BYTES,
+            max_rejected_bytes: DEFAULT_MAX_REJECTED_BYTES,
         }
     }
 }
@@ -95,6 +117,10 @@ pub struct OutboxStats {
     pub corrupt_batches: u64,
     /// Leftover temporary files removed when opening.
     pub removed_tmp_files: u64,
+    /// Batches the collector refused for good, moved to `rejected/`.
+    pub rejected_batches: u64,
+    /// Label values cut to `max_label_bytes` on append.
+    pub labels_truncated: u64,
 }
 
 /// Errors of the outbox.
@@ -126,6 +152,9 @@ pub enum OutboxError {
         /// What is wrong.
         reason: String,
     },
+    /// The operating system's random number generator failed (making the incarnation).
+    #[error("cannot make the outbox incarnation: {0}")]
+    Random(String),
 }
 
 /// The disk outbox; see the module documentation. Not thread-safe: share it behind a mutex.
@@ -138,6 +167,9 @@ pub struct Outbox {
     pending_drops: u64,
     entries: BTreeMap<u64, Entry>,
     stats: OutboxStats,
+    /// This state's incarnation; empty for a state written before incarnations existed that
+    /// still has batches pending (they keep the numbering the collector knows).
+    incarnation: String,
 }
 
 #[derive(Debug)]
@@ -156,6 +188,9 @@ struct State {
     /// `dropped_batches`; if that batch exists on disk, the drops are already reported.
     #[serde(default)]
     carried_by_seq: Option<u64>,
+    /// 32 hex digits; missing in states written before incarnations existed.
+    #[serde(default)]
+    incarnation: Option<String>,
 }
 
 impl Outbox {
@@ -171,6 +206,10 @@ impl Outbox {
             pending_drops: state.as_ref().map_or(0, |s| s.pending_drops),
             entries: BTreeMap::new(),
             stats: OutboxStats::default(),
+            incarnation: state
+                .as_ref()
+                .and_then(|s| s.incarnation.clone())
+                .unwrap_or_default(),
         };
 
         let mut corrupt = Vec::new();
@@ -241,7 +280,21 @@ impl Outbox {
         if removed_tmp || !corrupt.is_empty() {
             sync_dir(dir)?;
         }
+        // A new state gets its incarnation now. A state from before incarnations keeps the
+        // numbering the collector knows while batches of it are pending, and gets one once none
+        // is (nothing can be resent under the old numbering then).
+        if outbox.incarnation.is_empty() && (state.is_none() || outbox.entries.is_empty()) {
+            outbox.incarnation = new_incarnation()?;
+            outbox.write_state(outbox.next_seq, None)?;
+            tracing::info!(incarnation = %outbox.incarnation, "new outbox incarnation");
+        }
         Ok(outbox)
+    }
+
+    /// This state's incarnation (32 hex digits), sent in `Hello`: sequence numbers count per
+    /// incarnation.
+    pub fn incarnation(&self) -> &str {
+        &self.incarnation
     }
 
     /// Makes `batch` durable under the next sequence number and returns that number. Sets the
@@ -253,6 +306,17 @@ impl Outbox {
         mut batch: Batch,
         positions: &[FilePosition],
     ) -> Result<u64, OutboxError> {
+        self.append_mut(&mut batch, positions)
+    }
+
+    /// [`Outbox::append`] that leaves the batch with the caller, to append it again after an
+    /// error (a full disk).
+    pub fn append_mut(
+        &mut self,
+        batch: &mut Batch,
+        positions: &[FilePosition],
+    ) -> Result<u64, OutboxError> {
+        self.stats.labels_truncated += bound_batch(batch, self.cfg.max_label_bytes);
         let seq = self.next_seq;
         batch.seq = seq;
         // Room for the final `dropped_batches` value, which is known only after dropping.
@@ -265,14 +329,20 @@ impl Outbox {
         self.write_state(seq + 1, carrier)?;
         self.next_seq = seq + 1;
 
-        let bytes = encode_file(&batch, positions);
+        let bytes = encode_file(batch, positions);
         let path = self.batch_path(seq);
         let tmp = self
             .dir
             .join(format!("{seq:020}{BATCH_SUFFIX}{TMP_SUFFIX}"));
-        write_synced(&tmp, &bytes)?;
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        sync_dir(&self.dir)?;
+        if let Err(e) = write_synced(&tmp, &bytes).and_then(|()| {
+            fs::rename(&tmp, &path).map_err(io_err(&path))?;
+            sync_dir(&self.dir)
+        }) {
+            // A full disk: leave no partial file behind, it would only take more space. The
+            // number is used up (the state says so); the collector accepts the gap.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         self.entries.insert(
             seq,
             Entry {
@@ -363,6 +433,28 @@ impl Outbox {
         self.stats.dropped_batches += 1;
         self.write_state(self.next_seq, None)?;
         self.remove(seq)?;
+        Ok(true)
+    }
+
+    /// Moves pending batch `seq` to `rejected/` because the collector refused it for good; keeps
+    /// that directory within `max_rejected_bytes` (oldest first). Returns whether it was pending.
+    pub fn reject_batch(&mut self, seq: u64) -> Result<bool, OutboxError> {
+        if !self.entries.contains_key(&seq) {
+            return Ok(false);
+        }
+        let dir = self.dir.join(REJECTED_DIR);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let from = self.batch_path(seq);
+        let to = dir.join(format!("{seq:020}{BATCH_SUFFIX}"));
+        match fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(OutboxError::Io { path: from, source }),
+        }
+        sync_dir(&self.dir)?;
+        self.remove(seq)?;
+        self.stats.rejected_batches += 1;
+        prune_oldest(&dir, self.cfg.max_rejected_bytes);
         Ok(true)
     }
 
@@ -473,6 +565,7 @@ impl Outbox {
             next_seq,
             pending_drops: self.pending_drops,
             carried_by_seq,
+            incarnation: (!self.incarnation.is_empty()).then(|| self.incarnation.clone()),
         };
         let mut bytes = serde_json::to_vec(&state).unwrap_or_default();
         bytes.push(b'\n');
@@ -481,6 +574,39 @@ impl Outbox {
         write_synced(&tmp, &bytes)?;
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
         sync_dir(&self.dir)
+    }
+}
+
+/// 16 random bytes from the operating system, in hex.
+fn new_incarnation() -> Result<String, OutboxError> {
+    use rand::TryRngCore;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| OutboxError::Random(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Deletes the files of `dir` with the lowest names until the rest fit in `max_bytes`.
+/// Best effort: a file that cannot be deleted is left.
+fn prune_oldest(dir: &Path, max_bytes: u64) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(PathBuf, u64)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| Some((e.path(), e.metadata().ok()?.len())))
+        .collect();
+    files.sort();
+    let mut total: u64 = files.iter().map(|(_, len)| len).sum();
+    for (path, len) in files {
+        if total <= max_bytes {
+            break;
+        }
+        if fs::remove_file(&path).is_ok() {
+            tracing::warn!(path = %path.display(), "rejected batch deleted (rejected/ is full)");
+            total -= len;
+        }
     }
 }
 

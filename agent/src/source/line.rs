@@ -18,6 +18,9 @@ pub struct Line {
     pub end_offset: u64,
     /// The line without its newline; invalid UTF-8 is replaced.
     pub text: String,
+    /// The line was handed out before a restart and is read again only to rebuild state (see
+    /// [`Tailer::with_replay`](super::Tailer::with_replay)); its effects are already durable.
+    pub replay: bool,
 }
 
 /// A file the tailer opened when it started, and the offset it starts reading at.
@@ -27,6 +30,9 @@ pub struct StartPosition {
     pub path: Arc<Path>,
     /// Everything before this offset is not read: acknowledged before, or history skipped.
     pub offset: u64,
+    /// Where reading really begins: earlier than `offset` when lines are replayed first (see
+    /// [`Tailer::with_replay`](super::Tailer::with_replay)).
+    pub read_from: u64,
 }
 
 /// Counters since the tailer was created.

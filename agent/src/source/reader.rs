@@ -41,6 +41,8 @@ pub(crate) struct FileReader {
     pub last_growth: Instant,
     chunk: Vec<u8>,
     complete: Vec<CompleteLine>,
+    /// Lines ending at or before this offset are handed out as replayed (0: none).
+    pub replay_until: u64,
 }
 
 enum Body {
@@ -71,6 +73,7 @@ impl FileReader {
             last_growth: Instant::now(),
             chunk: vec![0; CHUNK_BYTES],
             complete: Vec::new(),
+            replay_until: 0,
         })
     }
 
@@ -98,6 +101,7 @@ impl FileReader {
             last_growth: Instant::now(),
             chunk: vec![0; CHUNK_BYTES],
             complete: Vec::new(),
+            replay_until: 0,
         })
     }
 
@@ -181,6 +185,7 @@ impl FileReader {
                     path: Arc::clone(&self.path),
                     end_offset: line.end_offset,
                     text: String::from_utf8_lossy(&line.bytes).into_owned(),
+                    replay: line.end_offset <= self.replay_until,
                 });
             }
         }
@@ -200,6 +205,8 @@ impl FileReader {
         }
         self.lines.reset(0);
         self.last_growth = Instant::now();
+        // New content: nothing of it was handed out before.
+        self.replay_until = 0;
         Ok(())
     }
 }

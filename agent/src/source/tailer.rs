@@ -89,12 +89,33 @@ impl Tailer {
     /// after rotation to a sibling name or compression) and, without checkpoints, per
     /// `start_at_beginning` and `backfill_rotated`.
     pub fn new(cfg: TailConfig, checkpoints: &Checkpoints) -> Result<Self, SourceError> {
+        Self::open(cfg, checkpoints, None)
+    }
+
+    /// Like [`Tailer::new`], but each file that `replay` has an earlier position for is read
+    /// from there: the lines between that position and the checkpoint come out first, marked
+    /// [`Line::replay`] (already handled before a restart; a consumer rebuilds state from them
+    /// without acting on them again), then new lines as usual. A replay position that does not
+    /// fit the file (truncated since) is ignored.
+    pub fn with_replay(
+        cfg: TailConfig,
+        checkpoints: &Checkpoints,
+        replay: &Checkpoints,
+    ) -> Result<Self, SourceError> {
+        Self::open(cfg, checkpoints, Some(replay))
+    }
+
+    fn open(
+        cfg: TailConfig,
+        checkpoints: &Checkpoints,
+        replay: Option<&Checkpoints>,
+    ) -> Result<Self, SourceError> {
         validate(&cfg)?;
         let mut stats = TailStats::default();
         let mut groups = Vec::with_capacity(cfg.paths.len());
         for path in &cfg.paths {
             let mut group = Group::new(path);
-            group.resume(&cfg, checkpoints, &mut stats)?;
+            group.resume(&cfg, checkpoints, replay, &mut stats)?;
             groups.push(group);
         }
         let start = groups
@@ -103,7 +124,8 @@ impl Tailer {
             .map(|r| StartPosition {
                 file: r.key,
                 path: r.path.clone(),
-                offset: r.line_start(),
+                offset: r.line_start().max(r.replay_until),
+                read_from: r.line_start(),
             })
             .collect();
         let wakeup = Wakeup::new(&cfg);
@@ -118,7 +140,8 @@ impl Tailer {
         })
     }
 
-    /// The files opened at start and where reading begins in each. A consumer records these in
+    /// The files opened at start and where reading begins in each (after the lines replayed). A
+    /// consumer records these in
     /// its checkpoints (for files they do not know yet) and saves *before* it reads: then a
     /// restart recognises every file it has seen, even when no line was acknowledged before a
     /// crash and the file was rotated meanwhile (without the record the rotated file would be
@@ -222,10 +245,12 @@ impl Group {
         &mut self,
         cfg: &TailConfig,
         checkpoints: &Checkpoints,
+        replay: Option<&Checkpoints>,
         stats: &mut TailStats,
     ) -> Result<(), SourceError> {
         let prefix_len = checkpoints
             .iter()
+            .chain(replay.into_iter().flat_map(Checkpoints::iter))
             .map(|c| c.key.fingerprint_len as usize)
             .max()
             .unwrap_or(0)
@@ -254,6 +279,10 @@ impl Group {
             }
         };
         let offsets = match_checkpoints(&candidates, checkpoints, cfg.fingerprint_bytes);
+        let replays = match replay {
+            Some(replay) => match_checkpoints(&candidates, replay, cfg.fingerprint_bytes),
+            None => vec![None; candidates.len()],
+        };
         for c in &candidates {
             self.remember(c.id);
         }
@@ -285,11 +314,15 @@ impl Group {
         for (i, (candidate, start)) in candidates.into_iter().zip(starts).enumerate() {
             let Some(start) = start else { continue };
             let is_live = Some(i) == live_index;
-            if !is_live && start > 0 && fully_read(&candidate, start) {
+            let replay_from = replays[i].filter(|&p| replay_fits(&candidate, p, start));
+            if replay_from.is_none() && !is_live && start > 0 && fully_read(&candidate, start) {
                 continue; // nothing left in a rotated file
             }
-            match open_candidate(&candidate, start, cfg, stats) {
-                Ok(reader) => {
+            match open_candidate(&candidate, replay_from.unwrap_or(start), cfg, stats) {
+                Ok(mut reader) => {
+                    if replay_from.is_some() {
+                        reader.replay_until = start;
+                    }
                     stats.files_opened += 1;
                     if is_live {
                         self.live = Some(reader);
@@ -612,6 +645,21 @@ fn sibling_candidate(
 /// Whether a rotated file has nothing after `offset`. For gzip the trailer's ISIZE (decompressed
 /// length mod 2^32 of the last member) tells without decompressing everything at each start; a
 /// multi-member file just fails the test and gets decompressed, which is slow but correct.
+/// Whether reading `c` from `replay` (to rebuild state) up to `start` works: an earlier line
+/// start, within the file.
+fn replay_fits(c: &Candidate, replay: u64, start: u64) -> bool {
+    if replay >= start {
+        return false;
+    }
+    if c.gzip {
+        return true;
+    }
+    start <= c.size
+        && File::open(&c.path)
+            .and_then(|f| is_line_start(&f, replay))
+            .unwrap_or(false)
+}
+
 fn fully_read(c: &Candidate, offset: u64) -> bool {
     if !c.gzip {
         return offset >= c.size;

@@ -9,10 +9,12 @@
 //! own lines carry.
 //!
 //! `event.rs` holds what is emitted, `state.rs` what is remembered between records (and how it is
-//! bounded), `observe.rs` how a record turns into events.
+//! bounded), `observe.rs` how a record turns into events, `snapshot.rs` the remembered state as
+//! data, saved and restored across restarts.
 
 mod event;
 mod observe;
+mod snapshot;
 mod state;
 
 use serde::Serialize;
@@ -20,6 +22,7 @@ use serde::Serialize;
 use crate::parse::{ProgramName, Timestamp};
 
 pub use event::{ClientInfo, EventKind, MessageEvent, RelayTarget, TlsInfo};
+pub use snapshot::TrackerSnapshot;
 use state::{Instance, ServiceTable};
 
 /// Limits on the tracker's memory.

@@ -34,6 +34,17 @@ pub(super) struct InstanceState {
 }
 
 impl InstanceState {
+    /// No messages, no sessions.
+    pub(super) fn empty() -> Self {
+        Self {
+            messages: FxHashMap::default(),
+            sessions: FxHashMap::default(),
+            relays: Interner::new(),
+            dsns: Interner::new(),
+            recent_tls: Vec::new(),
+        }
+    }
+
     /// The session of process `key`, created when new, marked seen at `now`; at most
     /// `max_sessions` are kept.
     pub(super) fn session_mut(
@@ -114,7 +125,7 @@ impl InstanceState {
 pub(super) struct MessageState {
     /// The queue id, shared with the key of the map the state is in and with its events.
     pub(super) queue_id: Arc<str>,
-    last_seen_secs: i64,
+    pub(super) last_seen_secs: i64,
     pub(super) received: bool,
     pub(super) deferred: bool,
     pub(super) held: bool,
@@ -128,7 +139,7 @@ pub(super) struct MessageState {
 }
 
 impl MessageState {
-    fn new(queue_id: Arc<str>, now: i64) -> Self {
+    pub(super) fn new(queue_id: Arc<str>, now: i64) -> Self {
         Self {
             queue_id,
             last_seen_secs: now,
@@ -149,7 +160,7 @@ impl MessageState {
 /// The current SMTP session of one smtpd/smtp process.
 #[derive(Debug, Default)]
 pub(super) struct SessionState {
-    last_seen_secs: i64,
+    pub(super) last_seen_secs: i64,
     /// Peer IP and parameters of the TLS connection this process logged last.
     pub(super) tls: Option<(PeerAddr, TlsInfo)>,
     /// An smtpd `NOQUEUE: hold` waiting for the queue id its session will get.
@@ -182,6 +193,17 @@ impl PeerAddr {
         }
     }
 
+    /// The address as text.
+    pub(super) fn as_str(&self) -> &str {
+        match self {
+            Self::Inline { len, bytes } => bytes
+                .get(..usize::from(*len))
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or(""),
+            Self::Heap(s) => s,
+        }
+    }
+
     pub(super) fn is(&self, addr: &str) -> bool {
         match self {
             Self::Inline { len, bytes } => bytes.get(..usize::from(*len)) == Some(addr.as_bytes()),
@@ -200,7 +222,7 @@ impl<T: Clone> Interner<T> {
     /// Most distinct texts kept; beyond it the cache starts over (values stay valid).
     const MAX: usize = 4096;
 
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             map: FxHashMap::default(),
         }
@@ -265,13 +287,7 @@ impl Tracker {
                 self.instances.push(Instance {
                     host: Arc::from(host),
                     instance: Arc::from(instance),
-                    state: InstanceState {
-                        messages: FxHashMap::default(),
-                        sessions: FxHashMap::default(),
-                        relays: Interner::new(),
-                        dsns: Interner::new(),
-                        recent_tls: Vec::new(),
-                    },
+                    state: InstanceState::empty(),
                 });
                 self.instances.len() - 1
             }
