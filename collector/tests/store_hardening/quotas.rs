@@ -108,8 +108,12 @@ async fn one_agent_minting_series_cannot_stop_another_agents_new_series() {
 
 const DAY_MS: i64 = 86_400_000;
 
+/// One message sent to `domain`, in the last whole 5-minute window (inside even a one-day
+/// retention, which refuses older windows).
 fn sent(domain: &str) -> Sample {
-    counter("messages_sent", &[("domain", domain)], 1.0)
+    let mut sample = counter("messages_sent", &[("domain", domain)], 1.0);
+    sample.window_start_unix_ms = (now_ms() / 300_000 - 1) * 300_000;
+    sample
 }
 
 fn line(domain: &str) -> String {
