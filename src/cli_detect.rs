@@ -1,6 +1,8 @@
-//! `mailpulse detect --input FILE.csv [--output FILE.csv]`: causal, offline anomaly scoring of
-//! one series with the collector's [`VolumeDetector`] (seasonal band and level shifts), at its
-//! defaults for a level whose window length is learned from the timestamps.
+//! `mailpulse detect --input FILE.csv [--output FILE.csv] [--kind auto|count|level]`: causal,
+//! offline anomaly scoring of one series with the collector's [`VolumeDetector`] at its
+//! defaults, the window length learned from the timestamps: `count` judges like the collector's
+//! counters (the small-count test plus the band), `level` like its gauges (the band), `auto`
+//! (the default) runs the count test for as long as every value is a whole number ≥ 0.
 //!
 //! Input: CSV with a header line and `timestamp,value` in the first two columns (the Numenta
 //! Anomaly Benchmark layout; further columns are ignored). Timestamps are UTC, either
@@ -17,14 +19,43 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use mailpulse_collector::detect::{VolumeConfig, VolumeDetector};
+use mailpulse_collector::detect::{CountTestScope, SeriesKind, VolumeConfig, VolumeDetector};
 
-/// Scores the series in `input` and writes `timestamp,value,anomaly_score` to `output` (standard
-/// output when `None`).
-pub fn run(input: &Path, output: Option<&Path>) -> Result<()> {
+/// What the values of the input are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Counts while every value is a whole number ≥ 0, levels from the first other value.
+    Auto,
+    /// Events per window.
+    Count,
+    /// Levels.
+    Level,
+}
+
+impl Kind {
+    /// The collector's volume detector configuration for this kind, at its defaults.
+    fn config(self) -> VolumeConfig {
+        let (kind, count_test) = match self {
+            Kind::Auto => (SeriesKind::Gauge, CountTestScope::WhileWholeNumbers),
+            Kind::Count => (SeriesKind::Count, CountTestScope::Counters),
+            Kind::Level => (SeriesKind::Gauge, CountTestScope::Counters),
+        };
+        VolumeConfig {
+            kind,
+            count_test,
+            // The units of the input are unknown: any deviation can be evidence.
+            min_excess: 0.0,
+            ..VolumeConfig::default()
+        }
+    }
+}
+
+/// Scores the series in `input` as `kind` and writes `timestamp,value,anomaly_score` to
+/// `output` (standard output when `None`).
+pub fn run(input: &Path, output: Option<&Path>, kind: Kind) -> Result<()> {
     let text =
         std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
-    let rows = score_csv(&text).with_context(|| format!("{}", input.display()))?;
+    let rows = score_csv(&text, kind).with_context(|| format!("{}", input.display()))?;
     match output {
         Some(path) => {
             let file = std::fs::File::create(path)
@@ -45,7 +76,7 @@ struct ScoredRow<'a> {
     score: f64,
 }
 
-fn score_csv(text: &str) -> Result<Vec<ScoredRow<'_>>> {
+fn score_csv(text: &str, kind: Kind) -> Result<Vec<ScoredRow<'_>>> {
     let mut lines = text
         .lines()
         .enumerate()
@@ -59,7 +90,7 @@ fn score_csv(text: &str) -> Result<Vec<ScoredRow<'_>>> {
             "line 1: expected a header with at least two columns (timestamp,value), got {header:?}"
         );
     }
-    let mut detector = VolumeDetector::new(VolumeConfig::default());
+    let mut detector = VolumeDetector::new(kind.config());
     let mut rows = Vec::new();
     for (number, line) in lines {
         let mut fields = line.split(',').map(|f| unquote(f.trim()));
@@ -207,16 +238,19 @@ mod tests {
 
     #[test]
     fn bad_rows_name_their_line() {
-        let err = score_csv("timestamp,value\n2014-04-01 00:00:00,1\n\nnot a time,2\n")
-            .unwrap_err()
-            .to_string();
+        let err = score_csv(
+            "timestamp,value\n2014-04-01 00:00:00,1\n\nnot a time,2\n",
+            Kind::Auto,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("line 4"), "{err}");
-        let err = score_csv("timestamp,value\n2014-04-01 00:00:00,abc\n")
+        let err = score_csv("timestamp,value\n2014-04-01 00:00:00,abc\n", Kind::Auto)
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2"), "{err}");
-        assert!(score_csv("").is_err());
-        assert!(score_csv("timestamp,value\n2014-04-01 00:00:00\n").is_err());
+        assert!(score_csv("", Kind::Auto).is_err());
+        assert!(score_csv("timestamp,value\n2014-04-01 00:00:00\n", Kind::Auto).is_err());
     }
 
     fn nab_csv(rows: usize) -> String {
@@ -277,8 +311,8 @@ mod tests {
             .collect();
         std::fs::write(&short_in, &short).unwrap();
         std::fs::write(&long_in, &long).unwrap();
-        run(&short_in, Some(&short_out)).unwrap();
-        run(&long_in, Some(&long_out)).unwrap();
+        run(&short_in, Some(&short_out), Kind::Auto).unwrap();
+        run(&long_in, Some(&long_out), Kind::Auto).unwrap();
         let short_scores = std::fs::read_to_string(&short_out).unwrap();
         let long_scores = std::fs::read_to_string(&long_out).unwrap();
         std::fs::remove_dir_all(&dir).ok();
@@ -307,5 +341,53 @@ mod tests {
             long_rows[1001]
         );
         assert!(long_rows[1].starts_with("2014-04-01 00:00:00,"));
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    /// Four days of about one event an hour (Unix-second timestamps), then `burst` events.
+    fn sparse_counts(burst: &str) -> String {
+        let mut csv = String::from("timestamp,value\n");
+        let windows = 4 * 288;
+        for i in 0..windows {
+            let events = u8::from((i * 7919) % 12 == 0);
+            csv.push_str(&format!("{},{events}\n", 1_700_000_000 + 300 * i));
+        }
+        csv.push_str(&format!("{},{burst}\n", 1_700_000_000 + 300 * windows));
+        csv
+    }
+
+    fn last_score(text: &str, kind: Kind) -> f64 {
+        score_csv(text, kind)
+            .expect("scores")
+            .last()
+            .expect("rows")
+            .score
+    }
+
+    #[test]
+    fn auto_judges_whole_numbers_as_counts_and_fractions_as_levels() {
+        let counts = sparse_counts("6");
+        let as_count = last_score(&counts, Kind::Count);
+        let as_auto = last_score(&counts, Kind::Auto);
+        let as_level = last_score(&counts, Kind::Level);
+        assert_eq!(as_auto, as_count, "whole numbers are counts");
+        assert_ne!(
+            as_level, as_count,
+            "the count test adds evidence the band lacks"
+        );
+        assert!(
+            as_count >= 0.95,
+            "six events where one an hour is usual: {as_count}"
+        );
+        // A fractional last value is a level: auto drops the count test for it.
+        let fraction = sparse_counts("6.5");
+        assert_eq!(
+            last_score(&fraction, Kind::Auto),
+            last_score(&fraction, Kind::Level)
+        );
     }
 }

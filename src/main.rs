@@ -54,6 +54,29 @@ impl From<Format> for LogFormat {
     }
 }
 
+/// What `mailpulse detect` takes the values for.
+#[derive(Clone, Copy, ValueEnum)]
+enum DetectKind {
+    /// Whole numbers ≥ 0 are event counts (the count test plus the band) for as long as every
+    /// value is one; anything else is a level (the band).
+    Auto,
+    /// Event counts per window (negative values are counter resets): the count test plus the
+    /// band, as the collector judges its counters.
+    Count,
+    /// Levels: the band only, as the collector judges its gauges.
+    Level,
+}
+
+impl From<DetectKind> for cli_detect::Kind {
+    fn from(kind: DetectKind) -> Self {
+        match kind {
+            DetectKind::Auto => cli_detect::Kind::Auto,
+            DetectKind::Count => cli_detect::Kind::Count,
+            DetectKind::Level => cli_detect::Kind::Level,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum SummaryFormat {
     Text,
@@ -133,7 +156,7 @@ enum Command {
     /// Score one series offline, causally: `timestamp,value` CSV in (the Numenta Anomaly
     /// Benchmark format), `timestamp,value,anomaly_score` out, one row per input row.
     #[command(
-        after_help = "Examples:\n  mailpulse detect --input realKnownCause/machine_temperature_system_failure.csv --output scored.csv\n\nThe score of a row uses only the rows before it and itself (the same detector as the\ncollector's); scores are in [0, 1]. Without --output the result goes to standard output."
+        after_help = "Examples:\n  mailpulse detect --input realKnownCause/machine_temperature_system_failure.csv --output scored.csv\n  mailpulse detect --kind count --input bounces.csv\n\nThe score of a row uses only the rows before it and itself: the collector's volume detector\nwith its default parameters (count test and band for counts, band for levels). Scores are\ncalibrated tail probabilities on one scale for every series, in [0, 1] (0.5: about one point\nin a thousand, 0.95: one in a million), reported once per episode. Without --output the\nresult goes to standard output."
     )]
     Detect {
         /// The input CSV (`timestamp,value` with a header).
@@ -142,6 +165,9 @@ enum Command {
         /// Where to write the scored CSV (default: standard output).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// What the values are: counts get the collector's count test as well as the band.
+        #[arg(long, value_enum, default_value = "auto")]
+        kind: DetectKind,
     },
     /// Evaluate detection end to end: simulated fleets (scenarios) through the agent pipeline
     /// and the collector's detectors; prints recall and median delay per incident kind and
@@ -302,7 +328,11 @@ fn run() -> Result<()> {
             files,
         } => parse(format.into(), summary, utc_offset_secs, &files),
         Command::Agent { config } => cli_agent::run(&config),
-        Command::Detect { input, output } => cli_detect::run(&input, output.as_deref()),
+        Command::Detect {
+            input,
+            output,
+            kind,
+        } => cli_detect::run(&input, output.as_deref(), kind.into()),
         Command::Eval {
             config,
             alerts,

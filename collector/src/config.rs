@@ -210,6 +210,13 @@ mod tests {
         let config: CollectorConfig = toml::from_str(text).expect("packaging/collector.toml");
         assert!(config.detect.enabled);
         assert_eq!(config.detect.settle_secs, 120);
+        // The shipped file states the defaults of the detectors' adaptation and learning.
+        let defaults = crate::analyze::AnalyzeConfig::default();
+        assert_eq!(
+            config.detect.adaptation_windows,
+            defaults.adaptation_windows
+        );
+        assert_eq!(config.detect.learning_windows, defaults.learning_windows);
         assert_eq!(config.store.max_series_per_agent, 50_000);
         assert_eq!(config.store.max_dns_records_per_agent, 20_000);
         assert!(

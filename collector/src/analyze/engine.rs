@@ -31,7 +31,7 @@ use crate::detect::causal::{
     ForecastDetector, ForecastDetectorConfig, ForecastLimit, Judgement, RatioConfig, RatioDetector,
     Verdict, VolumeConfig, VolumeDetector,
 };
-use crate::detect::{FleetConfig, SeriesKind, fleet_outliers};
+use crate::detect::{FleetConfig, SeriesKind, StreamConfig, fleet_outliers};
 use crate::model::{Anomaly, MetricKind, SeriesDef, SeriesId};
 
 use super::alerts::{Alert, AlertTracker};
@@ -52,6 +52,12 @@ pub struct EngineConfig {
     pub resolve_after_windows: u32,
     /// Days of hourly history the ratio and count baselines draw on.
     pub ratio_baseline_days: u32,
+    /// Half-life, in windows, of a lasting change's surprise once its windows are ordinary
+    /// again: how fast a new level becomes the normal (see [`StreamConfig::adaptation_points`]).
+    pub adaptation_windows: f64,
+    /// Windows of history before a volume series' verdicts open alerts (see
+    /// [`StreamConfig::learning_points`]).
+    pub learning_windows: usize,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +69,8 @@ impl Default for EngineConfig {
             fleet_min_hosts: 5,
             resolve_after_windows: 6,
             ratio_baseline_days: DEFAULT_BASELINE_DAYS,
+            adaptation_windows: StreamConfig::default().adaptation_points,
+            learning_windows: StreamConfig::default().learning_points,
         }
     }
 }
@@ -456,6 +464,12 @@ impl Detector {
                     min_excess: *min_excess,
                     score_threshold: config.score_threshold,
                     baseline_days: config.ratio_baseline_days,
+                    band: StreamConfig {
+                        adaptation_points: config.adaptation_windows,
+                        learning_points: config.learning_windows,
+                        ..StreamConfig::default()
+                    },
+                    ..VolumeConfig::default()
                 };
                 Detector::Volume(Box::new(if view.new_keys_start_at_zero() {
                     VolumeDetector::with_silent_history(config, silent_secs)

@@ -62,6 +62,14 @@ pub struct AnalyzeConfig {
     pub resolve_after_windows: u32,
     /// Days of history a ratio baseline draws on (default 14).
     pub ratio_baseline_days: u32,
+    /// Adaptation time: half-life, in windows, of a lasting change's surprise once its windows
+    /// are ordinary again (default 50: about four hours at 5-minute windows). A new level
+    /// alerts at its onset and becomes the normal instead of alerting for days.
+    pub adaptation_windows: f64,
+    /// Windows of history before a volume series' verdicts open alerts (default 864: three days
+    /// at 5-minute windows). Earlier verdicts are scored and marked `learning`; absolute limits
+    /// (spool full, queue limit) alert from the start.
+    pub learning_windows: usize,
 }
 
 impl Default for AnalyzeConfig {
@@ -78,6 +86,8 @@ impl Default for AnalyzeConfig {
             fleet_min_hosts: engine.fleet_min_hosts,
             resolve_after_windows: engine.resolve_after_windows,
             ratio_baseline_days: engine.ratio_baseline_days,
+            adaptation_windows: engine.adaptation_windows,
+            learning_windows: engine.learning_windows,
         }
     }
 }
@@ -96,6 +106,8 @@ impl AnalyzeConfig {
             fleet_min_hosts: self.fleet_min_hosts,
             resolve_after_windows: self.resolve_after_windows,
             ratio_baseline_days: self.ratio_baseline_days,
+            adaptation_windows: self.adaptation_windows,
+            learning_windows: self.learning_windows,
         }
     }
 }

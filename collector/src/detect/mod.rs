@@ -61,12 +61,13 @@ mod math;
 pub mod ratio;
 pub mod seasonal;
 pub mod stream;
+pub mod tails;
 mod trend;
 
 pub use causal::{
-    Assessment, DetectorKind, Deviation, Evidence, ForecastDetector, ForecastDetectorConfig,
-    ForecastLimit, Judgement, RatioConfig, RatioDetector, Side, Verdict, VolumeConfig,
-    VolumeDetector,
+    Assessment, CountTestScope, DetectorKind, Deviation, Evidence, ForecastDetector,
+    ForecastDetectorConfig, ForecastLimit, Judgement, RatioConfig, RatioDetector, Side, Verdict,
+    VolumeConfig, VolumeDetector,
 };
 pub use changepoint::{Cusum, CusumConfig, LevelShift};
 pub use counts::{CountBaseline, CountTest, count_test, dispersion};
@@ -77,7 +78,7 @@ pub use forecast::{
 };
 pub use ratio::{RatioBaseline, RatioTest, ratio_test};
 pub use seasonal::{Basis, FitConfig, Model, fit, fit_with, score};
-pub use stream::{StreamConfig, StreamScore, StreamingDetector};
+pub use stream::{Stream, StreamConfig, StreamScore, StreamingDetector};
 pub use trend::TrendKind;
 
 /// A regular time series: one value per window of `step_secs`, the first at `start_secs`.

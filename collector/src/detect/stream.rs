@@ -1,58 +1,86 @@
 //! [`StreamingDetector`]: causal scoring of one series, the code path shared by the collector
-//! (one detector per stored series) and `mailpulse detect`.
+//! (one detector per view series) and `mailpulse detect`.
 //!
 //! # Causality
-//! Every point is scored with the model fitted on earlier points only, *then* added to the
-//! history. Refits happen on a schedule counted in points: while the history is shorter than a
-//! refit interval, after it grew by a quarter (at least 8 points: cold start, cheap robust
-//! models); then every `refit_every_points` (a day of windows by default), on the last
+//! Every point is scored against what came before it, *then* learnt. Refits of the seasonal
+//! model happen on a schedule counted in points: while the history is shorter than a refit
+//! interval, after it grew by a quarter (at least 8 points: cold start, cheap robust models);
+//! then every `refit_every_points` (a day of windows by default), on the last
 //! `max_history_points`. The score of point t therefore never depends on a point after t, and
 //! appending data never changes earlier scores.
 //!
-//! # Calibration in the stream
-//! Each model's residuals on the points it scores are genuinely out of sample, so the detector
-//! keeps the latest ones (excluding points beyond 3 half-bands: incidents must not widen the band
-//! for the week after) and hands them to the next fit as its conformal calibration set: one fit
-//! per refit instead of two. When the kind of model changes (robust → level → seasonal, or the
-//! periods change) the old residuals do not describe the new model, so that fit holds out points
-//! instead and the log starts over.
+//! # What is expected
+//! The expected value is the seasonal model's path ([`Model::expected_at`]: daily and weekly
+//! cycles and a trend, refitted once a day) plus a *local level* that follows the series between
+//! refits: an exponentially smoothed residual (`level_alpha`), each step clipped to
+//! `level_clip` mean absolute residuals so that one spike moves it little. At a refit the level
+//! takes over what the new path moved, so the expected value stays continuous. A lasting shift
+//! is followed within tens of points; a spike is not.
 //!
-//! # Outliers
-//! A point more than 3 half-bands from the expected value (after any level-shift correction)
-//! is stored in the history as the expected value: spikes and short drops do not leak into the
-//! next models' seasonal cycles or band. The first points of a lasting change are replaced the
-//! same way until the CUSUM accepts the new level; from then on they are stored as observed, so
-//! a real change (a new weekend pattern, a permanent shift) is learned at the next refit.
+//! # Calibrated surprise
+//! A point is judged by three streams of evidence, each against the same series' own recent
+//! history in a [`TailWindow`] (the last 6 144 points by default, in 24 blocks of 256 that keep
+//! their 16 most extreme values per side: at most 6 KiB per window; empirical tail
+//! probabilities, an exponential tail beyond the most extreme values, a floor at the series'
+//! resolution):
+//! - **value**: the value against the values (beyond the range the series has been in);
+//! - **residual**: the distance from the expected value against earlier distances;
+//! - **run**: the mean residual of the last `run_points` points against earlier runs (a shift
+//!   too small for any one point, sustained);
 //!
-//! # Level shifts
-//! A two-sided [`Cusum`] runs on the residuals standardised by the model's residual σ. On an
-//! alarm the estimated shift is added to the expected value until the next refit (the refit then
-//! learns the new level), so a persisting shift is reported once instead of flagging every
-//! point until the next day. The alarm point scores like a point outside the band by the size
-//! of the shift: a shift of one half-band scores 0.63, of two 0.86.
+//! plus, through [`StreamingDetector::push_with`], the statistic of another test of the same
+//! point (the collector's count test: −log10 of its p-value). Its p-value is the larger of its
+//! own and its rank among the statistics the series had `adaptation_points` earlier: the
+//! calibration tempers a test too confident for this series (bursty counts), never sharpens
+//! it, and an incident that builds up over hours is not explained away by its own first
+//! windows. The smallest one-sided tail
+//! probability times the number of tests (Bonferroni) is the point's p-value, and
+//! **surprise** = −log10 p: the same number means the same rarity on every series, so one
+//! threshold works across a fleet. A noise-free, constant or quantised series has a residual
+//! floor of its resolution (the smallest step between two values seen) or `relative_floor` of
+//! its magnitude, so rounding is never an anomaly.
+//!
+//! # Episodes: alert once, then adapt
+//! A surprise of `episode_surprise` or more (p ≤ 10⁻³) opens an episode and is *reported*; the
+//! score then reflects only what a point adds beyond what was reported (its **novelty**), so a
+//! lasting change scores high at its onset and not at every point after it. The reported
+//! surprise is held while the episode's points stay surprising and decays with a half-life of
+//! `adaptation_points` (50 points, about four hours at 5-minute windows: the default
+//! adaptation time) once they are not; meanwhile the local level and the windows take the new
+//! normal in. The score is [`evidence_score`] of the novelty: 0 below surprise 2, 0.5 at about
+//! 2.9, 0.95 at 6.
+//!
+//! # Learning
+//! Until `learning_points` slots of history (three days at 5-minute windows: a daily pattern
+//! seen more than once, and same-hour baselines for the count test) a verdict is marked
+//! `learning`: it is scored and shown, but the collector does not page on it.
+//!
+//! # Outliers and history
+//! A point whose residual opens an episode enters the seasonal model's history as the expected
+//! value: a bounce storm does not become part of next week's seasonal pattern; a lasting change
+//! enters as observed once the local level has followed it.
 //!
 //! # Time
 //! Points map to slots of `step_secs` (given, or learned as the median of the first 8 positive
-//! timestamp gaps, appending points one slot apart until then). Skipped slots are missing values.
-//! A point whose slot is not after the last one (duplicate or out of order) is scored but not
-//! stored.
+//! timestamp gaps, appending points one slot apart until then). Skipped slots are missing values
+//! (for the model's history; the streams simply see the next point). A point whose slot is not
+//! after the last one (duplicate or out of order) is scored but not learnt.
 
 use std::collections::VecDeque;
 
-use super::changepoint::{Cusum, CusumConfig, LevelShift};
 use super::math::median;
 use super::seasonal::{Basis, FitConfig, Model, fit_keeping, fit_with};
-use super::{Score, Series, SeriesKind, anomaly_score, default_periods};
+use super::tails::{TailConfig, TailWindow, Tolerance};
+use super::{Direction, Score, Series, SeriesKind, default_periods, evidence_score};
 
 /// Points a detector waits for before learning the step from timestamp gaps.
 const STEP_LEARNING_GAPS: usize = 8;
-/// Residuals beyond this many half-bands are not kept for calibration.
-const CALIBRATION_CUTOFF: f64 = 3.0;
-/// Points beyond this many half-bands are stored in the history as the expected value.
-const OUTLIER_CUTOFF: f64 = 3.0;
-/// Consecutive outliers on one side after which they are a new normal: stored as observed and
-/// the model refitted at once.
-const ACCEPT_RUN: usize = 72;
+/// Points whose residual surprise is below this are kept for the next fit's calibration.
+const CALIBRATION_CUTOFF_SURPRISE: f64 = 2.0;
+/// Weight of the newest point in the mean absolute residual (about 100 points).
+const ERROR_SMOOTHING: f64 = 0.01;
+/// One-sided tests of a point without a statistic: value, residual and run, both sides each.
+const STREAM_TESTS: f64 = 6.0;
 
 /// How a [`StreamingDetector`] runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +89,7 @@ pub struct StreamConfig {
     pub step_secs: Option<u32>,
     /// What the values are.
     pub kind: SeriesKind,
-    /// How models are fitted.
+    /// How the seasonal model is fitted.
     pub fit: FitConfig,
     /// Points between two scheduled refits; `None`: the shortest candidate period (a day),
     /// within 64..=5 000.
@@ -69,10 +97,29 @@ pub struct StreamConfig {
     /// Most points a fit sees; `None`: two seasons of the longest candidate plus a refit
     /// interval (4 320 at 5 minutes), within 512..=50 000.
     pub max_history_points: Option<usize>,
-    /// Out-of-sample residuals kept for calibration; `None`: two refit intervals, at least 200.
-    pub calibration_points: Option<usize>,
-    /// Level-shift detector.
-    pub cusum: CusumConfig,
+    /// The windows values, residuals and statistics are judged against.
+    pub tails: TailConfig,
+    /// Smoothing factor of the local level (0..=1).
+    pub level_alpha: f64,
+    /// Largest step of the local level, in mean absolute residuals.
+    pub level_clip: f64,
+    /// Points whose mean residual is the run stream (0: no run stream).
+    pub run_points: usize,
+    /// Half-life, in points, of the surprise an episode reported once its points are no longer
+    /// surprising: the adaptation time.
+    pub adaptation_points: f64,
+    /// Surprise (−log10 of the corrected p-value) from which a point opens or holds an episode.
+    pub episode_surprise: f64,
+    /// Surprise at which the collector pages (6: p = 10⁻⁶, score 0.95): the first point of an
+    /// episode to reach it scores in full.
+    pub alert_surprise: f64,
+    /// Slots of history before verdicts stop being `learning`.
+    pub learning_points: usize,
+    /// Floor of the residual scale relative to the range of the values in the window.
+    pub relative_floor: f64,
+    /// Least deviation that is evidence at all, in the series' units (a view's least excess):
+    /// values and residuals within it of ones seen before are not surprising.
+    pub min_deviation: f64,
 }
 
 impl Default for StreamConfig {
@@ -83,8 +130,16 @@ impl Default for StreamConfig {
             fit: FitConfig::default(),
             refit_every_points: None,
             max_history_points: None,
-            calibration_points: None,
-            cusum: CusumConfig::default(),
+            tails: TailConfig::default(),
+            level_alpha: 0.2,
+            level_clip: 3.0,
+            run_points: 16,
+            adaptation_points: 50.0,
+            episode_surprise: 3.0,
+            alert_surprise: 6.0,
+            learning_points: 864,
+            relative_floor: 1e-3,
+            min_deviation: 0.0,
         }
     }
 }
@@ -94,14 +149,33 @@ impl Default for StreamConfig {
 pub struct StreamScore {
     /// The point's timestamp.
     pub timestamp_secs: i64,
-    /// The band verdict (expected value includes any level-shift correction).
+    /// The band: expected value, where a point would open an episode, and the score.
     pub score: Score,
-    /// A level shift that the CUSUM flagged at this point.
-    pub level_shift: Option<LevelShift>,
-    /// What the verdict rests on.
+    /// What the seasonal model rests on.
     pub basis: Basis,
-    /// Combined score in [0, 1]: the larger of the band score and the level-shift score.
+    /// −log10 of the point's corrected p-value (0: unremarkable).
+    pub surprise: f64,
+    /// What the point adds to the surprise its episode already reported.
+    pub novelty: f64,
+    /// The stream the surprise comes from.
+    pub source: Stream,
+    /// Too little history for the verdict to page anyone.
+    pub learning: bool,
+    /// [`evidence_score`] of the novelty: in [0, 1], one scale for every series.
     pub anomaly_score: f64,
+}
+
+/// Which stream of evidence a surprise comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// The value against the values of the window (beyond the range seen).
+    Value,
+    /// The residual against the residuals (far from the expected value).
+    Residual,
+    /// The mean residual of the last points against earlier runs (a sustained shift).
+    Run,
+    /// The statistic handed to [`StreamingDetector::push_with`].
+    Statistic,
 }
 
 /// Causal detector of one series (see the module docs).
@@ -115,13 +189,36 @@ pub struct StreamingDetector {
     model: Model,
     since_fit: usize,
     next_cold_fit: usize,
-    residuals: VecDeque<f64>,
-    cusum: Cusum,
-    level_offset: f64,
+    /// Out-of-sample residuals of the model's path, for the next fit's calibration.
+    calibration: VecDeque<f64>,
     fits: usize,
-    /// The current run of outliers on one side: (observed, observed − expected), and the side.
-    outlier_run: Vec<(f64, f64)>,
-    outlier_above: bool,
+    /// The values themselves.
+    values: TailWindow,
+    /// The statistics handed to `push_with`, learnt `adaptation_points` late.
+    statistics: TailWindow,
+    /// Statistics not yet learnt, oldest first.
+    pending_statistics: VecDeque<f64>,
+    /// The local level and the residuals of the expected value.
+    local: LocalLevel,
+    /// Smallest positive step between consecutive values seen.
+    resolution: f64,
+    last_value: f64,
+    /// Surprise the current episode reported, decaying once its points are ordinary.
+    reported: f64,
+    /// Slots seen (missing ones included).
+    slots: usize,
+}
+
+/// The local level on top of the model's path, and the tails of its residuals.
+#[derive(Debug, Clone)]
+struct LocalLevel {
+    level: Option<f64>,
+    /// Mean absolute residual (exponentially weighted).
+    error: Option<f64>,
+    residuals: TailWindow,
+    run_means: TailWindow,
+    /// The last `run_points − 1` residuals, newest last.
+    recent: VecDeque<f64>,
 }
 
 impl StreamingDetector {
@@ -130,8 +227,11 @@ impl StreamingDetector {
         let step = config.step_secs.map(|s| s.max(1));
         let empty = Series::new(0, step.unwrap_or(1), config.kind, Vec::new());
         let model = fit_with(&empty, &config.fit, None);
-        let cusum = Cusum::new(config.cusum);
         StreamingDetector {
+            values: TailWindow::new(config.tails),
+            statistics: TailWindow::new(config.tails),
+            pending_statistics: VecDeque::new(),
+            local: LocalLevel::new(config.tails),
             config,
             step,
             gaps: Vec::new(),
@@ -140,12 +240,12 @@ impl StreamingDetector {
             model,
             since_fit: 0,
             next_cold_fit: 8,
-            residuals: VecDeque::new(),
-            cusum,
-            level_offset: 0.0,
+            calibration: VecDeque::new(),
             fits: 0,
-            outlier_run: Vec::new(),
-            outlier_above: false,
+            resolution: f64::INFINITY,
+            last_value: f64::NAN,
+            reported: 0.0,
+            slots: 0,
         }
     }
 
@@ -169,94 +269,332 @@ impl StreamingDetector {
         self.step
     }
 
-    /// Scores `value` observed at `timestamp_secs` with the current model, then adds it to the
-    /// history and refits when the schedule says so.
+    /// Scores `value` observed at `timestamp_secs` against what came before, then learns it.
     pub fn push(&mut self, timestamp_secs: i64, value: f64) -> StreamScore {
+        self.push_with(timestamp_secs, value, None)
+    }
+
+    /// [`StreamingDetector::push`] with the statistic of another test of the same point (a
+    /// count test's surprise, say; non-finite: none): one more stream, its p-value tempered by
+    /// the statistic's own history (see the module docs).
+    pub fn push_with(
+        &mut self,
+        timestamp_secs: i64,
+        value: f64,
+        statistic: Option<f64>,
+    ) -> StreamScore {
+        let statistic = statistic.filter(|s| s.is_finite());
         let advance = self.advance(timestamp_secs);
         let basis = self.model.basis();
-        let score = self.shifted_score(timestamp_secs, value);
+        let observed = self.config.kind.clean(value);
+        let path = self.path_at(timestamp_secs);
+        let expected = self.local.expected(path);
+        let tolerance = self.tolerance();
+        let noise = self.noise_scale(expected);
+        let residual = (observed - expected) / noise;
+        let tails = self.tails(observed, residual, tolerance, noise, statistic);
+        let surprise = tails.surprise();
+        let novelty = self.novelty(surprise);
+        let score = self.band(observed, expected, tolerance, noise, novelty);
+        let result = StreamScore {
+            timestamp_secs,
+            score,
+            basis,
+            surprise,
+            novelty,
+            source: tails.source(),
+            learning: self.slots < self.config.learning_points,
+            anomaly_score: score.anomaly_score,
+        };
         if advance == 0 {
-            return StreamScore {
-                timestamp_secs,
-                score,
-                level_shift: None,
-                basis,
-                anomaly_score: score.anomaly_score,
-            };
+            return result;
         }
         self.last_timestamp = Some(timestamp_secs);
-
-        let mut level_shift = None;
-        let mut shift_score = 0.0;
-        if matches!(basis, Basis::Level | Basis::Seasonal) && score.observed.is_finite() {
-            let adjusted = score.observed - self.level_offset;
-            let z = self.model.standardised_residual(timestamp_secs, adjusted);
-            level_shift = self.cusum.update(z);
-            if let Some(shift) = level_shift {
-                let shift_units = shift.shift_sigmas * self.model.local_sigma(timestamp_secs);
-                if shift_units.is_finite() {
-                    self.level_offset += shift_units;
-                }
-                let half_band = (score.upper - score.lower) / 2.0;
-                let in_bands = (shift_units / half_band).abs();
-                shift_score = anomaly_score(if in_bands.is_finite() { in_bands } else { 0.0 });
-            }
-            let residual = self.model.calibration_residual(timestamp_secs, adjusted);
-            if residual.is_finite() && score.band_units.abs() <= CALIBRATION_CUTOFF {
-                self.residuals.push_back(residual);
-                while self.residuals.len() > self.calibration_capacity() {
-                    self.residuals.pop_front();
-                }
+        self.slots = self.slots.saturating_add(advance);
+        self.remember_episode(surprise, advance);
+        let residual_surprise = tails.residual_surprise();
+        let sample = if observed.is_finite() {
+            self.learn(
+                timestamp_secs,
+                observed,
+                path,
+                tolerance.floor,
+                noise,
+                residual_surprise,
+            )
+        } else {
+            None
+        };
+        self.values.push(observed);
+        if let Some((residual, run_mean)) = sample {
+            // Counts have a noise model: their residuals are in units of it, and one rare
+            // enough to open an episode enters at the edge of the episode band (winsorised). A
+            // misfit while the model learns, or an incident, then widens the tails by one edge
+            // point, not by its own size for the whole window; noise that really grew pushes
+            // the edge out point by point. Levels keep their tails as observed: heavy tails are
+            // what real gauges have.
+            let (residual, run_mean) = if self.config.kind == SeriesKind::Count {
+                let tolerance = self.tolerance().scaled(noise);
+                let p = 10f64.powf(-self.config.episode_surprise) / STREAM_TESTS;
+                (
+                    winsorised(&self.local.residuals, residual, p, tolerance),
+                    run_mean.map(|m| winsorised(&self.local.run_means, m, p, tolerance)),
+                )
+            } else {
+                (residual, run_mean)
+            };
+            self.local.residuals.push(residual);
+            if let Some(mean) = run_mean {
+                self.local.run_means.push(mean);
             }
         }
-
+        // The statistic's window learns a point only `adaptation_points` later: an incident
+        // that builds up over hours must not explain itself away with its own statistics, and
+        // a lasting change still becomes the new normal.
+        if let Some(statistic) = statistic {
+            self.pending_statistics.push_back(statistic);
+        }
+        let delay = self.statistic_delay();
+        while self.pending_statistics.len() > delay {
+            if let Some(old) = self.pending_statistics.pop_front() {
+                self.statistics.push(old);
+            }
+        }
         let capacity = self.history_capacity();
         let missing = advance.saturating_sub(1).min(capacity);
         self.history.extend(std::iter::repeat_n(f64::NAN, missing));
         // A clear outlier enters the history as what was expected, so a bounce storm does not
-        // become part of next week's seasonal pattern; a lasting change is accepted through the
-        // level-shift correction (points near the shifted level are stored as they are).
-        // A run of outliers that lasts is a new normal (a series that was constant and now
-        // moves, a level the CUSUM cannot follow because the band is all but zero): once it is
-        // ACCEPT_RUN points long its points go back into the history as observed, for the next
-        // fit to learn, and until then the expected value moves by the run's median deviation.
-        let outlier = score.band_units.abs() > OUTLIER_CUTOFF && score.expected.is_finite();
-        let above = score.band_units > 0.0;
-        if !outlier {
-            self.outlier_run.clear();
-        } else if self.outlier_run.is_empty() || above == self.outlier_above {
-            self.outlier_above = above;
-            self.outlier_run
-                .push((score.observed, score.observed - score.expected));
+        // become part of next week's seasonal pattern; a lasting change is followed by the local
+        // level first and stored as observed once its residuals are ordinary again.
+        let stored = if residual_surprise >= self.config.episode_surprise && expected.is_finite() {
+            expected
         } else {
-            self.outlier_above = above;
-            self.outlier_run.clear();
-            self.outlier_run
-                .push((score.observed, score.observed - score.expected));
-        }
-        let accept = self.outlier_run.len() >= ACCEPT_RUN;
-        let stored = if outlier && !accept {
-            score.expected
-        } else {
-            score.observed
+            observed
         };
         self.history.push_back(stored);
         while self.history.len() > capacity {
             self.history.pop_front();
         }
         self.since_fit = self.since_fit.saturating_add(advance);
-        if accept {
-            self.accept_run();
-        }
         self.maybe_refit(timestamp_secs);
+        result
+    }
 
-        StreamScore {
-            timestamp_secs,
-            score,
-            level_shift,
-            basis,
-            anomaly_score: score.anomaly_score.max(shift_score),
+    /// Points a statistic waits before its window learns it (the adaptation time).
+    fn statistic_delay(&self) -> usize {
+        let points = self.config.adaptation_points;
+        if points.is_finite() && points > 0.0 {
+            points.min(10_000.0) as usize
+        } else {
+            0
         }
+    }
+
+    /// What a point of `surprise` adds to its episode: the excess over what the episode
+    /// reported, or all of it when it is the first to reach the alerting level (an incident that
+    /// builds up over several windows is reported in full when it gets there).
+    fn novelty(&self, surprise: f64) -> f64 {
+        let alert = self.config.alert_surprise;
+        if surprise >= alert && self.reported < alert {
+            surprise
+        } else {
+            (surprise - self.reported).max(0.0)
+        }
+    }
+
+    /// The episode's reported surprise after a point of `surprise`, `advance` slots after the
+    /// last: held while points are surprising, else decaying; a surprise at the episode level
+    /// raises it.
+    fn remember_episode(&mut self, surprise: f64, advance: usize) {
+        if surprise >= self.config.episode_surprise {
+            self.reported = self.reported.max(surprise);
+            return;
+        }
+        let half_life = self.config.adaptation_points;
+        let decay = if half_life.is_finite() && half_life > 0.0 {
+            0.5f64.powf(advance as f64 / half_life)
+        } else {
+            0.0
+        };
+        self.reported *= if decay.is_finite() { decay } else { 0.0 };
+    }
+
+    /// The tail probabilities of the point in every stream.
+    fn tails(
+        &self,
+        observed: f64,
+        residual: f64,
+        tolerance: Tolerance,
+        noise: f64,
+        statistic: Option<f64>,
+    ) -> Tails {
+        if !observed.is_finite() {
+            return Tails::NONE;
+        }
+        let (residual_p, run_p) =
+            self.local
+                .tail_p(residual, tolerance.scaled(noise), self.config.run_points);
+        Tails {
+            value: one_sided(&self.values, observed, tolerance),
+            residual: residual_p,
+            run: run_p,
+            // Calibration only ever tempers the test: the p-value is the larger of its own and
+            // its rank among the statistics seen (a test too confident for this series).
+            statistic: statistic.map(|s| {
+                let own = 10f64.powf(-s.max(0.0));
+                self.statistics.upper_p(s, Tolerance::floor(0.0)).max(own)
+            }),
+        }
+    }
+
+    /// The band for dashboards: the expected value and where a point would open an episode.
+    fn band(
+        &self,
+        observed: f64,
+        expected: f64,
+        tolerance: Tolerance,
+        noise: f64,
+        novelty: f64,
+    ) -> Score {
+        let anomaly_score = evidence_score(10f64.powf(-novelty), 1);
+        if !expected.is_finite() {
+            return Score {
+                anomaly_score,
+                ..Score::unjudged(observed, expected)
+            };
+        }
+        let p = 10f64.powf(-self.config.episode_surprise) / STREAM_TESTS;
+        let residuals = tolerance.scaled(noise);
+        let upper = (expected + noise * self.local.residuals.upper_quantile(p, residuals))
+            .min(self.values.upper_quantile(p, tolerance))
+            .max(expected);
+        let lower = (expected + noise * self.local.residuals.lower_quantile(p, residuals))
+            .max(self.values.lower_quantile(p, tolerance))
+            .min(expected);
+        if !observed.is_finite() {
+            return Score {
+                lower,
+                upper,
+                ..Score::unjudged(observed, expected)
+            };
+        }
+        let diff = observed - expected;
+        let half = if diff >= 0.0 {
+            upper - expected
+        } else {
+            expected - lower
+        };
+        let band_units = if half > 0.0 && half.is_finite() {
+            diff / half
+        } else {
+            0.0
+        };
+        let band_units = if band_units.is_finite() {
+            band_units
+        } else {
+            0.0
+        };
+        let excess = (band_units.abs() - 1.0).max(0.0);
+        let direction = if excess == 0.0 {
+            Direction::Inside
+        } else if diff > 0.0 {
+            Direction::Above
+        } else {
+            Direction::Below
+        };
+        Score {
+            observed,
+            expected,
+            lower,
+            upper,
+            band_units,
+            excess,
+            direction,
+            anomaly_score,
+        }
+    }
+
+    /// The model's path at `timestamp_secs` (0 without a model).
+    fn path_at(&self, timestamp_secs: i64) -> f64 {
+        let path = self.model.expected_at(timestamp_secs);
+        if path.is_finite() { path } else { 0.0 }
+    }
+
+    /// The scale residuals are measured in: the Poisson noise `√expected` (at least 1) for
+    /// counts, whose spread grows with their level (a night's 10 events and a day's 400 differ
+    /// by a few units and by tens as a matter of course); 1 for levels.
+    fn noise_scale(&self, expected: f64) -> f64 {
+        match self.config.kind {
+            SeriesKind::Count if expected.is_finite() => expected.max(1.0).sqrt(),
+            _ => 1.0,
+        }
+    }
+
+    /// Differences too small to count: the series' resolution (smallest step between two values
+    /// seen) or `relative_floor` of the range of the values window, and `min_deviation`.
+    fn tolerance(&self) -> Tolerance {
+        let resolution = if self.resolution.is_finite() {
+            self.resolution
+        } else {
+            0.0
+        };
+        let range = match (self.values.max(), self.values.min()) {
+            (Some(hi), Some(lo)) if (hi - lo).is_finite() => hi - lo,
+            _ => 0.0,
+        };
+        let relative = if self.config.relative_floor.is_finite() {
+            self.config.relative_floor.max(0.0)
+        } else {
+            0.0
+        };
+        let floor = resolution.max(relative * range).max(f64::MIN_POSITIVE);
+        let min_deviation = if self.config.min_deviation.is_finite() {
+            self.config.min_deviation
+        } else {
+            0.0
+        };
+        Tolerance {
+            slack: floor.max(min_deviation),
+            floor,
+        }
+    }
+
+    /// Learns `observed` (finite): resolution, local level, the model's calibration; returns
+    /// the residual and run mean the windows are to take.
+    fn learn(
+        &mut self,
+        timestamp_secs: i64,
+        observed: f64,
+        path: f64,
+        floor: f64,
+        noise: f64,
+        residual_surprise: f64,
+    ) -> Option<(f64, Option<f64>)> {
+        let step = (observed - self.last_value).abs();
+        if step > 0.0 && step.is_finite() {
+            self.resolution = self.resolution.min(step);
+        }
+        self.last_value = observed;
+        let alpha = if self.config.level_alpha.is_finite() {
+            self.config.level_alpha.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let learnt = self.local.learn(
+            (observed, path, noise),
+            floor,
+            (self.config.run_points, alpha, self.config.level_clip),
+        );
+        if residual_surprise < CALIBRATION_CUTOFF_SURPRISE && basis_judged(self.model.basis()) {
+            let calibration = self.model.calibration_residual(timestamp_secs, observed);
+            if calibration.is_finite() {
+                self.calibration.push_back(calibration);
+                while self.calibration.len() > self.calibration_capacity() {
+                    self.calibration.pop_front();
+                }
+            }
+        }
+        learnt
     }
 
     /// Slots between the last point and `timestamp_secs` (0: not after it), learning the step.
@@ -287,20 +625,6 @@ impl StreamingDetector {
             }
             None => 0,
         }
-    }
-
-    fn shifted_score(&self, timestamp_secs: i64, value: f64) -> Score {
-        let offset = self.level_offset;
-        let mut score = self
-            .model
-            .score(timestamp_secs, self.config.kind.clean(value) - offset);
-        if offset != 0.0 && offset.is_finite() {
-            score.observed += offset;
-            score.expected += offset;
-            score.lower += offset;
-            score.upper += offset;
-        }
-        score
     }
 
     fn provisional_step(&self) -> u32 {
@@ -349,10 +673,7 @@ impl StreamingDetector {
     }
 
     fn calibration_capacity(&self) -> usize {
-        self.config
-            .calibration_points
-            .unwrap_or_else(|| self.refit_every().saturating_mul(2).max(200))
-            .max(1)
+        self.refit_every().saturating_mul(2).max(200)
     }
 
     fn maybe_refit(&mut self, last_timestamp: i64) {
@@ -368,29 +689,6 @@ impl StreamingDetector {
         }
     }
 
-    /// Puts the observed values of the current outlier run back into the history (its points
-    /// are its last finite entries), shifts the expected value by the run's median deviation
-    /// and ends the run.
-    fn accept_run(&mut self) {
-        let mut run = std::mem::take(&mut self.outlier_run);
-        let deviations: Vec<f64> = run.iter().map(|&(_, d)| d).collect();
-        if let Some(shift) = median(&deviations)
-            && shift.is_finite()
-        {
-            self.level_offset += shift;
-        }
-        for slot in self.history.iter_mut().rev() {
-            if run.is_empty() {
-                break;
-            }
-            if slot.is_finite()
-                && let Some((observed, _)) = run.pop()
-            {
-                *slot = observed;
-            }
-        }
-    }
-
     fn refit(&mut self, last_timestamp: i64) {
         let n = self.history.len();
         let step = self.provisional_step();
@@ -401,29 +699,216 @@ impl StreamingDetector {
             self.config.kind,
             self.history.iter().copied().collect(),
         );
-        let residuals: Vec<f64> = self.residuals.iter().copied().collect();
+        let residuals: Vec<f64> = self.calibration.iter().copied().collect();
         let keep = self.model.periods().to_vec();
         let mut model = fit_keeping(&series, &self.config.fit, Some(&residuals), &keep);
         let same_kind =
             model.basis() == self.model.basis() && model.periods() == self.model.periods();
         if !same_kind {
             // The logged residuals belong to another kind of model: hold out points instead.
-            self.residuals.clear();
+            self.calibration.clear();
             if model.calibration_size() > 0 {
                 model = fit_keeping(&series, &self.config.fit, None, &keep);
             }
         }
+        // The expected value stays continuous: the local level takes what the new path moved.
+        let next = last_timestamp.saturating_add(i64::from(step));
+        let old_path = self.path_at(next);
         self.model = model;
+        let moved = old_path - self.path_at(next);
+        if moved.is_finite() {
+            self.local.rebase(moved);
+        }
         self.fits += 1;
         self.since_fit = 0;
-        self.level_offset = 0.0;
         self.next_cold_fit = n + (n / 4).max(8);
     }
+}
+
+impl LocalLevel {
+    fn new(tails: TailConfig) -> Self {
+        LocalLevel {
+            level: None,
+            error: None,
+            residuals: TailWindow::new(tails),
+            run_means: TailWindow::new(tails),
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// The expected value where the model's path is `path` (NaN before the first value).
+    fn expected(&self, path: f64) -> f64 {
+        self.level.map_or(f64::NAN, |level| path + level)
+    }
+
+    /// Tail probabilities (on the side they fall) of `residual` and of the mean residual of the
+    /// run it ends.
+    fn tail_p(&self, residual: f64, tolerance: Tolerance, run_points: usize) -> (f64, f64) {
+        if !residual.is_finite() {
+            return (1.0, 1.0);
+        }
+        let run_p = match self.run_mean(residual, run_points) {
+            Some(mean) => one_sided(&self.run_means, mean, tolerance),
+            None => 1.0,
+        };
+        (one_sided(&self.residuals, residual, tolerance), run_p)
+    }
+
+    /// Mean of the last `run_points` residuals ending with `residual`.
+    fn run_mean(&self, residual: f64, run_points: usize) -> Option<f64> {
+        if run_points == 0 || self.recent.len() + 1 < run_points {
+            return None;
+        }
+        let sum = self.recent.iter().rev().take(run_points - 1).sum::<f64>() + residual;
+        let mean = sum / run_points as f64;
+        mean.is_finite().then_some(mean)
+    }
+
+    /// Learns `observed` (finite) where the path is `path`: the level moves towards it by
+    /// `alpha` of the residual, at most `clip` mean absolute residuals; returns the residual and
+    /// the mean of the run it ends (in units of `noise`), for the windows.
+    fn learn(
+        &mut self,
+        (observed, path, noise): (f64, f64, f64),
+        floor: f64,
+        (run_points, alpha, clip): (usize, f64, f64),
+    ) -> Option<(f64, Option<f64>)> {
+        let Some(level) = self.level else {
+            let level = observed - path;
+            self.level = level.is_finite().then_some(level);
+            return None;
+        };
+        let residual = observed - path - level;
+        let standardised = residual / noise;
+        if !residual.is_finite() || !standardised.is_finite() {
+            return None;
+        }
+        let run_mean = self.run_mean(standardised, run_points);
+        if run_points > 1 {
+            self.recent.push_back(standardised);
+            while self.recent.len() >= run_points {
+                self.recent.pop_front();
+            }
+        }
+        let error = self.error.unwrap_or(residual.abs()).max(floor);
+        let bound = if clip.is_finite() && clip > 0.0 {
+            clip * error
+        } else {
+            f64::INFINITY
+        };
+        let next = level + alpha * residual.clamp(-bound, bound);
+        if next.is_finite() {
+            self.level = Some(next);
+        }
+        let error = (1.0 - ERROR_SMOOTHING) * error + ERROR_SMOOTHING * residual.abs();
+        if error.is_finite() {
+            self.error = Some(error);
+        }
+        Some((standardised, run_mean))
+    }
+
+    /// Keeps the expected value where the path under it moved by `moved`.
+    fn rebase(&mut self, moved: f64) {
+        if let Some(level) = self.level.as_mut() {
+            *level += moved;
+        }
+    }
+}
+
+/// `value`, or the edge of `window`'s tail at probability `p` on its side when it lies beyond
+/// it (a window without tails yet takes the value as it is).
+fn winsorised(window: &TailWindow, value: f64, p: f64, tolerance: Tolerance) -> f64 {
+    let upper = window.upper_quantile(p, tolerance);
+    let lower = window.lower_quantile(p, tolerance);
+    if upper.is_finite() && value > upper {
+        upper
+    } else if lower.is_finite() && value < lower {
+        lower
+    } else {
+        value
+    }
+}
+
+/// The tail probability of `value` in `window` on the side it falls.
+fn one_sided(window: &TailWindow, value: f64, tolerance: Tolerance) -> f64 {
+    window
+        .upper_p(value, tolerance)
+        .min(window.lower_p(value, tolerance))
+}
+
+/// One point's tail probabilities, one-sided (the side each value falls on).
+#[derive(Debug, Clone, Copy)]
+struct Tails {
+    value: f64,
+    residual: f64,
+    run: f64,
+    statistic: Option<f64>,
+}
+
+impl Tails {
+    const NONE: Tails = Tails {
+        value: 1.0,
+        residual: 1.0,
+        run: 1.0,
+        statistic: None,
+    };
+
+    /// One-sided tests: two per stream, one for the statistic.
+    fn tests(&self) -> f64 {
+        STREAM_TESTS + if self.statistic.is_some() { 1.0 } else { 0.0 }
+    }
+
+    /// −log10 of the smallest p-value times the number of tests (Bonferroni), at least 0.
+    fn surprise(&self) -> f64 {
+        let p = self
+            .value
+            .min(self.residual)
+            .min(self.run)
+            .min(self.statistic.unwrap_or(1.0));
+        bonferroni_surprise(p, self.tests())
+    }
+
+    /// The surprise of the residual streams alone.
+    fn residual_surprise(&self) -> f64 {
+        bonferroni_surprise(self.residual.min(self.run), self.tests())
+    }
+
+    /// The stream with the smallest p-value.
+    fn source(&self) -> Stream {
+        let mut best = (self.value, Stream::Value);
+        for (p, stream) in [
+            (self.residual, Stream::Residual),
+            (self.run, Stream::Run),
+            (self.statistic.unwrap_or(1.0), Stream::Statistic),
+        ] {
+            if p < best.0 {
+                best = (p, stream);
+            }
+        }
+        best.1
+    }
+}
+
+/// −log10 of `p` × `tests`, within [0, 300].
+fn bonferroni_surprise(p: f64, tests: f64) -> f64 {
+    let corrected = if p.is_nan() { 1.0 } else { p * tests };
+    -corrected.clamp(1e-300, 1.0).log10()
+}
+
+fn basis_judged(basis: Basis) -> bool {
+    matches!(basis, Basis::Level | Basis::Seasonal)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn detector() -> StreamingDetector {
+        StreamingDetector::new(StreamConfig {
+            step_secs: Some(300),
+            ..StreamConfig::default()
+        })
+    }
 
     #[test]
     fn learns_the_step_and_fills_gaps() {
@@ -442,32 +927,136 @@ mod tests {
     }
 
     #[test]
-    fn a_lasting_new_level_of_a_constant_series_becomes_normal() {
-        let mut d = StreamingDetector::new(StreamConfig {
-            step_secs: Some(300),
-            ..StreamConfig::default()
-        });
+    fn a_lasting_new_level_of_a_constant_series_scores_once_then_is_normal() {
+        let mut d = detector();
         let mut t = 0;
         let mut push = |d: &mut StreamingDetector, v: f64| {
             t += 300;
             d.push(t, v)
         };
         for _ in 0..600 {
-            push(&mut d, 0.0);
+            assert_eq!(push(&mut d, 40.0).anomaly_score, 0.0);
         }
-        // A short burst is flagged and not learned.
-        for _ in 0..6 {
-            assert!(push(&mut d, 15.0).anomaly_score > 0.9);
+        let onset = push(&mut d, 55.0);
+        assert!(onset.anomaly_score > 0.95, "{onset:?}");
+        let after: Vec<StreamScore> = (0..400).map(|_| push(&mut d, 55.0)).collect();
+        let high = after.iter().filter(|s| s.anomaly_score >= 0.5).count();
+        assert!(high <= 2, "{high} more points at ≥ 0.5 after the onset");
+        let last = after.last().expect("points");
+        assert!((last.score.expected - 55.0).abs() < 0.5, "{last:?}");
+        assert!(last.surprise < 2.0, "{last:?}");
+    }
+
+    /// Gaussian-looking noise (sum of 4 uniforms from a fixed LCG), centred, variance about 1.
+    fn noise(n: usize) -> Vec<f64> {
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut uniform = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        (0..n)
+            .map(|_| ((0..4).map(|_| uniform()).sum::<f64>() - 2.0) * 3f64.sqrt())
+            .collect()
+    }
+
+    #[test]
+    fn scores_do_not_depend_on_the_units() {
+        let run = |level: f64, scale: f64| -> Vec<f64> {
+            let mut d = detector();
+            noise(3_000)
+                .into_iter()
+                .enumerate()
+                .map(|(i, z)| {
+                    let spike = if i == 2_500 { 8.0 } else { 0.0 };
+                    d.push(i as i64 * 300, level + scale * (z + spike))
+                        .anomaly_score
+                })
+                .collect()
+        };
+        let small = run(10.0, 1.0);
+        let large = run(1e6, 1_000.0);
+        assert!(small[2_500] > 0.95, "the spike: {}", small[2_500]);
+        for (i, (a, b)) in small.iter().zip(&large).enumerate() {
+            assert!((a - b).abs() < 1e-6, "point {i}: {a} vs {b}");
         }
-        assert!(push(&mut d, 0.0).anomaly_score < 0.5);
-        // A lasting level is flagged for ACCEPT_RUN points, then it is expected.
-        let flagged = (0..ACCEPT_RUN + 10)
-            .map(|_| push(&mut d, 15.0).score)
-            .filter(|s| s.anomaly_score > 0.9 && (s.observed - s.expected).abs() > 1.0)
-            .count();
-        assert_eq!(flagged, ACCEPT_RUN);
-        let after = push(&mut d, 15.0).score;
-        assert!((after.expected - 15.0).abs() < 1.0, "{after:?}");
+        // Score 0.5 is p of about 1e-3 after correction: a few in 2 200 ordinary points.
+        let high = small[300..2_500].iter().filter(|&&s| s >= 0.5).count();
+        assert!(high <= 5, "{high} ordinary points at >= 0.5");
+    }
+
+    #[test]
+    fn a_noise_free_daily_square_wave_stays_quiet() {
+        // Like NAB's art_daily_no_noise: 20 at night, 80 by day, exactly, for two weeks.
+        let mut d = detector();
+        let mut worst: f64 = 0.0;
+        for i in 0..(14 * 288) {
+            let by_day = (96..216).contains(&(i % 288));
+            let s = d.push(i * 300, if by_day { 80.0 } else { 20.0 });
+            if i >= 288 {
+                worst = worst.max(s.anomaly_score);
+            }
+        }
+        assert!(worst < 0.5, "worst score {worst}");
+    }
+
+    #[test]
+    fn a_quantised_series_is_not_surprised_by_its_rounding() {
+        let mut d = detector();
+        let mut worst: f64 = 0.0;
+        for (i, z) in noise(4_000).into_iter().enumerate() {
+            // A level of 45 read to whole units: mostly 45, sometimes 44 or 46.
+            let s = d.push(i as i64 * 300, (45.0 + 0.4 * z).round());
+            if i >= 288 {
+                worst = worst.max(s.anomaly_score);
+            }
+        }
+        assert!(worst < 0.5, "worst score {worst}");
+    }
+
+    #[test]
+    fn verdicts_are_learning_for_the_configured_time() {
+        let mut d = StreamingDetector::new(StreamConfig {
+            step_secs: Some(300),
+            learning_points: 10,
+            ..StreamConfig::default()
+        });
+        let learning: Vec<bool> = (0..12).map(|i| d.push(i * 300, 1.0).learning).collect();
+        assert!(learning[..10].iter().all(|&l| l));
+        assert!(learning[10..].iter().all(|&l| !l));
+    }
+
+    #[test]
+    fn a_sustained_statistic_stays_surprising_for_the_adaptation_time() {
+        let run = |adaptation_points: f64| {
+            let mut d = StreamingDetector::new(StreamConfig {
+                step_secs: Some(300),
+                adaptation_points,
+                ..StreamConfig::default()
+            });
+            let mut t = 0;
+            for z in noise(2_000) {
+                t += 300;
+                d.push_with(t, 100.0 + z, Some(0.0));
+            }
+            // Another test says p = 1e-12 for 300 windows in a row.
+            (0..300)
+                .map(|_| {
+                    t += 300;
+                    d.push_with(t, 100.0, Some(12.0)).surprise
+                })
+                .collect::<Vec<f64>>()
+        };
+        let slow = run(200.0);
+        assert!(slow[..200].iter().all(|&s| s >= 6.0), "{:?}", &slow[..200]);
+        let fast = run(20.0);
+        assert!(fast[..20].iter().all(|&s| s >= 6.0), "{:?}", &fast[..20]);
+        assert!(
+            fast[100..].iter().all(|&s| s < 6.0),
+            "the new normal: {:?}",
+            &fast[100..]
+        );
     }
 
     #[test]

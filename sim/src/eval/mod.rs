@@ -16,6 +16,7 @@ mod replay;
 pub mod report;
 pub mod score;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,7 +27,7 @@ use mailpulse_collector::model::Anomaly;
 use mailpulse_collector::store::SeriesRegistry;
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::{Scenario, SimError, simulate_samples};
+use crate::fleet::{IncidentKind, Scenario, SimError, simulate_samples};
 pub use replay::{Replay, ReplayOutcome};
 pub use report::{Report, write_alerts, write_anomalies, write_trace};
 pub use score::LabelResult;
@@ -116,6 +117,14 @@ pub struct Targets {
     /// domain that is mailed once in ten minutes), so a file may allow kinds more.
     #[serde(default)]
     pub max_kind_median_delay_windows: Option<f64>,
+    /// Highest median delay in windows of one incident kind, by kind name, where it differs
+    /// from `max_kind_median_delay_windows`.
+    #[serde(default)]
+    pub kind_median_delay_windows: BTreeMap<String, f64>,
+    /// Most alerts per host-week while the detectors learn (the warm-up): a new installation
+    /// must not page its operators while it learns. Default: no target.
+    #[serde(default)]
+    pub max_warmup_alerts_per_host_week: Option<f64>,
 }
 
 /// One `[[runs]]` entry: a scenario file and the seeds to run it with.
@@ -173,7 +182,9 @@ impl EvalFile {
         }
         if !(t.max_false_alerts_per_host_week >= 0.0
             && t.max_median_delay_windows >= 0.0
-            && t.max_kind_median_delay_windows.is_none_or(|d| d >= 0.0))
+            && t.max_kind_median_delay_windows.is_none_or(|d| d >= 0.0)
+            && t.max_warmup_alerts_per_host_week.is_none_or(|d| d >= 0.0)
+            && t.kind_median_delay_windows.values().all(|&d| d >= 0.0))
         {
             return Err("targets.max_* must be 0 or more");
         }
@@ -191,6 +202,12 @@ impl EvalFile {
         }
         if self.runs.is_empty() {
             return Err("no [[runs]]");
+        }
+        if t.kind_median_delay_windows
+            .keys()
+            .any(|k| !IncidentKind::ALL.iter().any(|kind| kind.as_str() == k))
+        {
+            return Err("targets.kind_median_delay_windows names an unknown incident kind");
         }
         Ok(())
     }
@@ -241,8 +258,11 @@ pub struct RunResult {
     pub labels: Vec<LabelResult>,
     /// Alerts in the scored period that detect no label.
     pub false_alerts: Vec<Alert>,
-    /// Alerts that opened during the warm-up (not scored).
-    pub warmup_alerts: usize,
+    /// Alerts that opened during the warm-up (not scored as false alerts; counted against
+    /// the warm-up target).
+    pub warmup_alerts: Vec<Alert>,
+    /// Warm-up simulated before the scored period, in days.
+    pub warmup_days: f64,
     /// Store windows judged.
     pub windows: u64,
     /// View series judged.
@@ -345,6 +365,7 @@ pub fn run_one(
         labels: scored.labels,
         false_alerts: scored.false_alerts,
         warmup_alerts: scored.warmup_alerts,
+        warmup_days: eval.warmup_days,
         windows: outcome.windows,
         view_series: outcome.view_series,
         stored_series: outcome.stored_series,

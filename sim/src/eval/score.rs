@@ -34,7 +34,7 @@ pub struct Scored {
     /// Alerts of the scored period that detect no label.
     pub false_alerts: Vec<Alert>,
     /// Alerts that opened before the scored period.
-    pub warmup_alerts: usize,
+    pub warmup_alerts: Vec<Alert>,
 }
 
 /// Matches `alerts` to `labels`; see the module documentation. Alerts that opened before
@@ -55,10 +55,10 @@ pub fn score(
         })
         .collect();
     let mut false_alerts = Vec::new();
-    let mut warmup_alerts = 0;
+    let mut warmup_alerts = Vec::new();
     for alert in alerts {
         if alert.first_window_unix_ms < scored_from_ms {
-            warmup_alerts += 1;
+            warmup_alerts.push(alert.clone());
             continue;
         }
         let mut detects_any = false;
@@ -205,6 +205,6 @@ mod tests {
             vec!["bounce_ratio".to_owned(), "messages_bounced".to_owned()]
         );
         assert_eq!(scored.false_alerts.len(), 4);
-        assert_eq!(scored.warmup_alerts, 1);
+        assert_eq!(scored.warmup_alerts.len(), 1);
     }
 }

@@ -29,8 +29,9 @@ pub(super) struct CountDetector {
 
 /// What the count test says about one window.
 pub(super) struct CountScore {
-    /// In [0, 1].
-    pub(super) score: f64,
+    /// −log10 of the smallest p-value, times the pools (Bonferroni), of the pools with a
+    /// material excess (0 without one); `None` without a baseline.
+    pub(super) surprise: Option<f64>,
     pub(super) verdict: Option<Verdict>,
 }
 
@@ -104,10 +105,11 @@ impl CountDetector {
         while self.recent.len() > POOLS[POOLS.len() - 1] {
             self.recent.pop_front();
         }
-        let mut best: Option<CountTest> = None;
         let (baseline, phi) = judged.unwrap_or((CountBaseline::UNINFORMATIVE, 1.0));
-        // Without a baseline nothing is tested.
+        // Without a baseline nothing is tested. Only a material excess is evidence: stray
+        // events in a quiet hour must not teach the band that large count surprises are usual.
         let pools: &[usize] = if judged.is_some() { &POOLS } else { &[] };
+        let mut best: Option<CountTest> = None;
         for &pool in pools {
             if self.recent.len() < pool {
                 break;
@@ -120,17 +122,24 @@ impl CountDetector {
                 anomaly_score: evidence_score(test.p_value, POOLS.len()),
                 ..test
             };
-            if best.is_none_or(|b| test.anomaly_score > b.anomaly_score) {
+            let material = test.events - test.expected >= self.min_excess
+                && test.events >= MIN_RATE_FACTOR * test.expected;
+            if material && best.is_none_or(|b| test.p_value < b.p_value) {
                 best = Some(test);
             }
         }
-        let score = best.map_or(0.0, |t| t.anomaly_score);
-        let verdict = best
-            .filter(|t| {
-                t.anomaly_score >= self.score_threshold
-                    && t.events - t.expected >= self.min_excess
-                    && t.events >= MIN_RATE_FACTOR * t.expected
+        let surprise = judged.map(|_| {
+            best.map_or(0.0, |t| {
+                let corrected = (t.p_value * POOLS.len() as f64).clamp(1e-300, 1.0);
+                if corrected.is_nan() {
+                    0.0
+                } else {
+                    -corrected.log10()
+                }
             })
+        });
+        let verdict = best
+            .filter(|t| t.anomaly_score >= self.score_threshold)
             .map(|t| Verdict {
                 detector: DetectorKind::Counts,
                 direction: Deviation::Above,
@@ -155,7 +164,7 @@ impl CountDetector {
             events
         };
         self.add_to_hour(at_secs, stored);
-        CountScore { score, verdict }
+        CountScore { surprise, verdict }
     }
 
     /// The baseline of the hour of `at_secs` (same hour ±1 h of earlier days, counts divided
@@ -223,6 +232,10 @@ mod tests {
             let events = if w % 12 == 0 { 1.0 } else { 0.0 };
             let judged = counts.judge(w * 300, events);
             assert!(judged.verdict.is_none(), "window {w} of a quiet day");
+            assert!(
+                judged.surprise.unwrap_or(0.0) == 0.0,
+                "window {w}: one event is no material excess"
+            );
         }
         let burst = counts.judge(windows * 300, 30.0);
         let verdict = burst
@@ -230,7 +243,8 @@ mod tests {
             .expect("a burst of 30 where 1 an hour is usual");
         assert_eq!(verdict.detector, DetectorKind::Counts);
         assert_eq!(verdict.direction, Deviation::Above);
-        assert!(burst.score >= 0.95, "{}", burst.score);
+        let surprise = burst.surprise.expect("a baseline after a day");
+        assert!(surprise >= 6.0, "{surprise}");
     }
 
     #[test]

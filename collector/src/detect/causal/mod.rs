@@ -28,7 +28,7 @@ use serde::Deserialize;
 pub use forecast::{ForecastDetector, ForecastDetectorConfig, ForecastLimit};
 pub use ratio::{RatioConfig, RatioDetector};
 pub use verdict::{DetectorKind, Deviation, Evidence, Verdict};
-pub use volume::{VolumeConfig, VolumeDetector};
+pub use volume::{CountTestScope, VolumeConfig, VolumeDetector};
 
 /// Scores at or above this are anomalies unless configured otherwise (p = 1e-6 on the
 /// [`evidence_score`](super::evidence_score) scale).

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::detect::{Basis, LevelShift};
+use crate::detect::{Basis, Stream};
 
 /// Why one window of one series is an anomaly.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +21,8 @@ pub struct Verdict {
 pub enum DetectorKind {
     /// Outside the calibrated seasonal band.
     Seasonal,
-    /// A level shift the CUSUM flagged (inside the band or not beyond the threshold there).
+    /// A sustained shift: the mean of the last windows' residuals, rarer than any run before
+    /// (each window alone may be inside the band).
     LevelShift,
     /// The small-count test of a counter.
     Counts,
@@ -82,8 +83,10 @@ pub enum Evidence {
         lower: f64,
         /// Upper edge of the band.
         upper: f64,
-        /// The level shift flagged in this window.
-        level_shift: Option<LevelShift>,
+        /// −log10 of the window's corrected p-value: 6 is one in a million.
+        surprise: f64,
+        /// The evidence that was rarest.
+        stream: Stream,
     },
     /// The small-count test.
     Counts {
@@ -144,21 +147,20 @@ impl fmt::Display for Evidence {
                 expected,
                 lower,
                 upper,
-                level_shift,
+                surprise,
+                stream,
             } => {
+                let rarest = match stream {
+                    Stream::Value => "the value",
+                    Stream::Residual => "its distance from the expected value",
+                    Stream::Run => "the mean of the last windows",
+                    Stream::Statistic => "the count test",
+                };
                 write!(
                     f,
                     "{basis:?} model; {band_units:.1} half-bands from the expected {expected:.1} \
-                     (band {lower:.1}..{upper:.1})"
-                )?;
-                if let Some(shift) = level_shift {
-                    write!(
-                        f,
-                        "; level shift of {:.1} σ over the last {} windows",
-                        shift.shift_sigmas, shift.points_since_start
-                    )?;
-                }
-                Ok(())
+                     (band {lower:.1}..{upper:.1}); p = 1e-{surprise:.1} ({rarest})"
+                )
             }
             Evidence::Counts {
                 events,
@@ -223,13 +225,11 @@ mod tests {
                     expected: 10.0,
                     lower: 4.0,
                     upper: 16.0,
-                    level_shift: Some(LevelShift {
-                        points_since_start: 4,
-                        shift_sigmas: 3.04,
-                    }),
+                    surprise: 7.04,
+                    stream: Stream::Run,
                 },
                 "Seasonal model; 5.3 half-bands from the expected 10.0 (band 4.0..16.0); \
-                 level shift of 3.0 σ over the last 4 windows",
+                 p = 1e-7.0 (the mean of the last windows)",
             ),
             (
                 Evidence::Counts {
