@@ -15,6 +15,18 @@ pub fn load(path: &Path) -> Result<CollectorConfig> {
     config
         .validate()
         .with_context(|| format!("{}", path.display()))?;
+    let views = config.detect.engine().views;
+    mailpulse_collector::alerting::check_views(
+        &config.alerting.rules,
+        views.iter().map(|v| v.name.as_str()),
+    )
+    .map_err(|e| {
+        let (line, column) = mailpulse_agent::config::line_column(&text, e.span.start);
+        anyhow::anyhow!(
+            "{}:{line}:{column}: [[alerting.rules]]: {e}",
+            path.display()
+        )
+    })?;
     TokenTable::load(&config.auth).with_context(|| format!("{}: [auth]", path.display()))?;
     Ok(config)
 }
@@ -51,6 +63,35 @@ mod tests {
     fn write(path: &Path, text: &str, mode: u32) {
         std::fs::write(path, text).expect("write");
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    #[test]
+    fn config_check_names_an_alert_rule_for_an_unknown_view_with_its_place() {
+        let dir = scratch("rules");
+        let tokens = dir.join("tokens");
+        write(&tokens, "mx1 token-of-mx1-0123456789\n", 0o600);
+        let config = dir.join("collector.toml");
+        let text = |view: &str| {
+            format!(
+                "[auth]\ntoken_file = \"{}\"\n\n[[alerting.rules]]\nview = \"bounce_ratio\"\n\n[[alerting.rules]]\nview = \"{view}\"\nseverity = \"critical\"\n",
+                tokens.display()
+            )
+        };
+        write(&config, &text("bounce_rato"), 0o600);
+        let error = format!("{:#}", load(&config).unwrap_err());
+        assert!(
+            error.contains(
+                "collector.toml:8:8: [[alerting.rules]]: alert rule names view \"bounce_rato\""
+            ),
+            "{error}"
+        );
+        assert!(
+            error.contains("deferral_ratio"),
+            "lists the known views: {error}"
+        );
+        write(&config, &text("spool_full"), 0o600);
+        load(&config).expect("a rule for a built-in view");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use crate::alerting::AlertingConfig;
 use crate::analyze::AnalyzeConfig;
 use crate::expose::HttpConfig;
 use crate::expose::otlp::OtlpConfig;
@@ -47,6 +48,8 @@ pub struct CollectorConfig {
     pub otlp: Option<OtlpConfig>,
     /// Anomaly detection over the stored series.
     pub detect: AnalyzeConfig,
+    /// What the alerts say, when they fire, whom they reach.
+    pub alerting: AlertingConfig,
 }
 
 impl Default for CollectorConfig {
@@ -64,6 +67,7 @@ impl Default for CollectorConfig {
             store: StoreConfig::default(),
             otlp: None,
             detect: AnalyzeConfig::default(),
+            alerting: AlertingConfig::default(),
         }
     }
 }

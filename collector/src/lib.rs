@@ -10,6 +10,7 @@
 //! [`run`] is what `mailpulse collector` calls; [`start`] does the same but returns at once with
 //! the bound addresses (tests, benchmarks, port 0).
 
+pub mod alerting;
 pub mod analyze;
 pub mod config;
 pub mod detect;
@@ -191,10 +192,16 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
     });
 
     if config.detect.enabled {
+        let lifecycle = alerting::Lifecycle::new(
+            alerting::Rules::new(config.alerting.rules.clone()),
+            config.alerting.runbook_base_url(http_addr),
+            alerting::restore(&store),
+        );
         tokio::spawn(analyze::run_analyzer(
             store.clone(),
             config.detect.clone(),
             bands.clone(),
+            lifecycle,
             shutdown_rx.clone(),
         ));
     }

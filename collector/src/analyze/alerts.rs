@@ -33,6 +33,25 @@ pub struct Alert {
     pub peak_score: f64,
     /// The evidence of the highest-scoring anomaly.
     pub peak_detail: String,
+    /// The latest anomalous window's figures (its highest-scoring anomaly).
+    pub last: AlertFigures,
+}
+
+/// What one anomalous window of an alert's series looked like.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AlertFigures {
+    /// Window length in seconds.
+    pub window_secs: u32,
+    /// The value in the window.
+    pub observed: f64,
+    /// What was expected, and the band around it.
+    pub expected: f64,
+    pub lower: f64,
+    pub upper: f64,
+    /// `above` or `below` the band.
+    pub direction: String,
+    /// The anomaly's score.
+    pub score: f64,
 }
 
 impl Alert {
@@ -79,12 +98,25 @@ impl AlertTracker {
                         windows: 0,
                         peak_score: 0.0,
                         peak_detail: String::new(),
+                        last: AlertFigures::default(),
                     },
                     BTreeSet::new(),
                 )
             });
             if alert.windows == 0 || alert.last_window_unix_ms != window_ms {
                 alert.windows += 1;
+                alert.last = AlertFigures::default();
+            }
+            if alert.last.direction.is_empty() || a.score > alert.last.score {
+                alert.last = AlertFigures {
+                    window_secs: a.window_secs,
+                    observed: a.observed,
+                    expected: a.expected,
+                    lower: a.lower,
+                    upper: a.upper,
+                    direction: a.direction.clone(),
+                    score: a.score,
+                };
             }
             alert.last_window_unix_ms = window_ms;
             detectors.insert(a.detector.clone());

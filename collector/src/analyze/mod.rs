@@ -32,8 +32,9 @@ use tracing::warn;
 use crate::model::{Anomaly, SeriesDef, SeriesId};
 use crate::store::{Aggregate, StoreHandle, unix_ms};
 
+use crate::alerting::{AlertState, Lifecycle};
 pub use crate::detect::Judgement;
-pub use alerts::{Alert, AlertTracker};
+pub use alerts::{Alert, AlertFigures, AlertTracker};
 pub use engine::{Band, Engine, EngineConfig, WindowOutcome};
 pub use views::{Selector, Side, View, ViewKind, default_views};
 
@@ -121,12 +122,12 @@ pub struct Bands {
 #[derive(Debug, Default)]
 struct Shared {
     bands: Vec<Band>,
-    open: Vec<Alert>,
-    resolved: std::collections::VecDeque<Alert>,
+    /// The lifecycle's alerts: active ones, then recently resolved ones.
+    alerts: Vec<AlertState>,
 }
 
-/// Resolved alerts kept for `/api/v1/alerts`.
-const RESOLVED_KEPT: usize = 1_000;
+/// Alerts listed by `/api/v1/alerts` at most.
+const ALERTS_KEPT: usize = 10_000;
 
 impl Bands {
     /// A copy of every band, sorted by family and labels, for one scrape.
@@ -134,23 +135,22 @@ impl Bands {
         self.read().bands.clone()
     }
 
-    /// Open alerts, then the most recently resolved ones (newest first), at most `limit`.
-    pub fn alerts(&self, limit: usize) -> Vec<Alert> {
-        let shared = self.read();
-        shared
-            .open
-            .iter()
-            .chain(shared.resolved.iter().rev())
-            .take(limit)
-            .cloned()
-            .collect()
+    /// Active alerts (firing, pending, silenced), then the most recently resolved ones, at
+    /// most `limit`.
+    pub fn alerts(&self, limit: usize) -> Vec<AlertState> {
+        self.read().alerts.iter().take(limit).cloned().collect()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Shared> {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn publish(&self, engine: &Engine, resolved: Vec<Alert>) {
+    fn publish_alerts(&self, lifecycle: &Lifecycle) {
+        let alerts = lifecycle.alerts(ALERTS_KEPT);
+        self.inner.write().unwrap_or_else(|e| e.into_inner()).alerts = alerts;
+    }
+
+    fn publish(&self, engine: &Engine) {
         let mut bands = engine.bands();
         bands.sort_by(|a, b| {
             a.series
@@ -158,15 +158,7 @@ impl Bands {
                 .cmp(&b.series.metric)
                 .then_with(|| a.series.labels.cmp(&b.series.labels))
         });
-        let mut shared = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        shared.bands = bands;
-        shared.open = engine.open_alerts();
-        for alert in resolved {
-            shared.resolved.push_back(alert);
-            if shared.resolved.len() > RESOLVED_KEPT {
-                shared.resolved.pop_front();
-            }
-        }
+        self.inner.write().unwrap_or_else(|e| e.into_inner()).bands = bands;
     }
 }
 
@@ -227,13 +219,16 @@ fn feed(
     (anomalies, resolved)
 }
 
-/// Runs rounds every `interval_secs` until `shutdown` turns true.
+/// Runs rounds every `interval_secs` until `shutdown` turns true; after each round the
+/// analyzer's open alerts go through `lifecycle` (stored, published).
 pub async fn run_analyzer(
     store: StoreHandle,
     cfg: AnalyzeConfig,
     shared: Arc<Bands>,
+    mut lifecycle: Lifecycle,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    shared.publish_alerts(&lifecycle);
     let resolution_ms = store.resolution_ms();
     let step_secs = (resolution_ms / 1000).max(1) as u32;
     let mut engine = Some(Engine::new(cfg.engine(), step_secs));
@@ -265,8 +260,8 @@ pub async fn run_analyzer(
         }
         let (store2, shared2) = (store.clone(), shared.clone());
         let joined = tokio::task::spawn_blocking(move || {
-            let (found, resolved) = feed(&store2, &mut e, from, until);
-            shared2.publish(&e, resolved);
+            let (found, _resolved) = feed(&store2, &mut e, from, until);
+            shared2.publish(&e);
             (e, found)
         })
         .await;
@@ -279,9 +274,12 @@ pub async fn run_analyzer(
         if e.series_count() > 0 {
             next_ms = Some(until);
         }
+        let update = lifecycle.update(until, &e.open_alerts());
         engine = Some(e);
         if let Err(e) = store.record_anomalies(anomalies).await {
             warn!(error = %e, "storing anomalies failed");
         }
+        crate::alerting::persist(&store, &update).await;
+        shared.publish_alerts(&lifecycle);
     }
 }

@@ -145,6 +145,12 @@ pub(crate) enum WriterCommand {
         anomalies: Vec<crate::model::Anomaly>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Alert lifecycle states (by fingerprint) to store, and fingerprints to delete.
+    AlertStates {
+        upserts: Vec<(String, Vec<u8>)>,
+        removals: Vec<String>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Lets the writer fold/prune when no batches arrive.
     Tick,
     /// A pruning round as if the clock read `now_ms` (tests: time passing).
@@ -310,6 +316,50 @@ impl StoreHandle {
             .await
             .map_err(|_| StoreError::WriterStopped)?;
         rx.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Stores alert lifecycle states (`upserts`: fingerprint → encoded state) and deletes
+    /// `removals`, in one commit.
+    pub async fn save_alert_states(
+        &self,
+        upserts: Vec<(String, Vec<u8>)>,
+        removals: Vec<String>,
+    ) -> Result<(), StoreError> {
+        if upserts.is_empty() && removals.is_empty() {
+            return Ok(());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriterCommand::AlertStates {
+                upserts,
+                removals,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        rx.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Every stored alert lifecycle state: (fingerprint, encoded state).
+    pub fn alert_states(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        use redb::{ReadableDatabase, ReadableTable};
+        let path = &self.shared.path;
+        let read = self
+            .shared
+            .db()?
+            .begin_read()
+            .map_err(|e| redb_error(path, e))?;
+        let table = match read.open_table(tables::ALERT_STATE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(redb_error(path, e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| redb_error(path, e))? {
+            let (key, value) = entry.map_err(|e| redb_error(path, e))?;
+            out.push((key.value().to_owned(), value.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Runs a pruning round as if the clock read `now_ms` and waits for it: what the retention

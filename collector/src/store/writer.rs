@@ -18,8 +18,8 @@ use super::dns::{self, RecordBudget};
 use super::pending::{PendingPoints, merge_chunk};
 use super::series::NewSeries;
 use super::tables::{
-    AGENTS, ANOMALIES, APPLIED_BATCHES, CHUNK_SERIES, POINTS, SERIES, SERIES_LAST_WRITTEN,
-    StoredSeries, TOTALS,
+    AGENTS, ALERT_STATE, ANOMALIES, APPLIED_BATCHES, CHUNK_SERIES, POINTS, SERIES,
+    SERIES_LAST_WRITTEN, StoredSeries, TOTALS,
 };
 use super::{AtPath, BatchOutcome, StoreError, StoreShared, WriterCommand, agents, unix_ms};
 use crate::model::{AgentRecord, SeriesId};
@@ -165,7 +165,8 @@ impl Writer {
                         (WriterCommand::Batch { reply, .. }, Some(outcome)) => {
                             let _ = reply.send(Ok(outcome));
                         }
-                        (WriterCommand::Anomalies { reply, .. }, _) => {
+                        (WriterCommand::Anomalies { reply, .. }, _)
+                        | (WriterCommand::AlertStates { reply, .. }, _) => {
                             let _ = reply.send(Ok(()));
                         }
                         _ => {}
@@ -323,6 +324,20 @@ impl Writer {
                             stored.id = id;
                             let json = serde_json::to_vec(&stored).expect("anomalies serialize");
                             table.insert(id, json.as_slice()).at(path)?;
+                        }
+                        None
+                    }
+                    WriterCommand::AlertStates {
+                        upserts, removals, ..
+                    } => {
+                        let mut table = txn.open_table(ALERT_STATE).at(path)?;
+                        for (fingerprint, state) in upserts {
+                            table
+                                .insert(fingerprint.as_str(), state.as_slice())
+                                .at(path)?;
+                        }
+                        for fingerprint in removals {
+                            table.remove(fingerprint.as_str()).at(path)?;
                         }
                         None
                     }
@@ -652,7 +667,7 @@ fn reply_all(group: &mut Vec<WriterCommand>, message: &str) {
             WriterCommand::Batch { reply, .. } => {
                 let _ = reply.send(Err(StoreError::CommitFailed(message.to_string())));
             }
-            WriterCommand::Anomalies { reply, .. } => {
+            WriterCommand::Anomalies { reply, .. } | WriterCommand::AlertStates { reply, .. } => {
                 let _ = reply.send(Err(StoreError::CommitFailed(message.to_string())));
             }
             _ => {}

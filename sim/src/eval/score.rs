@@ -156,6 +156,7 @@ mod tests {
             windows: 1,
             peak_score: 1.0,
             peak_detail: String::new(),
+            last: Default::default(),
         }
     }
 
