@@ -1,6 +1,7 @@
 //! `mailpulse`: command-line entry point.
 
 mod cli_agent;
+mod cli_alerts;
 mod cli_check;
 mod cli_collector;
 mod cli_detect;
@@ -155,6 +156,22 @@ enum Command {
     },
     /// Score one series offline, causally: `timestamp,value` CSV in (the Numenta Anomaly
     /// Benchmark format), `timestamp,value,anomaly_score` out, one row per input row.
+    /// The collector's alerts: firing first, with what was observed against what was
+    /// expected, the evidence and the runbook (like `amtool alert`).
+    #[command(
+        after_help = "Examples:\n  mailpulse alerts\n  mailpulse alerts --collector http://collector.example.net:9470 --json\n  mailpulse alerts --all     # recently resolved ones too"
+    )]
+    Alerts {
+        /// The collector's HTTP address.
+        #[arg(long, default_value = "http://127.0.0.1:9470")]
+        collector: String,
+        /// Print the alerts as JSON (as /api/v1/alerts returns them).
+        #[arg(long)]
+        json: bool,
+        /// Recently resolved alerts too.
+        #[arg(long)]
+        all: bool,
+    },
     #[command(
         after_help = "Examples:\n  mailpulse detect --input realKnownCause/machine_temperature_system_failure.csv --output scored.csv\n  mailpulse detect --kind count --input bounces.csv\n\nThe score of a row uses only the rows before it and itself: the collector's volume detector\nwith its default parameters (count test and band for counts, band for levels). Scores are\ncalibrated tail probabilities on one scale for every series, in [0, 1] (0.5: about one point\nin a thousand, 0.95: one in a million), reported once per episode. Without --output the\nresult goes to standard output."
     )]
@@ -328,6 +345,11 @@ fn run() -> Result<()> {
             files,
         } => parse(format.into(), summary, utc_offset_secs, &files),
         Command::Agent { config } => cli_agent::run(&config),
+        Command::Alerts {
+            collector,
+            json,
+            all,
+        } => cli_alerts::run(&collector, json, all),
         Command::Detect {
             input,
             output,

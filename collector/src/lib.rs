@@ -75,6 +75,9 @@ pub enum CollectorError {
     /// A config value is unusable.
     #[error("config: {0}")]
     Config(String),
+    /// An alerting target (Alertmanager, webhook) cannot be used.
+    #[error("[alerting]: {0}")]
+    Alerting(String),
     /// The configuration must not run as it is.
     #[error("config: {0}")]
     Invalid(#[from] ConfigError),
@@ -192,6 +195,24 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
     });
 
     if config.detect.enabled {
+        let notifier = alerting::notify::Notifier::new(
+            &config.alerting.alertmanagers,
+            &config.alerting.webhooks,
+            config.alerting.external_url(http_addr),
+            config.alerting.resend_interval_secs,
+        )
+        .map_err(|e| CollectorError::Alerting(e.to_string()))?;
+        let rounds = notifier.has_targets().then(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            tokio::spawn(alerting::notify::run(
+                notifier,
+                store.clone(),
+                stats.clone(),
+                rx,
+                shutdown_rx.clone(),
+            ));
+            tx
+        });
         let lifecycle = alerting::Lifecycle::new(
             alerting::Rules::new(config.alerting.rules.clone()),
             config.alerting.runbook_base_url(http_addr),
@@ -202,6 +223,7 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
             config.detect.clone(),
             bands.clone(),
             lifecycle,
+            rounds,
             shutdown_rx.clone(),
         ));
     }

@@ -81,6 +81,14 @@ pub struct CollectorStats {
     pub store_commits: AtomicU64,
     /// Store write transactions that failed.
     pub store_commit_errors: AtomicU64,
+    /// Pushes of the alerts to an Alertmanager it accepted / that failed.
+    pub alertmanager_pushes: AtomicU64,
+    pub alertmanager_push_errors: AtomicU64,
+    /// Webhook deliveries the receiver accepted, attempts that failed (retried), and
+    /// deliveries given up after the last attempt (dead letters).
+    pub webhook_deliveries: AtomicU64,
+    pub webhook_delivery_failures: AtomicU64,
+    pub webhook_dead_letters: AtomicU64,
     /// DNS probes of new records refused past an agent's record cap.
     pub dns_probes_refused: AtomicU64,
     /// Series expired (not written within the retention).

@@ -172,6 +172,28 @@ impl Lifecycle {
         update
     }
 
+    /// The alerts firing now.
+    pub fn firing(&self) -> Vec<AlertState> {
+        self.active
+            .values()
+            .filter(|s| s.state == State::Firing)
+            .cloned()
+            .collect()
+    }
+
+    /// The alert with `fingerprint`, active or recently resolved.
+    pub fn get(&self, fingerprint: &str) -> Option<AlertState> {
+        self.active
+            .get(fingerprint)
+            .or_else(|| {
+                self.resolved
+                    .iter()
+                    .rev()
+                    .find(|s| s.fingerprint == fingerprint)
+            })
+            .cloned()
+    }
+
     /// Active alerts (firing first, then pending and silenced; each by fingerprint), then
     /// the most recently resolved ones, at most `limit`.
     pub fn alerts(&self, limit: usize) -> Vec<AlertState> {

@@ -5,8 +5,11 @@
 //! the labels and annotations.
 
 pub mod content;
+pub mod http;
 pub mod lifecycle;
+pub mod notify;
 pub mod rules;
+pub mod runbooks;
 
 use serde::Deserialize;
 
@@ -16,7 +19,7 @@ pub use rules::{Decision, RuleSpec, Rules, Severity, UnknownView, builtin_rule, 
 use crate::store::StoreHandle;
 
 /// The `[alerting]` section of the collector configuration.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertingConfig {
     /// The collector's address as people reach it (`generatorURL`, runbook links); default:
@@ -26,6 +29,26 @@ pub struct AlertingConfig {
     pub runbook_base_url: Option<String>,
     /// Rules, first match wins; alerts no rule matches get their view's built-in rule.
     pub rules: Vec<RuleSpec>,
+    /// Alertmanagers that get every alert (all of them, as Prometheus does for an HA pair).
+    pub alertmanagers: Vec<notify::AlertmanagerTarget>,
+    /// Receivers of the Alertmanager webhook payload, signed.
+    pub webhooks: Vec<notify::WebhookTarget>,
+    /// Seconds between two pushes of the firing alerts to the Alertmanagers (default 60);
+    /// `endsAt` is four of them ahead.
+    pub resend_interval_secs: u64,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        AlertingConfig {
+            external_url: None,
+            runbook_base_url: None,
+            rules: Vec::new(),
+            alertmanagers: Vec::new(),
+            webhooks: Vec::new(),
+            resend_interval_secs: 60,
+        }
+    }
 }
 
 impl AlertingConfig {

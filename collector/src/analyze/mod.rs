@@ -145,6 +145,15 @@ impl Bands {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The alert with `fingerprint`.
+    pub fn alert(&self, fingerprint: &str) -> Option<AlertState> {
+        self.read()
+            .alerts
+            .iter()
+            .find(|a| a.fingerprint == fingerprint)
+            .cloned()
+    }
+
     fn publish_alerts(&self, lifecycle: &Lifecycle) {
         let alerts = lifecycle.alerts(ALERTS_KEPT);
         self.inner.write().unwrap_or_else(|e| e.into_inner()).alerts = alerts;
@@ -226,6 +235,7 @@ pub async fn run_analyzer(
     cfg: AnalyzeConfig,
     shared: Arc<Bands>,
     mut lifecycle: Lifecycle,
+    notifier: Option<tokio::sync::mpsc::Sender<crate::alerting::notify::Round>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     shared.publish_alerts(&lifecycle);
@@ -278,6 +288,17 @@ pub async fn run_analyzer(
         engine = Some(e);
         if let Err(e) = store.record_anomalies(anomalies).await {
             warn!(error = %e, "storing anomalies failed");
+        }
+        if let Some(notifier) = &notifier {
+            let (queued, stored) = tokio::sync::oneshot::channel();
+            let round = crate::alerting::notify::Round {
+                firing: lifecycle.firing(),
+                transitions: update.transitions.clone(),
+                queued,
+            };
+            if notifier.send(round).await.is_ok() {
+                let _ = stored.await;
+            }
         }
         crate::alerting::persist(&store, &update).await;
         shared.publish_alerts(&lifecycle);

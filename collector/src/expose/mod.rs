@@ -117,6 +117,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/dns/changes", get(dns_changes))
         .route("/api/v1/anomalies", get(anomalies))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/alerts/{fingerprint}", get(alert))
+        .route("/runbooks/{name}", get(runbook))
         .layer(axum::middleware::from_fn_with_state(
             timeout,
             request_timeout,
@@ -251,6 +253,32 @@ async fn alerts(
         state.http.max_response_bytes,
         capped,
     )
+}
+
+/// `GET /api/v1/alerts/{fingerprint}`: one alert (the `generatorURL` of what was sent).
+async fn alert(
+    State(state): State<HttpState>,
+    axum::extract::Path(fingerprint): axum::extract::Path<String>,
+) -> Response {
+    match state.bands.alert(&fingerprint) {
+        Some(alert) => axum::Json(alert).into_response(),
+        None => (StatusCode::NOT_FOUND, "no such alert\n").into_response(),
+    }
+}
+
+/// `GET /runbooks/{name}.md`: a runbook that ships with the collector.
+async fn runbook(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    let text = name
+        .strip_suffix(".md")
+        .and_then(crate::alerting::runbooks::runbook);
+    match text {
+        Some(text) => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            text,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such runbook\n").into_response(),
+    }
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {

@@ -267,6 +267,31 @@ fn render_self(exposition: &Exposition<'_>, out: &mut String) {
             "Store write transactions that failed (batches not acknowledged).",
             &stats.store_commit_errors,
         ),
+        (
+            "mailpulse_collector_alertmanager_pushes_total",
+            "Pushes of the alerts that an Alertmanager accepted.",
+            &stats.alertmanager_pushes,
+        ),
+        (
+            "mailpulse_collector_alertmanager_push_errors_total",
+            "Pushes of the alerts to an Alertmanager that failed (retried at the next push).",
+            &stats.alertmanager_push_errors,
+        ),
+        (
+            "mailpulse_collector_webhook_deliveries_total",
+            "Webhook notifications the receiver accepted.",
+            &stats.webhook_deliveries,
+        ),
+        (
+            "mailpulse_collector_webhook_delivery_failures_total",
+            "Webhook delivery attempts that failed (retried with backoff).",
+            &stats.webhook_delivery_failures,
+        ),
+        (
+            "mailpulse_collector_webhook_dead_letters_total",
+            "Webhook notifications given up after their last attempt.",
+            &stats.webhook_dead_letters,
+        ),
     ];
     for (name, help, counter) in counters {
         header(out, name, "counter", help);

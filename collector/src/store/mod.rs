@@ -151,6 +151,12 @@ pub(crate) enum WriterCommand {
         removals: Vec<String>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Webhook outbox entries (id → encoded entry) to store, and ids to delete.
+    Outbox {
+        upserts: Vec<(u64, Vec<u8>)>,
+        removals: Vec<u64>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Lets the writer fold/prune when no batches arrive.
     Tick,
     /// A pruning round as if the clock read `now_ms` (tests: time passing).
@@ -338,6 +344,49 @@ impl StoreHandle {
             .await
             .map_err(|_| StoreError::WriterStopped)?;
         rx.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Stores webhook outbox entries and deletes `removals`, in one commit.
+    pub async fn save_outbox(
+        &self,
+        upserts: Vec<(u64, Vec<u8>)>,
+        removals: Vec<u64>,
+    ) -> Result<(), StoreError> {
+        if upserts.is_empty() && removals.is_empty() {
+            return Ok(());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriterCommand::Outbox {
+                upserts,
+                removals,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        rx.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Every webhook outbox entry: (id, encoded entry), oldest first.
+    pub fn outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        use redb::{ReadableDatabase, ReadableTable};
+        let path = &self.shared.path;
+        let read = self
+            .shared
+            .db()?
+            .begin_read()
+            .map_err(|e| redb_error(path, e))?;
+        let table = match read.open_table(tables::WEBHOOK_OUTBOX) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(redb_error(path, e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| redb_error(path, e))? {
+            let (key, value) = entry.map_err(|e| redb_error(path, e))?;
+            out.push((key.value(), value.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Every stored alert lifecycle state: (fingerprint, encoded state).

@@ -21,7 +21,7 @@ use super::series::{SeriesLimits, SeriesRegistry};
 use super::tables::{
     AGENTS, ALERT_STATE, ANOMALIES, APPLIED_BATCHES, AUDIT_LOG, DNS_CHANGES, DNS_CHANGES_BY_TARGET,
     DNS_RECORD_META, DNS_RECORDS, META, POINTS, SCHEMA_VERSION, SERIES, SERIES_LAST_WRITTEN,
-    StoredSeries, TOTALS,
+    StoredSeries, TOTALS, WEBHOOK_OUTBOX,
 };
 use super::writer::{UNKNOWN_WRITE, Writer, apply_total};
 use super::{AtPath, LiveState, StoreConfig, StoreError, StoreShared, corrupt, unix_ms};
@@ -291,6 +291,7 @@ pub(super) fn create_tables(db: &Database, path: &Path, now: i64) -> Result<i64,
         txn.open_table(POINTS).at(path)?;
         txn.open_table(APPLIED_BATCHES).at(path)?;
         txn.open_table(ALERT_STATE).at(path)?;
+        txn.open_table(WEBHOOK_OUTBOX).at(path)?;
         txn.open_table(AUDIT_LOG).at(path)?;
         txn.open_table(DNS_RECORDS).at(path)?;
         txn.open_table(DNS_RECORD_META).at(path)?;

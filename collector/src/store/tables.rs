@@ -28,8 +28,10 @@ pub const TOTALS: TableDefinition<u32, &[u8]> = TableDefinition::new("totals");
 pub const POINTS: TableDefinition<(i64, u32), &[u8]> = TableDefinition::new("points");
 /// Write-ahead log of applied batches not folded into TOTALS/POINTS yet: fold id → record.
 pub const APPLIED_BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("applied_batches");
-/// Reserved for the alert lifecycle (alert key → state).
+/// The alert lifecycle: fingerprint → JSON state of an active alert.
 pub const ALERT_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("alert_state");
+/// Webhook notifications not yet delivered: id → JSON entry (target, body, attempts).
+pub const WEBHOOK_OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_outbox");
 /// Reserved for the remediation audit log (sequence → entry).
 pub const AUDIT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_log");
 

@@ -19,7 +19,7 @@ use super::pending::{PendingPoints, merge_chunk};
 use super::series::NewSeries;
 use super::tables::{
     AGENTS, ALERT_STATE, ANOMALIES, APPLIED_BATCHES, CHUNK_SERIES, POINTS, SERIES,
-    SERIES_LAST_WRITTEN, StoredSeries, TOTALS,
+    SERIES_LAST_WRITTEN, StoredSeries, TOTALS, WEBHOOK_OUTBOX,
 };
 use super::{AtPath, BatchOutcome, StoreError, StoreShared, WriterCommand, agents, unix_ms};
 use crate::model::{AgentRecord, SeriesId};
@@ -166,7 +166,8 @@ impl Writer {
                             let _ = reply.send(Ok(outcome));
                         }
                         (WriterCommand::Anomalies { reply, .. }, _)
-                        | (WriterCommand::AlertStates { reply, .. }, _) => {
+                        | (WriterCommand::AlertStates { reply, .. }, _)
+                        | (WriterCommand::Outbox { reply, .. }, _) => {
                             let _ = reply.send(Ok(()));
                         }
                         _ => {}
@@ -338,6 +339,18 @@ impl Writer {
                         }
                         for fingerprint in removals {
                             table.remove(fingerprint.as_str()).at(path)?;
+                        }
+                        None
+                    }
+                    WriterCommand::Outbox {
+                        upserts, removals, ..
+                    } => {
+                        let mut table = txn.open_table(WEBHOOK_OUTBOX).at(path)?;
+                        for (id, entry) in upserts {
+                            table.insert(*id, entry.as_slice()).at(path)?;
+                        }
+                        for id in removals {
+                            table.remove(*id).at(path)?;
                         }
                         None
                     }
@@ -667,7 +680,9 @@ fn reply_all(group: &mut Vec<WriterCommand>, message: &str) {
             WriterCommand::Batch { reply, .. } => {
                 let _ = reply.send(Err(StoreError::CommitFailed(message.to_string())));
             }
-            WriterCommand::Anomalies { reply, .. } | WriterCommand::AlertStates { reply, .. } => {
+            WriterCommand::Anomalies { reply, .. }
+            | WriterCommand::AlertStates { reply, .. }
+            | WriterCommand::Outbox { reply, .. } => {
                 let _ = reply.send(Err(StoreError::CommitFailed(message.to_string())));
             }
             _ => {}

@@ -1,0 +1,276 @@
+//! A small HTTP/1.1 client for notifications: one POST of a JSON body per connection, over
+//! plain TCP or TLS (system roots, or a CA file), bounded in time and in the answer it reads.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::Request;
+use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+/// Most bytes of an answer read (the rest is ignored).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    #[error("bad URL {0:?}: {1}")]
+    Url(String, String),
+    #[error("TLS set-up: {0}")]
+    TlsSetup(String),
+    #[error("connecting to {0}: {1}")]
+    Connect(String, String),
+    #[error("TLS with {0}: {1}")]
+    Tls(String, String),
+    #[error("HTTP: {0}")]
+    Http(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Where requests go: scheme, host, port and path of one URL.
+#[derive(Clone)]
+pub struct Endpoint {
+    url: String,
+    host: String,
+    port: u16,
+    path: String,
+    tls: Option<TlsConnector>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("url", &self.url).finish()
+    }
+}
+
+/// The answer: status and (the first 64 KiB of) the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Endpoint {
+    /// An endpoint for `url` (`http://` or `https://`); `https` checks the server against the
+    /// system roots, or against `ca_path` (PEM) when given.
+    pub fn new(url: &str, ca_path: Option<&Path>, timeout: Duration) -> Result<Self, HttpError> {
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| HttpError::Url(url.into(), e.to_string()))?;
+        let bad = |why: &str| HttpError::Url(url.into(), why.into());
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(bad("the scheme must be http or https")),
+        };
+        let host = uri.host().ok_or_else(|| bad("no host"))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let path = uri
+            .path_and_query()
+            .map_or("/".to_owned(), |p| p.as_str().to_owned());
+        let tls = if https {
+            Some(connector(ca_path)?)
+        } else {
+            None
+        };
+        Ok(Endpoint {
+            url: url.to_owned(),
+            host,
+            port,
+            path,
+            tls,
+            timeout,
+        })
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// This endpoint with `suffix` appended to its path.
+    pub fn join(&self, suffix: &str) -> Self {
+        let mut joined = self.clone();
+        joined.path = format!("{}{}", self.path.trim_end_matches('/'), suffix);
+        joined.url = format!("{}{}", self.url.trim_end_matches('/'), suffix);
+        joined
+    }
+
+    /// POSTs `body` as JSON with `headers`; the whole exchange within the timeout.
+    pub async fn post_json(
+        &self,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> Result<Answer, HttpError> {
+        tokio::time::timeout(self.timeout, self.send(true, headers, body))
+            .await
+            .map_err(|_| HttpError::Timeout(self.timeout))?
+    }
+
+    /// GETs the endpoint; the whole exchange within the timeout.
+    pub async fn get(&self) -> Result<Answer, HttpError> {
+        tokio::time::timeout(self.timeout, self.send(false, &[], Bytes::new()))
+            .await
+            .map_err(|_| HttpError::Timeout(self.timeout))?
+    }
+
+    async fn send(
+        &self,
+        post: bool,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> Result<Answer, HttpError> {
+        let address = format!("{}:{}", self.host, self.port);
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| HttpError::Connect(address.clone(), e.to_string()))?;
+        match &self.tls {
+            None => self.exchange(TokioIo::new(tcp), post, headers, body).await,
+            Some(tls) => {
+                let name = ServerName::try_from(self.host.clone())
+                    .map_err(|e| HttpError::Tls(address.clone(), e.to_string()))?;
+                let stream = tls
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| HttpError::Tls(address.clone(), e.to_string()))?;
+                self.exchange(TokioIo::new(stream), post, headers, body)
+                    .await
+            }
+        }
+    }
+
+    async fn exchange<T>(
+        &self,
+        io: TokioIo<T>,
+        post: bool,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> Result<Answer, HttpError>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let http = |e: hyper::Error| HttpError::Http(e.to_string());
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(http)?;
+        let driver = tokio::spawn(connection);
+        let host = if (self.tls.is_some() && self.port == 443)
+            || (self.tls.is_none() && self.port == 80)
+        {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
+        let method = if post {
+            hyper::Method::POST
+        } else {
+            hyper::Method::GET
+        };
+        let mut request = Request::builder()
+            .method(method)
+            .uri(self.path.as_str())
+            .header(HOST, host)
+            .header(USER_AGENT, concat!("mailpulse/", env!("CARGO_PKG_VERSION")))
+            .header(CONNECTION, "close");
+        if post {
+            request = request.header(CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|e| HttpError::Http(e.to_string()))?;
+        let result = async {
+            let response = sender.send_request(request).await.map_err(http)?;
+            let status = response.status().as_u16();
+            let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+                .unwrap_or_default();
+            Ok(Answer { status, body })
+        }
+        .await;
+        driver.abort();
+        result
+    }
+}
+
+fn connector(ca_path: Option<&Path>) -> Result<TlsConnector, HttpError> {
+    let mut roots = RootCertStore::empty();
+    match ca_path {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| HttpError::TlsSetup(format!("{}: {e}", path.display())))?;
+            for cert in rustls_pemfile_certs(&pem) {
+                roots
+                    .add(cert)
+                    .map_err(|e| HttpError::TlsSetup(format!("{}: {e}", path.display())))?;
+            }
+            if roots.is_empty() {
+                return Err(HttpError::TlsSetup(format!(
+                    "{}: no certificate",
+                    path.display()
+                )));
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| HttpError::TlsSetup(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// The certificates of a PEM text.
+fn rustls_pemfile_certs(
+    pem: &[u8],
+) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    tokio_rustls::rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_joined() {
+        let e = Endpoint::new("http://127.0.0.1:9093/", None, Duration::from_secs(1)).unwrap();
+        let alerts = e.join("/api/v2/alerts");
+        assert_eq!(alerts.url(), "http://127.0.0.1:9093/api/v2/alerts");
+        assert_eq!(alerts.path, "/api/v2/alerts");
+        assert_eq!((alerts.host.as_str(), alerts.port), ("127.0.0.1", 9093));
+        assert!(Endpoint::new("ftp://x/", None, Duration::from_secs(1)).is_err());
+        assert!(Endpoint::new("not a url", None, Duration::from_secs(1)).is_err());
+        let hook = Endpoint::new("http://[::1]/hook?x=1", None, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            (hook.host.as_str(), hook.port, hook.path.as_str()),
+            ("::1", 80, "/hook?x=1")
+        );
+    }
+}
