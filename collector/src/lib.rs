@@ -194,6 +194,7 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
         Ok(())
     });
 
+    let mut background = Vec::new();
     if config.detect.enabled {
         let notifier = alerting::notify::Notifier::new(
             &config.alerting.alertmanagers,
@@ -204,28 +205,30 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
         .map_err(|e| CollectorError::Alerting(e.to_string()))?;
         let rounds = notifier.has_targets().then(|| {
             let (tx, rx) = tokio::sync::mpsc::channel(4);
-            tokio::spawn(alerting::notify::run(
+            let task = tokio::spawn(alerting::notify::run(
                 notifier,
                 store.clone(),
                 stats.clone(),
                 rx,
                 shutdown_rx.clone(),
             ));
-            tx
+            (tx, task)
         });
+        let (rounds, notify_task) = rounds.unzip();
+        background.extend(notify_task);
         let lifecycle = alerting::Lifecycle::new(
             alerting::Rules::new(config.alerting.rules.clone()),
             config.alerting.runbook_base_url(http_addr),
             alerting::restore(&store),
         );
-        tokio::spawn(analyze::run_analyzer(
+        background.push(tokio::spawn(analyze::run_analyzer(
             store.clone(),
             config.detect.clone(),
             bands.clone(),
             lifecycle,
             rounds,
             shutdown_rx.clone(),
-        ));
+        )));
     }
     let otlp_task = config.otlp.clone().map(|otlp| {
         tokio::spawn(expose::otlp::run_exporter(
@@ -246,6 +249,7 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
         grpc_task: Some(grpc_task),
         http_task: Some(http_task),
         otlp_task,
+        background,
         writer: Some(writer),
     })
 }
@@ -260,6 +264,8 @@ pub struct RunningCollector {
     grpc_task: Option<JoinHandle<Result<(), CollectorError>>>,
     http_task: Option<JoinHandle<Result<(), CollectorError>>>,
     otlp_task: Option<JoinHandle<()>>,
+    /// The analyzer and the notifier: they hold store handles, so they end before the store.
+    background: Vec<JoinHandle<()>>,
     writer: Option<WriterThread>,
 }
 
@@ -346,6 +352,13 @@ impl RunningCollector {
         }
         if let Some(task) = self.otlp_task.take() {
             let _ = task.await;
+        }
+        for task in self.background.drain(..) {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
+                warn!("a background task did not stop in time; aborted");
+                abort.abort();
+            }
         }
     }
 }
