@@ -278,6 +278,12 @@ async fn a_bounce_storm_reaches_both_alertmanagers_and_a_signed_webhook_once() {
             "{alert}"
         );
         assert!(
+            alert["annotations"]["recommendation"]
+                .as_str()
+                .is_some_and(|r| r.contains("qshape")),
+            "{alert}"
+        );
+        assert!(
             alert["annotations"]["runbook_url"]
                 .as_str()
                 .is_some_and(|u| u.ends_with("/runbooks/messages_bounced.md")),

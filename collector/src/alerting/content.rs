@@ -23,7 +23,8 @@ pub fn labels(alert: &Alert, severity: Severity) -> BTreeMap<String, String> {
 }
 
 /// The annotations: `summary` (one line: what, where, observed against expected), `description`
-/// (the evidence: detectors, score, windows, the detector's own account) and `runbook_url`.
+/// (the evidence: detectors, score, windows, the detector's own account), `recommendation`
+/// (what to do, see [`super::recommend`]) and `runbook_url`.
 pub fn annotations(alert: &Alert, runbook_base_url: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     out.insert("summary".into(), summary(alert));
@@ -39,6 +40,10 @@ pub fn annotations(alert: &Alert, runbook_base_url: &str) -> BTreeMap<String, St
             alert.peak_detail
         ),
     );
+    let recommendation = super::recommend::recommendation(alert);
+    if !recommendation.is_empty() {
+        out.insert("recommendation".into(), recommendation);
+    }
     out.insert(
         "runbook_url".into(),
         format!(

@@ -8,6 +8,7 @@ pub mod content;
 pub mod http;
 pub mod lifecycle;
 pub mod notify;
+pub mod recommend;
 pub mod rules;
 pub mod runbooks;
 
