@@ -169,6 +169,7 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
         signalled(shutdown_rx.clone()),
     ));
 
+    let liveness_watch = liveness.clone();
     let http_state = expose::HttpState::new(
         store.clone(),
         stats.clone(),
@@ -227,6 +228,11 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
             bands.clone(),
             lifecycle,
             rounds,
+            Some(analyze::AgentWatch {
+                liveness: liveness_watch,
+                down_after: Duration::from_secs(config.agent_down_after_secs.max(1)),
+                started: std::time::Instant::now(),
+            }),
             shutdown_rx.clone(),
         )));
     }

@@ -95,6 +95,12 @@ pub fn recommendation(alert: &Alert) -> String {
                  and rate-limit them (anvil limits, postscreen)."
             )
         }
+        ("agent_down", _) => format!(
+            "{}: check the agent on {host} (`systemctl status mailpulse-agent`, its log), its \
+             route to the collector and its token; its log positions are kept, so nothing is \
+             lost once it is back.",
+            alert.peak_detail
+        ),
         ("messages_received", _) => format!(
             "Inbound volume on {host} is unusual: a bulk send or a loop if above, a broken \
              submitter or MX routing if below; compare with the other MX hosts."

@@ -79,7 +79,9 @@ pub fn builtin_rule(view: &str) -> Decision {
     use Severity::{Critical, Info, Warning};
     let (severity, for_secs) = match view {
         // Mail stops: the spool or the queue reaches its limit, deliveries collapse.
-        "spool_full" | "deferred_queue_limit" | "filesystem_avail_bytes" => (Critical, 0),
+        "spool_full" | "deferred_queue_limit" | "filesystem_avail_bytes" | "agent_down" => {
+            (Critical, 0)
+        }
         "messages_delivered" => (Critical, 300),
         // Mail is refused or delayed at destinations, or an account is abused.
         "bounce_ratio"

@@ -171,6 +171,54 @@ impl Bands {
     }
 }
 
+/// The agents the collector knows, watched for silence: an agent without an open stream, or
+/// silent for `down_after`, is an `agent_down` alert (after a grace of `down_after` from the
+/// collector's start, while agents reconnect).
+pub struct AgentWatch {
+    pub liveness: Arc<crate::ingest::liveness::Liveness>,
+    pub down_after: Duration,
+    pub started: std::time::Instant,
+}
+
+impl AgentWatch {
+    /// The `agent_down` alerts as of `now_ms`.
+    fn down(&self, store: &StoreHandle, now_ms: i64) -> Vec<Alert> {
+        if self.started.elapsed() < self.down_after {
+            return Vec::new();
+        }
+        let down_ms = self.down_after.as_millis() as i64;
+        store
+            .agents()
+            .into_iter()
+            .filter(|r| !self.liveness.status(&r.agent_id, self.down_after).up)
+            .map(|r| {
+                let since = (r.last_seen_unix_ms + down_ms).min(now_ms);
+                let silent = (now_ms - r.last_seen_unix_ms).max(0) / 1000;
+                Alert {
+                    name: "agent_down".into(),
+                    labels: vec![
+                        ("agent".into(), r.agent_id.clone()),
+                        ("host".into(), r.host.clone()),
+                    ],
+                    detectors: vec!["liveness".into()],
+                    first_window_unix_ms: since,
+                    last_window_unix_ms: now_ms,
+                    resolved_unix_ms: None,
+                    windows: 1,
+                    peak_score: 1.0,
+                    peak_detail: format!(
+                        "agent {} on {} has sent nothing for {silent} s (down after {} s)",
+                        r.agent_id,
+                        r.host,
+                        self.down_after.as_secs()
+                    ),
+                    last: AlertFigures::default(),
+                }
+            })
+            .collect()
+    }
+}
+
 /// The stored value a detector sees: a counter's increase, a gauge's level.
 pub fn point_value(aggregate: &Aggregate) -> Option<f64> {
     match aggregate {
@@ -236,6 +284,7 @@ pub async fn run_analyzer(
     shared: Arc<Bands>,
     mut lifecycle: Lifecycle,
     notifier: Option<tokio::sync::mpsc::Sender<crate::alerting::notify::Round>>,
+    agents: Option<AgentWatch>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     shared.publish_alerts(&lifecycle);
@@ -264,29 +313,37 @@ pub async fn run_analyzer(
         // Windows that ended at least `settle_secs` ago.
         let until = (now - settle_ms).div_euclid(resolution_ms) * resolution_ms;
         let from = next_ms.unwrap_or((until - history_ms).max(0));
-        if from >= until {
-            engine = Some(e);
-            continue;
-        }
-        let (store2, shared2) = (store.clone(), shared.clone());
-        let joined = tokio::task::spawn_blocking(move || {
-            let (found, _resolved) = feed(&store2, &mut e, from, until);
-            shared2.publish(&e);
-            (e, found)
-        })
-        .await;
-        let Ok((e, anomalies)) = joined else {
-            warn!("detector round panicked; detection stops");
-            return;
+        let (e, anomalies) = if from >= until {
+            (e, Vec::new())
+        } else {
+            let (store2, shared2) = (store.clone(), shared.clone());
+            let joined = tokio::task::spawn_blocking(move || {
+                let (found, _resolved) = feed(&store2, &mut e, from, until);
+                shared2.publish(&e);
+                (e, found)
+            })
+            .await;
+            let Ok((e, anomalies)) = joined else {
+                warn!("detector round panicked; detection stops");
+                return;
+            };
+            // Until the first data arrives, every round looks back over the whole history: an
+            // agent's backlog after an outage lands in windows that are already past.
+            if e.series_count() > 0 {
+                next_ms = Some(until);
+            }
+            (e, anomalies)
         };
-        // Until the first data arrives, every round looks back over the whole history: an
-        // agent's backlog after an outage lands in windows that are already past.
-        if e.series_count() > 0 {
-            next_ms = Some(until);
+        // Every round, data or not: an agent that went silent is news.
+        let mut open = e.open_alerts();
+        if let Some(watch) = &agents {
+            open.extend(watch.down(&store, now));
         }
-        let update = lifecycle.update(until, &e.open_alerts());
+        let update = lifecycle.update(now, &open);
         engine = Some(e);
-        if let Err(e) = store.record_anomalies(anomalies).await {
+        if !anomalies.is_empty()
+            && let Err(e) = store.record_anomalies(anomalies).await
+        {
             warn!(error = %e, "storing anomalies failed");
         }
         if let Some(notifier) = &notifier {
