@@ -41,20 +41,27 @@ pub fn recommendation(alert: &Alert) -> String {
             "Recipients{at} do not exist or are full: a list-hygiene problem of the sender, \
              not of {host}; find the sender with `grep 'status=bounced' /var/log/mail.log`."
         ),
-        ("bounce_ratio", _) | ("deferral_ratio", _) => match (domain, relay) {
-            (Some(d), _) => format!(
-                "Mail to {d} is failing more than usual: read the replies \
+        ("bounce_ratio", _)
+        | ("deferral_ratio", _)
+        | ("messages_bounced", None)
+        | ("messages_deferred", None)
+            if destination.is_some() =>
+        {
+            match (domain, relay) {
+                (Some(d), _) => format!(
+                    "Mail to {d} is failing more than usual: read the replies \
                  (`grep '{d}' /var/log/mail.log | grep -E 'status=(deferred|bounced)' | tail`); \
                  rate-limited → throttle the destination (playbook throttle-destination), \
                  blocked → check your IPs on the blocklists (`mailpulse check`)."
-            ),
-            (None, Some(r)) => format!(
-                "Relay {r} fails more than usual: if the domain has other MX targets that \
+                ),
+                (None, Some(r)) => format!(
+                    "Relay {r} fails more than usual: if the domain has other MX targets that \
                  accept, the mail will go there on retry; otherwise check {r}'s reachability \
                  from {host} and hold bulk mail to it (playbook hold-queue)."
-            ),
-            _ => String::new(),
-        },
+                ),
+                _ => String::new(),
+            }
+        }
         ("sasl_user_messages", _) | ("sasl_user_failure_ratio", _) => {
             let user = alert
                 .label("user")

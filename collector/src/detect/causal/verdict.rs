@@ -156,10 +156,15 @@ impl fmt::Display for Evidence {
                     Stream::Run => "the mean of the last windows",
                     Stream::Statistic => "the count test",
                 };
+                let p = if *surprise >= 300.0 {
+                    "p < 1e-300".to_owned()
+                } else {
+                    format!("p = 1e-{surprise:.1}")
+                };
                 write!(
                     f,
                     "{basis:?} model; {band_units:.1} half-bands from the expected {expected:.1} \
-                     (band {lower:.1}..{upper:.1}); p = 1e-{surprise:.1} ({rarest})"
+                     (band {lower:.1}..{upper:.1}); {p} ({rarest})"
                 )
             }
             Evidence::Counts {
