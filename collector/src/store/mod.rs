@@ -369,28 +369,23 @@ impl StoreHandle {
 
     /// Every webhook outbox entry: (id, encoded entry), oldest first.
     pub fn outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        use redb::{ReadableDatabase, ReadableTable};
-        let path = &self.shared.path;
-        let read = self
-            .shared
-            .db()?
-            .begin_read()
-            .map_err(|e| redb_error(path, e))?;
-        let table = match read.open_table(tables::WEBHOOK_OUTBOX) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(redb_error(path, e)),
-        };
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(|e| redb_error(path, e))? {
-            let (key, value) = entry.map_err(|e| redb_error(path, e))?;
-            out.push((key.value(), value.value().to_vec()));
-        }
-        Ok(out)
+        self.read_all(tables::WEBHOOK_OUTBOX, |k| k)
     }
 
     /// Every stored alert lifecycle state: (fingerprint, encoded state).
     pub fn alert_states(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read_all(tables::ALERT_STATE, str::to_owned)
+    }
+
+    /// Every entry of a small table of encoded values, in key order.
+    fn read_all<K, T>(
+        &self,
+        table: redb::TableDefinition<K, &[u8]>,
+        key: impl Fn(K::SelfType<'_>) -> T,
+    ) -> Result<Vec<(T, Vec<u8>)>, StoreError>
+    where
+        K: redb::Key + 'static,
+    {
         use redb::{ReadableDatabase, ReadableTable};
         let path = &self.shared.path;
         let read = self
@@ -398,15 +393,15 @@ impl StoreHandle {
             .db()?
             .begin_read()
             .map_err(|e| redb_error(path, e))?;
-        let table = match read.open_table(tables::ALERT_STATE) {
+        let table = match read.open_table(table) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(redb_error(path, e)),
         };
         let mut out = Vec::new();
         for entry in table.iter().map_err(|e| redb_error(path, e))? {
-            let (key, value) = entry.map_err(|e| redb_error(path, e))?;
-            out.push((key.value().to_owned(), value.value().to_vec()));
+            let (k, value) = entry.map_err(|e| redb_error(path, e))?;
+            out.push((key(k.value()), value.value().to_vec()));
         }
         Ok(out)
     }
