@@ -98,6 +98,29 @@ mod tests {
             );
         }
         assert!(runbook("README").is_some());
+        assert!(runbook("agent_down").is_some());
+    }
+
+    #[test]
+    fn the_index_states_the_builtin_severities() {
+        let index = runbook("README").expect("index");
+        let mut rows = 0;
+        for line in index.lines().filter(|l| l.starts_with("| [")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let name = cells[1]
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .expect("a link");
+            let severity = cells[3];
+            assert_eq!(
+                severity,
+                super::super::builtin_rule(name).severity.as_str(),
+                "{name}"
+            );
+            rows += 1;
+        }
+        assert_eq!(rows, RUNBOOKS.len() - 1, "one row per runbook");
         assert!(runbook("../secrets").is_none());
     }
 }
