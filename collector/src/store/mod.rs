@@ -269,14 +269,23 @@ pub struct StoreHandle {
 }
 
 impl StoreHandle {
-    /// Registers (or refreshes) an agent durably.
-    pub async fn hello(&self, hello: AgentHello) -> Result<(), StoreError> {
+    /// Sends the command `make` builds around a reply channel and waits for the reply.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriterCommand,
+    ) -> Result<T, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(WriterCommand::Hello { hello, reply })
+            .send(make(reply))
             .await
             .map_err(|_| StoreError::WriterStopped)?;
         rx.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Registers (or refreshes) an agent durably.
+    pub async fn hello(&self, hello: AgentHello) -> Result<(), StoreError> {
+        self.ask(|reply| WriterCommand::Hello { hello, reply })
+            .await
     }
 
     /// Queues a batch of a stream opened with `incarnation` (waiting while the queue is full)
@@ -316,12 +325,8 @@ impl StoreHandle {
         if anomalies.is_empty() {
             return Ok(());
         }
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(WriterCommand::Anomalies { anomalies, reply })
+        self.ask(|reply| WriterCommand::Anomalies { anomalies, reply })
             .await
-            .map_err(|_| StoreError::WriterStopped)?;
-        rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     /// Stores alert lifecycle states (`upserts`: fingerprint → encoded state) and deletes
@@ -334,16 +339,12 @@ impl StoreHandle {
         if upserts.is_empty() && removals.is_empty() {
             return Ok(());
         }
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(WriterCommand::AlertStates {
-                upserts,
-                removals,
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::WriterStopped)?;
-        rx.await.map_err(|_| StoreError::WriterStopped)?
+        self.ask(|reply| WriterCommand::AlertStates {
+            upserts,
+            removals,
+            reply,
+        })
+        .await
     }
 
     /// Stores webhook outbox entries and deletes `removals`, in one commit.
@@ -355,16 +356,12 @@ impl StoreHandle {
         if upserts.is_empty() && removals.is_empty() {
             return Ok(());
         }
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(WriterCommand::Outbox {
-                upserts,
-                removals,
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::WriterStopped)?;
-        rx.await.map_err(|_| StoreError::WriterStopped)?
+        self.ask(|reply| WriterCommand::Outbox {
+            upserts,
+            removals,
+            reply,
+        })
+        .await
     }
 
     /// Every webhook outbox entry: (id, encoded entry), oldest first.
@@ -410,12 +407,8 @@ impl StoreHandle {
     /// does to a store left alone that long (tests).
     #[doc(hidden)]
     pub async fn prune_as_of(&self, now_ms: i64) -> Result<(), StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(WriterCommand::PruneAsOf { now_ms, reply })
+        self.ask(|reply| WriterCommand::PruneAsOf { now_ms, reply })
             .await
-            .map_err(|_| StoreError::WriterStopped)?;
-        rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     /// The newest anomalies first, at most `limit`.
