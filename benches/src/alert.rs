@@ -19,14 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use mailpulse_collector::alerting::notify::AlertmanagerTarget;
-use mailpulse_proto::v1::{Sample, sample};
 use mailpulse_tests::alertmanager::{self, AlertmanagerCluster};
-
-#[derive(serde::Deserialize)]
-struct Views {
-    views: Vec<mailpulse_collector::analyze::View>,
-}
 
 #[derive(Parser)]
 struct Args {
@@ -41,16 +34,6 @@ fn now() -> Duration {
         .expect("clock after 1970")
 }
 
-fn bounced(domain: &str, second: i64, value: f64) -> Sample {
-    Sample {
-        metric: "messages_bounced".into(),
-        labels: support::labels(&[("domain", domain)]),
-        window_start_unix_ms: second * 1000,
-        window_secs: 1,
-        value: Some(sample::Value::CounterDelta(value)),
-    }
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -61,28 +44,8 @@ async fn main() -> Result<()> {
     let mut latencies = Vec::new();
     for run in 0..args.runs.max(1) {
         let dir = tempfile::tempdir()?;
-        let mut cfg = support::config(dir.path());
-        cfg.store.resolution_secs = 1;
-        cfg.store.fold_interval_secs = 1;
-        cfg.limits.max_agent_samples_per_sec = 1_000_000;
-        cfg.limits.agent_burst_samples = 1_000_000;
-        cfg.detect.interval_secs = 1;
-        cfg.detect.settle_secs = 0;
-        cfg.detect.history_days = 1;
-        cfg.detect.learning_windows = 120;
-        cfg.detect.views = toml::from_str::<Views>(
-            "[[views]]\nname = \"messages_bounced\"\nkind = \"volume\"\nseries = \"messages_bounced\"\nby = [\"domain\"]\n",
-        )?
-        .views;
+        let mut cfg = support::second_windows_config(dir.path(), &[ams.url(0)]);
         cfg.alerting.resend_interval_secs = 60;
-        cfg.alerting.alertmanagers = vec![AlertmanagerTarget {
-            url: ams.url(0),
-            bearer_token_file: None,
-            basic_auth_username: None,
-            basic_auth_password_file: None,
-            ca_path: None,
-            timeout_secs: 2,
-        }];
         let collector = support::start(cfg).await;
         let mut agent = support::AgentStream::mx1(collector.grpc_addr()).await;
         let domain = format!("run{run}.example");
@@ -90,20 +53,12 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis((run as u64 * 370) % 1000)).await;
         let start = now().as_secs() as i64;
         let storm = start + 6;
-        let mut noise: u64 = 3 + run as u64;
-        let samples: Vec<Sample> = (start - 600..storm + 1)
-            .map(|s| {
-                noise = noise
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                let value = if s == storm {
-                    2_000.0
-                } else {
-                    40.0 + (noise >> 61) as f64
-                };
-                bounced(&domain, s, value)
-            })
-            .collect();
+        let samples = support::bounce_traffic(
+            &domain,
+            start - 600..storm + 1,
+            storm..storm + 1,
+            3 + run as u64,
+        );
         for (seq, chunk) in (1..).zip(samples.chunks(500)) {
             agent
                 .batch(seq, chunk.to_vec())

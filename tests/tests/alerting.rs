@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mailpulse_collector::CollectorConfig;
-use mailpulse_collector::alerting::notify::{AlertmanagerTarget, WebhookTarget};
-use mailpulse_proto::v1::{Sample, sample};
+use mailpulse_collector::alerting::notify::WebhookTarget;
 use mailpulse_tests::alertmanager::{self, AlertmanagerCluster};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,75 +32,15 @@ fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
-fn bounced(second: i64, value: f64) -> Sample {
-    Sample {
-        metric: "messages_bounced".into(),
-        labels: labels(&[("domain", "gmail.com")]),
-        window_start_unix_ms: second * 1000,
-        window_secs: 1,
-        value: Some(sample::Value::CounterDelta(value)),
-    }
-}
-
-/// 40 bounces a second with a little deterministic noise; `storm` seconds get 2 000.
-fn traffic(from: i64, to: i64, storm: std::ops::Range<i64>) -> Vec<Sample> {
-    let mut noise: u64 = 11;
-    (from..to)
-        .map(|s| {
-            noise = noise
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            let value = if storm.contains(&s) {
-                2_000.0
-            } else {
-                40.0 + (noise >> 61) as f64
-            };
-            bounced(s, value)
-        })
-        .collect()
-}
-
 fn collector_config(
     dir: &std::path::Path,
     ams: &AlertmanagerCluster,
     hook: &str,
 ) -> CollectorConfig {
-    #[derive(serde::Deserialize)]
-    struct Views {
-        views: Vec<mailpulse_collector::analyze::View>,
-    }
-    let mut cfg = config(dir);
-    cfg.store.resolution_secs = 1;
-    cfg.store.fold_interval_secs = 1;
-    cfg.limits.max_agent_samples_per_sec = 1_000_000;
-    cfg.limits.agent_burst_samples = 1_000_000;
-    cfg.detect.interval_secs = 1;
-    cfg.detect.settle_secs = 0;
-    cfg.detect.history_days = 1;
-    cfg.detect.learning_windows = 120;
+    let urls: Vec<String> = (0..ams.len()).map(|i| ams.url(i)).collect();
+    let mut cfg = second_windows_config(dir, &urls);
     cfg.detect.resolve_after_windows = 3;
-    cfg.detect.views = toml::from_str::<Views>(
-        r#"
-        [[views]]
-        name = "messages_bounced"
-        kind = "volume"
-        series = "messages_bounced"
-        by = ["domain"]
-        "#,
-    )
-    .expect("view")
-    .views;
     cfg.alerting.resend_interval_secs = 1;
-    cfg.alerting.alertmanagers = (0..ams.len())
-        .map(|i| AlertmanagerTarget {
-            url: ams.url(i),
-            bearer_token_file: None,
-            basic_auth_username: None,
-            basic_auth_password_file: None,
-            ca_path: None,
-            timeout_secs: 2,
-        })
-        .collect();
     let secret = dir.join("webhook.secret");
     std::fs::write(&secret, format!("{SECRET}\n")).expect("secret");
     cfg.alerting.webhooks = vec![WebhookTarget {
@@ -255,7 +194,7 @@ async fn a_bounce_storm_reaches_both_alertmanagers_and_a_signed_webhook_once() {
     // for a minute: windows ahead of now are judged as they end.
     let now = now_secs();
     let storm = now + 8..now + 48;
-    let samples = traffic(now - 600, now + 110, storm.clone());
+    let samples = bounce_traffic("gmail.com", now - 600..now + 110, storm.clone(), 11);
     for (seq, chunk) in (1..).zip(samples.chunks(500)) {
         agent
             .batch(seq, chunk.to_vec())

@@ -79,6 +79,20 @@ pub struct WebhookTarget {
     pub max_attempts: u32,
 }
 
+impl AlertmanagerTarget {
+    /// The Alertmanager at `url`, without authentication, with the default timeout.
+    pub fn at(url: impl Into<String>) -> Self {
+        AlertmanagerTarget {
+            url: url.into(),
+            bearer_token_file: None,
+            basic_auth_username: None,
+            basic_auth_password_file: None,
+            ca_path: None,
+            timeout_secs: default_timeout_secs(),
+        }
+    }
+}
+
 fn default_timeout_secs() -> u64 {
     10
 }

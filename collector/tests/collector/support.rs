@@ -62,6 +62,78 @@ pub fn config(dir: &Path) -> CollectorConfig {
     config
 }
 
+/// A collector judging 1-second windows every second without a settle delay, learning for two
+/// minutes, with one view (`messages_bounced` per domain) alerting every Alertmanager in
+/// `alertmanagers` (the alerting test and bench).
+#[allow(dead_code)]
+pub fn second_windows_config(dir: &Path, alertmanagers: &[String]) -> CollectorConfig {
+    #[derive(serde::Deserialize)]
+    struct Views {
+        views: Vec<mailpulse_collector::analyze::View>,
+    }
+    let mut cfg = config(dir);
+    cfg.store.resolution_secs = 1;
+    cfg.store.fold_interval_secs = 1;
+    cfg.limits.max_agent_samples_per_sec = 1_000_000;
+    cfg.limits.agent_burst_samples = 1_000_000;
+    cfg.detect.interval_secs = 1;
+    cfg.detect.settle_secs = 0;
+    cfg.detect.history_days = 1;
+    cfg.detect.learning_windows = 120;
+    cfg.detect.views = toml::from_str::<Views>(
+        r#"
+        [[views]]
+        name = "messages_bounced"
+        kind = "volume"
+        series = "messages_bounced"
+        by = ["domain"]
+        "#,
+    )
+    .expect("view")
+    .views;
+    cfg.alerting.alertmanagers = alertmanagers
+        .iter()
+        .map(
+            |url| mailpulse_collector::alerting::notify::AlertmanagerTarget {
+                timeout_secs: 2,
+                ..mailpulse_collector::alerting::notify::AlertmanagerTarget::at(url.as_str())
+            },
+        )
+        .collect();
+    cfg
+}
+
+/// `messages_bounced{domain}` for the 1-second windows `seconds`: 40 a second with a little
+/// noise (deterministic, from `seed`), 2 000 in the `storm` seconds.
+#[allow(dead_code)]
+pub fn bounce_traffic(
+    domain: &str,
+    seconds: std::ops::Range<i64>,
+    storm: std::ops::Range<i64>,
+    seed: u64,
+) -> Vec<Sample> {
+    let mut noise = seed;
+    seconds
+        .map(|s| {
+            noise = noise
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let value = if storm.contains(&s) {
+                2_000.0
+            } else {
+                40.0 + (noise >> 61) as f64
+            };
+            Sample {
+                metric: "messages_bounced".into(),
+                labels: labels(&[("domain", domain)]),
+                window_start_unix_ms: s * 1000,
+                window_secs: 1,
+                value: Some(sample::Value::CounterDelta(value)),
+            }
+        })
+        .collect()
+}
+
 /// Starts a collector with `config`.
 pub async fn start(config: CollectorConfig) -> RunningCollector {
     within("collector start", mailpulse_collector::start(config))
