@@ -191,6 +191,34 @@ impl Score {
             anomaly_score: 0.0,
         }
     }
+
+    /// A judged point `band_units` half-bands from `expected` (±1 at the band's edges): how far
+    /// outside the band, and on which side; `anomaly_score` as given.
+    pub fn judged(
+        observed: f64,
+        (expected, lower, upper): (f64, f64, f64),
+        band_units: f64,
+        anomaly_score: f64,
+    ) -> Score {
+        let excess = (band_units.abs() - 1.0).max(0.0);
+        let direction = if excess == 0.0 {
+            Direction::Inside
+        } else if observed > expected {
+            Direction::Above
+        } else {
+            Direction::Below
+        };
+        Score {
+            observed,
+            expected,
+            lower,
+            upper,
+            band_units,
+            excess,
+            direction,
+            anomaly_score,
+        }
+    }
 }
 
 /// Maps an excess over the band (in half-band units, ≥ 0) to [0, 1]: `1 - exp(-excess)`.

@@ -46,7 +46,7 @@ use super::math::{
     MAD_TO_SIGMA, conformal_quantile, f_survival, fill_gaps, median, median_mad, normal_quantile,
 };
 use super::trend::{Trend, TrendKind};
-use super::{Direction, Score, Series, SeriesKind, anomaly_score, default_periods};
+use super::{Score, Series, SeriesKind, anomaly_score, default_periods};
 
 /// Fewer finite values than this: no model at all.
 const MIN_POINTS: usize = 8;
@@ -426,23 +426,10 @@ impl Model {
         let diff = observed - expected;
         let band_units = if diff >= 0.0 { diff / up } else { diff / down };
         let band_units = if band_units.is_nan() { 0.0 } else { band_units };
-        let excess = (band_units.abs() - 1.0).max(0.0);
-        let direction = if excess == 0.0 {
-            Direction::Inside
-        } else if diff > 0.0 {
-            Direction::Above
-        } else {
-            Direction::Below
-        };
+        let score = Score::judged(observed, (expected, lower, upper), band_units, 0.0);
         Score {
-            observed,
-            expected,
-            lower,
-            upper,
-            band_units,
-            excess,
-            direction,
-            anomaly_score: anomaly_score(excess),
+            anomaly_score: anomaly_score(score.excess),
+            ..score
         }
     }
 
@@ -880,6 +867,7 @@ fn phase_anova_p_value(y: &[f64], p: usize, groups: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::Direction;
 
     fn noise(seed: &mut u64) -> f64 {
         // xorshift64* → sum of uniforms (approximately normal, unit variance).

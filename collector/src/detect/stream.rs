@@ -71,7 +71,7 @@ use std::collections::VecDeque;
 use super::math::median;
 use super::seasonal::{Basis, FitConfig, Model, fit_keeping, fit_with};
 use super::tails::{TailConfig, TailWindow, Tolerance};
-use super::{Direction, Score, Series, SeriesKind, default_periods, evidence_score};
+use super::{Score, Series, SeriesKind, default_periods, evidence_score};
 
 /// Points a detector waits for before learning the step from timestamp gaps.
 const STEP_LEARNING_GAPS: usize = 8;
@@ -494,24 +494,12 @@ impl StreamingDetector {
         } else {
             0.0
         };
-        let excess = (band_units.abs() - 1.0).max(0.0);
-        let direction = if excess == 0.0 {
-            Direction::Inside
-        } else if diff > 0.0 {
-            Direction::Above
-        } else {
-            Direction::Below
-        };
-        Score {
+        Score::judged(
             observed,
-            expected,
-            lower,
-            upper,
+            (expected, lower, upper),
             band_units,
-            excess,
-            direction,
             anomaly_score,
-        }
+        )
     }
 
     /// The model's path at `timestamp_secs` (0 without a model).
