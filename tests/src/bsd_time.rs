@@ -7,17 +7,8 @@ const MONTHS: [&str; 12] = [
 
 /// `Mon DD HH:MM:SS` (day space-padded) of a Unix time, UTC.
 pub fn bsd_stamp(unix_secs: i64) -> String {
-    let days = unix_secs.div_euclid(86_400);
     let secs = unix_secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let (_, month, day) = civil_from_days(unix_secs.div_euclid(86_400));
     format!(
         "{} {:>2} {:02}:{:02}:{:02}",
         MONTHS[(month - 1) as usize],
@@ -26,6 +17,19 @@ pub fn bsd_stamp(unix_secs: i64) -> String {
         secs / 60 % 60,
         secs % 60
     )
+}
+
+/// (year, month, day) of a number of days since 1970-01-01 (H. Hinnant's algorithm).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// Seconds since the start of the (leap) year of a BSD stamp, or `None` when `line` does not
