@@ -216,7 +216,7 @@ fn connector(ca_path: Option<&Path>) -> Result<TlsConnector, HttpError> {
         Some(path) => {
             let pem = std::fs::read(path)
                 .map_err(|e| HttpError::TlsSetup(format!("{}: {e}", path.display())))?;
-            for cert in rustls_pemfile_certs(&pem) {
+            for cert in pem_certificates(&pem) {
                 roots
                     .add(cert)
                     .map_err(|e| HttpError::TlsSetup(format!("{}: {e}", path.display())))?;
@@ -245,9 +245,7 @@ fn connector(ca_path: Option<&Path>) -> Result<TlsConnector, HttpError> {
 }
 
 /// The certificates of a PEM text.
-fn rustls_pemfile_certs(
-    pem: &[u8],
-) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
+fn pem_certificates(pem: &[u8]) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
     use tokio_rustls::rustls::pki_types::pem::PemObject;
     tokio_rustls::rustls::pki_types::CertificateDer::pem_slice_iter(pem)
         .filter_map(Result::ok)

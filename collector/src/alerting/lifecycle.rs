@@ -181,19 +181,6 @@ impl Lifecycle {
             .collect()
     }
 
-    /// The alert with `fingerprint`, active or recently resolved.
-    pub fn get(&self, fingerprint: &str) -> Option<AlertState> {
-        self.active
-            .get(fingerprint)
-            .or_else(|| {
-                self.resolved
-                    .iter()
-                    .rev()
-                    .find(|s| s.fingerprint == fingerprint)
-            })
-            .cloned()
-    }
-
     /// Active alerts (firing first, then pending and silenced; each by fingerprint), then
     /// the most recently resolved ones, at most `limit`.
     pub fn alerts(&self, limit: usize) -> Vec<AlertState> {

@@ -381,50 +381,41 @@ async fn push_to_managers(
     resolutions.retain(|(s, taken)| {
         !taken.iter().all(|t| *t) && s.resolved_unix_ms.unwrap_or(now) > day_ago
     });
-    let pushes = notifier.managers.iter().enumerate().map(|(i, manager)| {
+    // One Alertmanager after another (an HA pair or three): a down one costs at most its
+    // timeout.
+    for (i, manager) in notifier.managers.iter().enumerate() {
         let mut alerts: Vec<Value> = firing
             .iter()
             .map(|s| am_alert(s, lease, &notifier.external_url))
             .collect();
-        alerts.extend(resolutions.iter().filter(|(_, taken)| !taken[i]).map(|(s, _)| {
-            am_alert(s, s.resolved_unix_ms.unwrap_or(now), &notifier.external_url)
-        }));
-        async move {
-            if alerts.is_empty() {
-                return (i, true);
-            }
-            let body = Bytes::from(serde_json::to_vec(&alerts).unwrap_or_default());
-            let result = manager.endpoint.post_json(&manager.headers, body).await;
-            let ok = matches!(&result, Ok(a) if (200..300).contains(&a.status));
-            if ok {
-                CollectorStats::add(&stats.alertmanager_pushes, 1);
-                debug!(url = manager.endpoint.url(), alerts = alerts.len(), "alerts pushed");
-            } else {
-                CollectorStats::add(&stats.alertmanager_push_errors, 1);
-                warn!(url = manager.endpoint.url(), outcome = ?result, "pushing alerts to an Alertmanager failed");
-            }
-            (i, ok)
+        alerts.extend(
+            resolutions
+                .iter()
+                .filter(|(_, taken)| !taken[i])
+                .map(|(s, _)| {
+                    am_alert(s, s.resolved_unix_ms.unwrap_or(now), &notifier.external_url)
+                }),
+        );
+        if alerts.is_empty() {
+            continue;
         }
-    });
-    for (i, ok) in futures_join_all(pushes).await {
-        if ok {
+        let body = Bytes::from(serde_json::to_vec(&alerts).unwrap_or_default());
+        let result = manager.endpoint.post_json(&manager.headers, body).await;
+        if matches!(&result, Ok(a) if (200..300).contains(&a.status)) {
+            CollectorStats::add(&stats.alertmanager_pushes, 1);
+            debug!(
+                url = manager.endpoint.url(),
+                alerts = alerts.len(),
+                "alerts pushed"
+            );
             for (_, taken) in resolutions.iter_mut() {
                 taken[i] = true;
             }
+        } else {
+            CollectorStats::add(&stats.alertmanager_push_errors, 1);
+            warn!(url = manager.endpoint.url(), outcome = ?result, "pushing alerts to an Alertmanager failed");
         }
     }
-}
-
-/// Runs the pushes one after another (an HA pair or three: a down Alertmanager costs at most
-/// its timeout), results in order.
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut out = Vec::new();
-    for f in futures {
-        out.push(f.await);
-    }
-    out
 }
 
 /// The webhook outbox, mirrored in the store.

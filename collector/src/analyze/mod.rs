@@ -229,23 +229,16 @@ pub fn point_value(aggregate: &Aggregate) -> Option<f64> {
 }
 
 /// Pushes the stored windows in `from_ms..to_ms` into `engine`, every window of the range (an
-/// empty one too: silent counters are news). Returns the anomalies and resolved alerts.
+/// empty one too: silent counters are news). Returns the anomalies.
 /// Synchronous (reads redb); run it off the async runtime.
-fn feed(
-    store: &StoreHandle,
-    engine: &mut Engine,
-    from_ms: i64,
-    to_ms: i64,
-) -> (Vec<Anomaly>, Vec<Alert>) {
+fn feed(store: &StoreHandle, engine: &mut Engine, from_ms: i64, to_ms: i64) -> Vec<Anomaly> {
     let resolution_ms = store.resolution_ms();
     let defs: Vec<Arc<SeriesDef>> = store.registry().all();
     let mut anomalies = Vec::new();
-    let mut resolved = Vec::new();
     let mut next = from_ms.div_euclid(resolution_ms) * resolution_ms;
     let mut push = |engine: &mut Engine, window: i64, frame: &[(SeriesId, &SeriesDef, f64)]| {
         let outcome = engine.push_window(window, frame);
         anomalies.extend(outcome.anomalies);
-        resolved.extend(outcome.resolved);
     };
     let mut frame: Vec<(SeriesId, &SeriesDef, f64)> = Vec::new();
     let read = store.for_each_window(from_ms, to_ms, |window, entries| {
@@ -264,7 +257,7 @@ fn feed(
     });
     if let Err(e) = read {
         warn!(error = %e, "reading stored windows failed");
-        return (anomalies, resolved);
+        return anomalies;
     }
     // Trailing empty windows, only once the engine has seen data at all.
     if engine.series_count() > 0 {
@@ -273,7 +266,7 @@ fn feed(
             next += resolution_ms;
         }
     }
-    (anomalies, resolved)
+    anomalies
 }
 
 /// Runs rounds every `interval_secs` until `shutdown` turns true; after each round the
@@ -318,7 +311,7 @@ pub async fn run_analyzer(
         } else {
             let (store2, shared2) = (store.clone(), shared.clone());
             let joined = tokio::task::spawn_blocking(move || {
-                let (found, _resolved) = feed(&store2, &mut e, from, until);
+                let found = feed(&store2, &mut e, from, until);
                 shared2.publish(&e);
                 (e, found)
             })
