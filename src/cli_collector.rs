@@ -18,7 +18,11 @@ pub fn load(path: &Path) -> Result<CollectorConfig> {
     let views = config.detect.engine().views;
     mailpulse_collector::alerting::check_views(
         &config.alerting.rules,
-        views.iter().map(|v| v.name.as_str()),
+        views
+            .iter()
+            .map(|v| v.name.as_str())
+            .chain(["agent_down"])
+            .chain(mailpulse_collector::analyze::advice::NAMES.iter().copied()),
     )
     .map_err(|e| {
         let (line, column) = mailpulse_agent::config::line_column(&text, e.span.start);
@@ -91,6 +95,10 @@ mod tests {
         );
         write(&config, &text("spool_full"), 0o600);
         load(&config).expect("a rule for a built-in view");
+        for builtin in ["agent_down", "dnsbl_listed", "mx_ttl_long"] {
+            write(&config, &text(builtin), 0o600);
+            load(&config).unwrap_or_else(|e| panic!("a rule for {builtin}: {e:#}"));
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -207,6 +207,7 @@ impl Aggregator {
                         ..key.clone()
                     };
                     delay_key.domain = Some(domain.clone());
+                    delay_key.relay = Some(relay.clone());
                     window
                         .histograms
                         .entry(delay_key)

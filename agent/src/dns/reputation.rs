@@ -73,7 +73,8 @@ pub async fn domain_findings<R: Resolve>(
     g.out
 }
 
-/// `dnsbl_listed{ip,list}` (1 listed, 0 not; lists that errored or do not cover the family
+/// `dnsbl_listed{ip,list,removal_url}` (1 listed, 0 not; `removal_url` when the list has one,
+/// which the collector's `dnsbl_listed` alert names; lists that errored or do not cover the family
 /// are left out), `dnswl_listed{ip,list}`, `sender_score{ip}` when scored, and
 /// `dns_fcrdns_ok{ip}`.
 pub async fn ip_reputation<R: Resolve>(
@@ -87,17 +88,23 @@ pub async fn ip_reputation<R: Resolve>(
     let mut g = gauges(host, now_ms, window_secs);
     let ip_text = ip.to_string();
     let (results, _) = check_dnsbl(ip, lists, resolver).await;
-    for r in &results {
+    for (list, r) in lists.iter().zip(&results) {
         let listed = match r.status {
             ListingStatus::Listed { .. } => 1.0,
             ListingStatus::NotListed => 0.0,
             ListingStatus::NotApplicable | ListingStatus::Error { .. } => continue,
         };
+        let mut labels = vec![("ip", ip_text.as_str()), ("list", r.zone.as_str())];
         let metric = match r.kind {
-            ListKind::Block => "dnsbl_listed",
+            ListKind::Block => {
+                if let Some(url) = &list.removal_url {
+                    labels.push(("removal_url", url.as_str()));
+                }
+                "dnsbl_listed"
+            }
             _ => "dnswl_listed",
         };
-        g.push(metric, &[("ip", &ip_text), ("list", &r.zone)], listed);
+        g.push(metric, &labels, listed);
     }
     if let (SenderScore::Score { score }, _) = check_sender_score(ip, resolver).await {
         g.push("sender_score", &[("ip", &ip_text)], f64::from(score));
@@ -113,4 +120,52 @@ pub async fn ip_reputation<R: Resolve>(
         },
     );
     g.out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::dns::RData;
+    use crate::dns::dnsbl::default_lists;
+    use crate::dns::zone::MemoryZone;
+
+    #[tokio::test]
+    async fn listings_carry_the_list_and_its_removal_page() {
+        let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+        let mut zone = MemoryZone::new();
+        zone.add(
+            "7.2.0.192.bl.spamcop.net",
+            RData::A(Ipv4Addr::new(127, 0, 0, 2)),
+        );
+        let samples = ip_reputation(ip, &default_lists(), &zone, "mx1", 0, 300).await;
+        let listed: Vec<(&str, Option<&str>, f64)> = samples
+            .iter()
+            .filter(|s| s.metric == "dnsbl_listed")
+            .map(|s| {
+                let label = |n: &str| {
+                    s.labels
+                        .iter()
+                        .find(|l| l.name == n)
+                        .map(|l| l.value.as_str())
+                };
+                let value = match s.value {
+                    Some(pb::sample::Value::Gauge(v)) => v,
+                    _ => f64::NAN,
+                };
+                (label("list").unwrap_or(""), label("removal_url"), value)
+            })
+            .collect();
+        let spamcop = listed
+            .iter()
+            .find(|(list, ..)| *list == "bl.spamcop.net")
+            .expect("spamcop asked");
+        assert_eq!(
+            (spamcop.1, spamcop.2),
+            (Some("https://www.spamcop.net/bl.shtml"), 1.0)
+        );
+        let clean = listed.iter().filter(|(.., v)| *v == 0.0).count();
+        assert!(clean >= 3, "the other lists answer not listed: {listed:?}");
+    }
 }

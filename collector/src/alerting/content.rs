@@ -69,6 +69,9 @@ fn summary(alert: &Alert) -> String {
     } else {
         format!("{} {} on {host}", alert.name, keys.join(" "))
     };
+    if let Some(advice) = &alert.advice {
+        return format!("{subject}: {}", advice.summary);
+    }
     let f = &alert.last;
     if f.direction.is_empty() {
         return subject;
@@ -172,6 +175,7 @@ mod tests {
                 direction: "above".into(),
                 score: 0.999,
             },
+            advice: None,
         }
     }
 

@@ -251,6 +251,7 @@ mod tests {
                 direction: "above".into(),
                 score: 0.99,
             },
+            advice: None,
         }
     }
 

@@ -6,6 +6,9 @@ use crate::analyze::Alert;
 
 /// The recommendation for `alert` (empty when there is nothing specific to say).
 pub fn recommendation(alert: &Alert) -> String {
+    if let Some(advice) = &alert.advice {
+        return advice.recommendation.clone();
+    }
     let host = alert.label("host").unwrap_or("the host");
     let domain = alert.label("domain");
     let relay = alert.label("relay");
@@ -136,6 +139,7 @@ mod tests {
             peak_score: 1.0,
             peak_detail: "full in 5 h 40 min".into(),
             last: AlertFigures::default(),
+            advice: None,
         }
     }
 

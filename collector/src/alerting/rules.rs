@@ -83,6 +83,10 @@ pub fn builtin_rule(view: &str) -> Decision {
             (Critical, 0)
         }
         "messages_delivered" => (Critical, 300),
+        // A blocklisted sending IP, an MX host failing, a destination's MX target failing.
+        "dnsbl_listed" | "mx_host_failing" | "relay_failing" => (Warning, 0),
+        // Routing that works but could be better.
+        "mx_unbalanced" | "mx_ttl_long" => (Info, 0),
         // Mail is refused or delayed at destinations, or an account is abused.
         "bounce_ratio"
         | "deferral_ratio"
@@ -194,6 +198,7 @@ mod tests {
             peak_score: 1.0,
             peak_detail: String::new(),
             last: AlertFigures::default(),
+            advice: None,
         }
     }
 

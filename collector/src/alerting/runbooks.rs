@@ -72,6 +72,26 @@ pub const RUNBOOKS: &[(&str, &str)] = &[
         "spool_full",
         include_str!("../../../docs/runbooks/spool_full.md"),
     ),
+    (
+        "dnsbl_listed",
+        include_str!("../../../docs/runbooks/dnsbl_listed.md"),
+    ),
+    (
+        "mx_host_failing",
+        include_str!("../../../docs/runbooks/mx_host_failing.md"),
+    ),
+    (
+        "mx_ttl_long",
+        include_str!("../../../docs/runbooks/mx_ttl_long.md"),
+    ),
+    (
+        "mx_unbalanced",
+        include_str!("../../../docs/runbooks/mx_unbalanced.md"),
+    ),
+    (
+        "relay_failing",
+        include_str!("../../../docs/runbooks/relay_failing.md"),
+    ),
 ];
 
 /// The runbook of `name` (`bounce_ratio`, `README`, …).
@@ -99,6 +119,10 @@ mod tests {
         }
         assert!(runbook("README").is_some());
         assert!(runbook("agent_down").is_some());
+        for name in crate::analyze::advice::NAMES {
+            let text = runbook(name).unwrap_or_else(|| panic!("no runbook for {name}"));
+            assert!(text.starts_with(&format!("# {name}\n")), "{name}");
+        }
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Alert {
     pub peak_detail: String,
     /// The latest anomalous window's figures (its highest-scoring anomaly).
     pub last: AlertFigures,
+    /// An advice alert's own summary and recommendation (none for a detector's alert).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advice: Option<super::advice::Advice>,
 }
 
 /// What one anomalous window of an alert's series looked like.
@@ -99,6 +102,7 @@ impl AlertTracker {
                         peak_score: 0.0,
                         peak_detail: String::new(),
                         last: AlertFigures::default(),
+                        advice: None,
                     },
                     BTreeSet::new(),
                 )

@@ -18,6 +18,7 @@
 //! Architecture invariant: detection is causal — a window is pushed once, after it settled,
 //! and never revised; the engine does no I/O (this module does the reading).
 
+pub mod advice;
 pub mod alerts;
 pub mod engine;
 pub mod views;
@@ -71,6 +72,8 @@ pub struct AnalyzeConfig {
     /// at 5-minute windows). Earlier verdicts are scored and marked `learning`; absolute limits
     /// (spool full, queue limit) alert from the start.
     pub learning_windows: usize,
+    /// Advice alerts (`[detect.advice]`): DNSBL listings, MX routing, failing MX targets.
+    pub advice: advice::AdviceConfig,
 }
 
 impl Default for AnalyzeConfig {
@@ -89,6 +92,7 @@ impl Default for AnalyzeConfig {
             ratio_baseline_days: engine.ratio_baseline_days,
             adaptation_windows: engine.adaptation_windows,
             learning_windows: engine.learning_windows,
+            advice: advice::AdviceConfig::default(),
         }
     }
 }
@@ -213,6 +217,7 @@ impl AgentWatch {
                         self.down_after.as_secs()
                     ),
                     last: AlertFigures::default(),
+                    advice: None,
                 }
             })
             .collect()
@@ -327,10 +332,22 @@ pub async fn run_analyzer(
             }
             (e, anomalies)
         };
-        // Every round, data or not: an agent that went silent is news.
+        // Every round, data or not: an agent that went silent is news, and so is what the
+        // fleet is (listings, MX routing).
         let mut open = e.open_alerts();
         if let Some(watch) = &agents {
             open.extend(watch.down(&store, now));
+        }
+        if cfg.advice.enabled {
+            let (store2, advice_cfg) = (store.clone(), cfg.advice.clone());
+            let advised = tokio::task::spawn_blocking(move || {
+                advice::advise(&advice_cfg, &advice::read_facts(&store2, &advice_cfg, now))
+            })
+            .await;
+            match advised {
+                Ok(alerts) => open.extend(alerts),
+                Err(_) => warn!("advice round panicked"),
+            }
         }
         let update = lifecycle.update(now, &open);
         engine = Some(e);

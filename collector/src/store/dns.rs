@@ -308,6 +308,56 @@ pub(super) fn changes(
     Ok(out)
 }
 
+/// One stored DNS record set: the latest answer per (kind, target, server).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDnsRecord {
+    pub kind: String,
+    pub target: String,
+    /// The server asked (empty: the agent's usual resolver).
+    pub server: String,
+    pub state: DnsRecordState,
+}
+
+/// Most records one [`records`] query returns.
+pub const MAX_DNS_RECORDS_PER_QUERY: usize = 100_000;
+
+/// The stored records of the probe kinds `kinds` (at most [`MAX_DNS_RECORDS_PER_QUERY`]); a
+/// record that does not decode is skipped, not fatal.
+pub(super) fn records(
+    db: &redb::Database,
+    path: &Path,
+    kinds: &[&str],
+) -> Result<Vec<StoredDnsRecord>, StoreError> {
+    let read = db.begin_read().at(path)?;
+    let table = read.open_table(DNS_RECORDS).at(path)?;
+    let mut out = Vec::new();
+    for kind in kinds {
+        let start = format!("{kind}\0");
+        let end = format!("{kind}\u{1}");
+        for entry in table.range(start.as_str()..end.as_str()).at(path)? {
+            if out.len() >= MAX_DNS_RECORDS_PER_QUERY {
+                return Ok(out);
+            }
+            let (key, value) = entry.at(path)?;
+            let mut parts = key.value().splitn(3, '\0');
+            let (Some(k), Some(target), Some(server)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Ok(state) = serde_json::from_slice::<DnsRecordState>(value.value()) else {
+                continue;
+            };
+            out.push(StoredDnsRecord {
+                kind: k.to_owned(),
+                target: target.to_owned(),
+                server: server.to_owned(),
+                state,
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn record_key(p: &IngestProbe) -> String {
     format!("{}\0{}\0{}", p.kind, p.target, p.server)
 }

@@ -44,7 +44,10 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use aggregate::{Aggregate, CorruptRecord, ValueRef};
 pub use config::StoreConfig;
-pub use dns::{MAX_DNS_CHANGES_PER_QUERY, MAX_DNS_CHANGES_QUERY_BYTES};
+pub use dns::{
+    MAX_DNS_CHANGES_PER_QUERY, MAX_DNS_CHANGES_QUERY_BYTES, MAX_DNS_RECORDS_PER_QUERY,
+    StoredDnsRecord,
+};
 pub use series::{
     InternError, KeyHasher, OTHER_LABEL_VALUE, OwnerSeries, SeriesIndex, SeriesLimits,
     SeriesRegistry, series_key,
@@ -607,6 +610,12 @@ impl StoreHandle {
         target: Option<&str>,
     ) -> Result<Vec<crate::model::DnsChange>, StoreError> {
         dns::changes(&*self.shared.db()?, &self.shared.path, limit, target)
+    }
+
+    /// The latest stored answers of the probe kinds `kinds` (`mx`, `a`, …), per target and
+    /// server.
+    pub fn dns_records(&self, kinds: &[&str]) -> Result<Vec<StoredDnsRecord>, StoreError> {
+        dns::records(&*self.shared.db()?, &self.shared.path, kinds)
     }
 
     /// When the store was created (start of all cumulative totals), Unix ms.

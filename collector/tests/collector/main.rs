@@ -1,5 +1,6 @@
 //! Collector integration tests: in-process collector on 127.0.0.1, real gRPC clients.
 
+mod advice;
 mod alerting;
 mod analyze;
 mod connections;
