@@ -10,7 +10,7 @@ use mailpulse_collector::alerting::http::Endpoint;
 
 /// Fetches `/api/v1/alerts` from `collector` and prints it (`json`: as the API returns it).
 pub fn run(collector: &str, json: bool, all: bool) -> Result<()> {
-    let endpoint = Endpoint::new(collector, None, Duration::from_secs(10))
+    let endpoint = Endpoint::new(collector, &Default::default(), Duration::from_secs(10))
         .with_context(|| format!("collector URL {collector}"))?
         .join("/api/v1/alerts");
     let runtime = tokio::runtime::Builder::new_current_thread()

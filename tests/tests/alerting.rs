@@ -47,7 +47,7 @@ fn collector_config(
         url: hook.to_owned(),
         receiver: "ops".into(),
         secret_file: secret,
-        ca_path: None,
+        tls: Default::default(),
         timeout_secs: 2,
         max_attempts: 5,
     }];

@@ -1,7 +1,7 @@
 //! A small HTTP/1.1 client for notifications: one POST of a JSON body per connection, over
 //! plain TCP or TLS (system roots, or a CA file), bounded in time and in the answer it reads.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +35,24 @@ pub enum HttpError {
     Timeout(Duration),
 }
 
+/// TLS options of an `https` endpoint, as Prometheus' `tls_config` has them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsOptions {
+    /// CA certificates (PEM) the server is checked against; default: the system roots.
+    #[serde(default)]
+    pub ca_path: Option<PathBuf>,
+    /// A client certificate chain (PEM) to present, with its private key (PEM, PKCS#8, PKCS#1
+    /// or SEC1): for receivers that require mutual TLS.
+    #[serde(default)]
+    pub cert_path: Option<PathBuf>,
+    #[serde(default)]
+    pub key_path: Option<PathBuf>,
+    /// The name the server's certificate must carry; default: the URL's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
 /// Where requests go: scheme, host, port and path of one URL.
 #[derive(Clone)]
 pub struct Endpoint {
@@ -42,7 +60,7 @@ pub struct Endpoint {
     host: String,
     port: u16,
     path: String,
-    tls: Option<TlsConnector>,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
     timeout: Duration,
 }
 
@@ -61,8 +79,9 @@ pub struct Answer {
 
 impl Endpoint {
     /// An endpoint for `url` (`http://` or `https://`); `https` checks the server against the
-    /// system roots, or against `ca_path` (PEM) when given.
-    pub fn new(url: &str, ca_path: Option<&Path>, timeout: Duration) -> Result<Self, HttpError> {
+    /// system roots, or against `tls.ca_path` (PEM) when given, and presents `tls.cert_path`
+    /// when given.
+    pub fn new(url: &str, tls: &TlsOptions, timeout: Duration) -> Result<Self, HttpError> {
         let uri: hyper::Uri = url
             .parse()
             .map_err(|e: hyper::http::uri::InvalidUri| HttpError::Url(url.into(), e.to_string()))?;
@@ -82,8 +101,14 @@ impl Endpoint {
             .path_and_query()
             .map_or("/".to_owned(), |p| p.as_str().to_owned());
         let tls = if https {
-            Some(connector(ca_path)?)
+            let name = tls.server_name.clone().unwrap_or_else(|| host.clone());
+            let name = ServerName::try_from(name.clone())
+                .map_err(|e| HttpError::TlsSetup(format!("server name {name:?}: {e}")))?;
+            Some((connector(tls)?, name))
         } else {
+            if tls.cert_path.is_some() || tls.ca_path.is_some() {
+                return Err(bad("TLS options need an https URL"));
+            }
             None
         };
         Ok(Endpoint {
@@ -139,11 +164,9 @@ impl Endpoint {
             .map_err(|e| HttpError::Connect(address.clone(), e.to_string()))?;
         match &self.tls {
             None => self.exchange(TokioIo::new(tcp), post, headers, body).await,
-            Some(tls) => {
-                let name = ServerName::try_from(self.host.clone())
-                    .map_err(|e| HttpError::Tls(address.clone(), e.to_string()))?;
+            Some((tls, name)) => {
                 let stream = tls
-                    .connect(name, tcp)
+                    .connect(name.clone(), tcp)
                     .await
                     .map_err(|e| HttpError::Tls(address.clone(), e.to_string()))?;
                 self.exchange(TokioIo::new(stream), post, headers, body)
@@ -210,9 +233,9 @@ impl Endpoint {
     }
 }
 
-fn connector(ca_path: Option<&Path>) -> Result<TlsConnector, HttpError> {
+fn connector(options: &TlsOptions) -> Result<TlsConnector, HttpError> {
     let mut roots = RootCertStore::empty();
-    match ca_path {
+    match options.ca_path.as_deref() {
         Some(path) => {
             let pem = std::fs::read(path)
                 .map_err(|e| HttpError::TlsSetup(format!("{}: {e}", path.display())))?;
@@ -239,9 +262,46 @@ fn connector(ca_path: Option<&Path>) -> Result<TlsConnector, HttpError> {
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| HttpError::TlsSetup(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let config = match (&options.cert_path, &options.key_path) {
+        (None, None) => config.with_no_client_auth(),
+        (Some(cert), Some(key)) => {
+            let (chain, key) = client_identity(cert, key)?;
+            config
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| HttpError::TlsSetup(format!("{}: {e}", cert.display())))?
+        }
+        _ => {
+            return Err(HttpError::TlsSetup(
+                "cert_path and key_path go together".into(),
+            ));
+        }
+    };
     Ok(TlsConnector::from(Arc::new(config)))
+}
+
+type Identity = (
+    Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
+    tokio_rustls::rustls::pki_types::PrivateKeyDer<'static>,
+);
+
+/// The client certificate chain and its key, from PEM files.
+fn client_identity(cert: &Path, key: &Path) -> Result<Identity, HttpError> {
+    use tokio_rustls::rustls::pki_types::PrivateKeyDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| HttpError::TlsSetup(format!("{}: {e}", path.display())))
+    };
+    let chain = pem_certificates(&read(cert)?);
+    if chain.is_empty() {
+        return Err(HttpError::TlsSetup(format!(
+            "{}: no certificate",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&read(key)?)
+        .map_err(|e| HttpError::TlsSetup(format!("{}: no private key ({e})", key.display())))?;
+    Ok((chain, key))
 }
 
 /// The certificates of a PEM text.
@@ -258,17 +318,26 @@ mod tests {
 
     #[test]
     fn urls_are_checked_and_joined() {
-        let e = Endpoint::new("http://127.0.0.1:9093/", None, Duration::from_secs(1)).unwrap();
+        let none = TlsOptions::default();
+        let e = Endpoint::new("http://127.0.0.1:9093/", &none, Duration::from_secs(1)).unwrap();
         let alerts = e.join("/api/v2/alerts");
         assert_eq!(alerts.url(), "http://127.0.0.1:9093/api/v2/alerts");
         assert_eq!(alerts.path, "/api/v2/alerts");
         assert_eq!((alerts.host.as_str(), alerts.port), ("127.0.0.1", 9093));
-        assert!(Endpoint::new("ftp://x/", None, Duration::from_secs(1)).is_err());
-        assert!(Endpoint::new("not a url", None, Duration::from_secs(1)).is_err());
-        let hook = Endpoint::new("http://[::1]/hook?x=1", None, Duration::from_secs(1)).unwrap();
+        assert!(Endpoint::new("ftp://x/", &none, Duration::from_secs(1)).is_err());
+        assert!(Endpoint::new("not a url", &none, Duration::from_secs(1)).is_err());
+        let hook = Endpoint::new("http://[::1]/hook?x=1", &none, Duration::from_secs(1)).unwrap();
         assert_eq!(
             (hook.host.as_str(), hook.port, hook.path.as_str()),
             ("::1", 80, "/hook?x=1")
         );
+        let half = TlsOptions {
+            cert_path: Some("/nonexistent/cert.pem".into()),
+            ..TlsOptions::default()
+        };
+        let err = Endpoint::new("https://127.0.0.1/", &half, Duration::from_secs(1)).unwrap_err();
+        assert!(err.to_string().contains("go together"), "{err}");
+        let err = Endpoint::new("http://127.0.0.1/", &half, Duration::from_secs(1)).unwrap_err();
+        assert!(err.to_string().contains("https"), "{err}");
     }
 }

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use super::content::rfc3339;
-use super::http::Endpoint;
+use super::http::{Endpoint, TlsOptions};
 use super::{AlertState, Transition};
 use crate::stats::CollectorStats;
 use crate::store::{StoreHandle, unix_ms};
@@ -49,9 +49,9 @@ pub struct AlertmanagerTarget {
     pub basic_auth_username: Option<String>,
     #[serde(default)]
     pub basic_auth_password_file: Option<PathBuf>,
-    /// CA certificates (PEM) for an `https` URL; default: the system roots.
+    /// TLS for an `https` URL: CA, client certificate and key, server name.
     #[serde(default)]
-    pub ca_path: Option<PathBuf>,
+    pub tls: TlsOptions,
     /// Seconds a push may take (default 10).
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
@@ -68,9 +68,9 @@ pub struct WebhookTarget {
     pub receiver: String,
     /// The HMAC-SHA256 key: the first line of this file (keep it readable by the collector only).
     pub secret_file: PathBuf,
-    /// CA certificates (PEM) for an `https` URL; default: the system roots.
+    /// TLS for an `https` URL: CA, client certificate and key, server name.
     #[serde(default)]
-    pub ca_path: Option<PathBuf>,
+    pub tls: TlsOptions,
     /// Seconds a delivery may take (default 10).
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
@@ -87,7 +87,7 @@ impl AlertmanagerTarget {
             bearer_token_file: None,
             basic_auth_username: None,
             basic_auth_password_file: None,
-            ca_path: None,
+            tls: TlsOptions::default(),
             timeout_secs: default_timeout_secs(),
         }
     }
@@ -171,13 +171,10 @@ fn managers(targets: &[AlertmanagerTarget]) -> Result<Vec<Manager>, NotifyError>
                 url: t.url.clone(),
                 message,
             };
-            let endpoint = Endpoint::new(
-                &t.url,
-                t.ca_path.as_deref(),
-                Duration::from_secs(t.timeout_secs.max(1)),
-            )
-            .map_err(|e| bad(e.to_string()))?
-            .join("/api/v2/alerts");
+            let endpoint =
+                Endpoint::new(&t.url, &t.tls, Duration::from_secs(t.timeout_secs.max(1)))
+                    .map_err(|e| bad(e.to_string()))?
+                    .join("/api/v2/alerts");
             let mut headers = Vec::new();
             if let Some(file) = &t.bearer_token_file {
                 let token = first_line(file, "alertmanager", &t.url)?;
@@ -202,16 +199,14 @@ fn hooks(targets: &[WebhookTarget]) -> Result<Vec<Hook>, NotifyError> {
     targets
         .iter()
         .map(|t| {
-            let endpoint = Endpoint::new(
-                &t.url,
-                t.ca_path.as_deref(),
-                Duration::from_secs(t.timeout_secs.max(1)),
-            )
-            .map_err(|e| NotifyError::Target {
-                what: "webhook",
-                url: t.url.clone(),
-                message: e.to_string(),
-            })?;
+            let endpoint =
+                Endpoint::new(&t.url, &t.tls, Duration::from_secs(t.timeout_secs.max(1))).map_err(
+                    |e| NotifyError::Target {
+                        what: "webhook",
+                        url: t.url.clone(),
+                        message: e.to_string(),
+                    },
+                )?;
             let secret = first_line(&t.secret_file, "webhook", &t.url)?;
             if secret.len() < 16 {
                 return Err(NotifyError::Target {
@@ -640,6 +635,33 @@ mod tests {
         let am = am_alert(&state(), 1_728_293_400_000, "http://mp.test:9470");
         assert_eq!(am["endsAt"], "2024-10-07T09:30:00Z");
         assert_eq!(am["labels"]["alertname"], "bounce_ratio");
+    }
+
+    #[test]
+    fn targets_take_prometheus_like_tls_options() {
+        let config: super::super::AlertingConfig = toml::from_str(
+            r#"
+            [[alertmanagers]]
+            url = "https://am.example.net:9093"
+            tls = { ca_path = "/ca.pem", cert_path = "/c.pem", key_path = "/c.key", server_name = "am" }
+            [[webhooks]]
+            url = "https://hook.example.net/"
+            secret_file = "/s"
+            tls = { ca_path = "/ca.pem" }
+            "#,
+        )
+        .expect("parses");
+        let tls = &config.alertmanagers[0].tls;
+        assert_eq!(
+            tls.cert_path.as_deref(),
+            Some(std::path::Path::new("/c.pem"))
+        );
+        assert_eq!(tls.server_name.as_deref(), Some("am"));
+        assert!(config.webhooks[0].tls.ca_path.is_some());
+        let unknown = toml::from_str::<super::super::AlertingConfig>(
+            "[[alertmanagers]]\nurl = \"https://x/\"\ntls = { insecure = true }\n",
+        );
+        assert!(unknown.is_err(), "unknown TLS keys are errors");
     }
 
     #[test]
