@@ -59,6 +59,7 @@ pub fn options(config: &AgentConfig) -> Result<AgentRunOptions> {
     opts.queue = Some(config.queue.clone());
     opts.capacity = Some(config.capacity.clone());
     opts.dns = Some(config.dns.clone());
+    opts.actions = Some(config.actions.clone());
     Ok(opts)
 }
 

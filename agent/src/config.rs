@@ -37,6 +37,9 @@ pub struct AgentConfig {
     /// DNS, e-mail authentication and reputation probes of the monitored domains and sending IPs.
     #[serde(default)]
     pub dns: DnsConfig,
+    /// Remediation actions this agent runs for the collector (default: none).
+    #[serde(default)]
+    pub actions: crate::act::ActionsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -257,6 +260,7 @@ impl AgentConfig {
         self.traffic.validate().map_err(invalid)?;
         self.queue.validate().map_err(invalid)?;
         self.dns.validate().map_err(invalid)?;
+        self.actions.validate().map_err(invalid)?;
         if !(self.ship.collector_url.starts_with("http://")
             || self.ship.collector_url.starts_with("https://"))
         {

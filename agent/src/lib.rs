@@ -3,6 +3,7 @@
 //! Data flows one way: [`source`] (bytes + offsets) → [`parse`] (typed records) → [`track`]
 //! (per-message lifecycle events) → [`report`] (summaries).
 
+pub mod act;
 pub mod aggregate;
 pub mod capacity;
 pub mod classify;

@@ -509,8 +509,8 @@ async fn batches_arrive_in_order_and_checkpoints_follow_acks() {
         r.action_results,
         vec![(
             "a-1".to_owned(),
-            "rejected".to_owned(),
-            "actions not enabled".to_owned()
+            "refused".to_owned(),
+            "{\"error\":\"actions are not enabled on this agent\"}".to_owned()
         )]
     );
 }

@@ -186,7 +186,7 @@ fn read_bounded(mut stream: impl Read, keep: usize) -> String {
 /// Sends SIGKILL to the process group led by `pid`. The group is the one the child leads
 /// (spawned with `process_group(0)`), and the child is not reaped yet, so the id cannot have been
 /// reused.
-fn kill_process_group(pid: u32) {
+pub(crate) fn kill_process_group(pid: u32) {
     let Some(pgid) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)

@@ -35,7 +35,7 @@
 //! collector keeps a gauge's last value. Values a directory scan cannot know (recipients,
 //! domains, reasons) are not emitted then, rather than emitted as 0.
 
-mod command;
+pub(crate) mod command;
 mod config;
 mod directory;
 mod postqueue;

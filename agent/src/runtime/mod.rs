@@ -196,7 +196,16 @@ where
     ship_cfg.tls = opts.tls.clone();
     ship_cfg.max_in_flight = opts.max_in_flight.max(1);
     ship_cfg.watched_paths = opts.files.clone();
-    let shipper = Shipper::new(ship_cfg, outbox.clone(), appended.clone(), checkpoints)?;
+    let mut shipper = Shipper::new(ship_cfg, outbox.clone(), appended.clone(), checkpoints)?;
+    if let Some(actions) = &opts.actions {
+        actions
+            .validate()
+            .map_err(|e| AgentError::InvalidConfig(format!("[actions]: {e}")))?;
+        shipper = shipper.with_actions(Arc::new(crate::act::Executor::new(
+            actions.clone(),
+            opts.state_dir.clone(),
+        )));
+    }
     reader.report_shipper(shipper.stats());
 
     // One token stops everything; its children stop the readers (log reader and host probes)

@@ -70,6 +70,8 @@ pub struct AgentRunOptions {
     pub capacity: Option<CapacityConfig>,
     /// DNS and reputation probes (default none).
     pub dns: Option<DnsConfig>,
+    /// Remediation actions the collector may ask for (default none: all refused).
+    pub actions: Option<crate::act::ActionsConfig>,
 }
 
 impl AgentRunOptions {
@@ -111,6 +113,7 @@ impl AgentRunOptions {
             queue: None,
             capacity: None,
             dns: None,
+            actions: None,
         }
     }
 }

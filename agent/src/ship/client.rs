@@ -221,7 +221,15 @@ pub struct Shipper {
     suspect: Option<u64>,
     /// Batches moved aside since the last acknowledgement.
     rejected_in_a_row: u32,
+    /// Runs the collector's actions (None: every action is refused).
+    actions: Option<Arc<crate::act::Executor>>,
+    /// Action results waiting for a stream (kept across reconnects).
+    results_tx: mpsc::Sender<AgentMessage>,
+    results_rx: Arc<tokio::sync::Mutex<mpsc::Receiver<AgentMessage>>>,
 }
+
+/// Action results waiting to be sent, at most (an action beyond it waits for room).
+const MAX_PENDING_RESULTS: usize = 64;
 
 /// Why a stream ended; all but `Fatal` lead to a reconnect.
 #[derive(Debug)]
@@ -302,6 +310,7 @@ impl Shipper {
             ),
             None => None,
         };
+        let (results_tx, results_rx) = mpsc::channel(MAX_PENDING_RESULTS);
         let committer = Committer {
             outbox: outbox.clone(),
             checkpoints,
@@ -326,7 +335,19 @@ impl Shipper {
             failed_in_flight: Vec::new(),
             suspect: None,
             rejected_in_a_row: 0,
+            actions: None,
+            results_tx,
+            results_rx: Arc::new(tokio::sync::Mutex::new(results_rx)),
         })
+    }
+
+    /// Runs the collector's actions with `executor` (and says `actions` in Hello).
+    pub fn with_actions(mut self, executor: Arc<crate::act::Executor>) -> Self {
+        if !self.cfg.capabilities.iter().any(|c| c == "actions") {
+            self.cfg.capabilities.push("actions".to_owned());
+        }
+        self.actions = Some(executor);
+        self
     }
 
     /// Counters, shared with the running shipper.
@@ -474,6 +495,8 @@ impl Shipper {
         let mut in_flight: BTreeMap<u64, tokio::time::Instant> = BTreeMap::new();
         let mut next: Option<(u64, AgentMessage)> = None;
         let mut control: VecDeque<AgentMessage> = VecDeque::new();
+        // Results of actions (also of those taken on an earlier stream).
+        let mut results = self.results_rx.clone().lock_owned().await;
         loop {
             shutdown.check();
             if shutdown.requested() && (self.all_acknowledged() || shutdown.expired()) {
@@ -511,6 +534,9 @@ impl Shipper {
                         in_flight.insert(seq, tokio::time::Instant::now());
                         ShipperStats::bump(&self.stats.batches_sent);
                     }
+                }
+                Some(result) = results.recv(), if control.len() < MAX_PENDING_RESULTS => {
+                    control.push_back(result);
                 }
                 _ = self.appended.notified(), if idle => {}
                 _ = tokio::time::sleep(COMMIT_RETRY), if retry_commit => {
@@ -605,17 +631,33 @@ impl Shipper {
                     .map_err(|e| SessionError::Fatal(ShipError::Task(e.to_string())))?;
                 self.note_commit();
             }
-            Some(collector_message::Kind::Action(action)) => {
-                ShipperStats::bump(&self.stats.actions_rejected);
-                tracing::info!(id = %action.id, kind = %action.kind, "rejecting action: actions are not enabled");
-                control.push_back(AgentMessage {
-                    kind: Some(agent_message::Kind::ActionResult(ActionResult {
-                        action_id: action.id,
-                        status: "rejected".to_owned(),
-                        output: "actions not enabled".to_owned(),
-                    })),
-                });
-            }
+            Some(collector_message::Kind::Action(action)) => match &self.actions {
+                Some(executor) => {
+                    // Run apart, so the stream keeps shipping; the result comes back through
+                    // the results channel, on this stream or the next one.
+                    let (executor, results) = (executor.clone(), self.results_tx.clone());
+                    tokio::spawn(async move {
+                        let result = executor.handle(&action).await;
+                        let _ = results
+                            .send(AgentMessage {
+                                kind: Some(agent_message::Kind::ActionResult(result)),
+                            })
+                            .await;
+                    });
+                }
+                None => {
+                    ShipperStats::bump(&self.stats.actions_rejected);
+                    tracing::info!(id = %crate::act::params::shown(&action.id), kind = %crate::act::params::shown(&action.kind), "refusing action: actions are not enabled");
+                    control.push_back(AgentMessage {
+                        kind: Some(agent_message::Kind::ActionResult(ActionResult {
+                            action_id: action.id,
+                            status: "refused".to_owned(),
+                            output: "{\"error\":\"actions are not enabled on this agent\"}"
+                                .to_owned(),
+                        })),
+                    });
+                }
+            },
             None => {}
         }
         Ok(())

@@ -157,6 +157,7 @@ mod tests {
             peak_score: 1.0,
             peak_detail: String::new(),
             last: Default::default(),
+            advice: None,
         }
     }
 
