@@ -33,6 +33,9 @@ pub struct PostfixConfig {
     pub recipient_access: Vec<(String, String)>,
     /// Extra or overriding `main.cf` parameters, written last (the last setting wins in Postfix).
     pub main_cf: Vec<(String, String)>,
+    /// No catch-all `*` route: domains without a route go to `default_transport` (and
+    /// `relayhost`), as on a real outbound relay.
+    pub no_catch_all: bool,
 }
 
 impl PostfixConfig {
@@ -45,6 +48,12 @@ impl PostfixConfig {
     /// Adds a recipient access rule checked at RCPT time.
     pub fn recipient_rule(mut self, address: &str, action: &str) -> Self {
         self.recipient_access.push((address.into(), action.into()));
+        self
+    }
+
+    /// Leaves out the catch-all route (see [`PostfixConfig::no_catch_all`]).
+    pub fn without_catch_all(mut self) -> Self {
+        self.no_catch_all = true;
         self
     }
 
@@ -256,7 +265,7 @@ impl PostfixInstance {
         let access = self.config_dir.join("recipient_access");
 
         let mut routes = config.routes.clone();
-        if !routes.iter().any(|(domain, _)| domain == "*") {
+        if !config.no_catch_all && !routes.iter().any(|(domain, _)| domain == "*") {
             routes.push(("*".into(), "error:no route in tests".into()));
         }
         write_map(&transport, &routes)?;

@@ -58,7 +58,12 @@ pub struct SinkStats {
     pub refused_recipients: usize,
     /// Body bytes received after dot-unstuffing, over all messages.
     pub body_bytes: usize,
+    /// Client addresses of the connections, in order (the first [`MAX_PEERS_KEPT`]).
+    pub peers: Vec<std::net::IpAddr>,
 }
+
+/// Client addresses [`SinkStats::peers`] keeps.
+pub const MAX_PEERS_KEPT: usize = 1_000;
 
 /// A running SMTP sink. Dropping it stops the server.
 pub struct SmtpSink {
@@ -161,9 +166,15 @@ fn accept_loop(listener: TcpListener, mode: SinkMode, shared: Arc<Shared>) {
     let mut accepted = 0usize;
     while !shared.stopping.load(Ordering::SeqCst) && accepted < MAX_TOTAL_CONNECTIONS {
         match listener.accept() {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 accepted += 1;
-                lock(&shared.stats).connections += 1;
+                {
+                    let mut stats = lock(&shared.stats);
+                    stats.connections += 1;
+                    if stats.peers.len() < MAX_PEERS_KEPT {
+                        stats.peers.push(peer.ip());
+                    }
+                }
                 if shared.live_connections.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
                     let mut stream = stream;
                     let _ = stream.write_all(b"421 4.3.2 Too many connections\r\n");

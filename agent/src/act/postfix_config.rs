@@ -35,16 +35,30 @@ const SLOW: &str = "mailpulse_slow";
 const TRANSPORT_TABLE: &str = "mailpulse_transport";
 const SENDER_TABLE: &str = "mailpulse_sender_transport";
 const CLIENT_TABLE: &str = "mailpulse_client_access";
+/// The owned services log as `postfix/<service>/smtp`, so their deliveries are told apart (and
+/// still read as the smtp client's).
+const SYSLOG_NAME: &str = "postfix/$service_name";
 /// The reply a blocked network gets (fixed text).
 const BLOCK_REPLY: &str = "REJECT 5.7.1 Access denied: network blocked by the mail administrator";
+
+/// Where a redirected destination or sender domain goes: through a mailpulse transport, to the
+/// next hop the administrator's routing gave it (kept, so a throttle or a pool switch changes
+/// how mail leaves, not where it goes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// The throttle's delay (seconds) or the pool's name.
+    pub via: String,
+    /// `[host]:port`, a host name, or empty (the domain's own MX, or `relayhost`).
+    pub nexthop: String,
+}
 
 /// What mailpulse owns in one instance, kept in the agent's state directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owned {
-    /// Throttled destination → rate delay (seconds).
-    pub throttled: BTreeMap<String, u32>,
-    /// Sender domain → pool.
-    pub pools: BTreeMap<String, String>,
+    /// Throttled destination → delay (seconds) and next hop.
+    pub throttled: BTreeMap<String, Route>,
+    /// Sender domain → pool and next hop.
+    pub pools: BTreeMap<String, Route>,
     /// Blocked networks (`net/prefix`).
     pub blocked: BTreeSet<String>,
     /// The administrator's values of the parameters mailpulse prepends to (None: not set).
@@ -91,15 +105,20 @@ fn sha256_file(path: &Path) -> String {
     }
 }
 
-/// The owned state after `request`, or an error for a request that names something unknown.
-pub fn next(owned: &Owned, request: &Request) -> Owned {
+/// The owned state after `request`; `nexthop` is where the redirected mail goes.
+pub fn next(owned: &Owned, request: &Request, nexthop: &str) -> Owned {
     let mut next = owned.clone();
+    let route = |via: String| Route {
+        via,
+        nexthop: nexthop.to_owned(),
+    };
     match request {
         Request::Throttle {
             domain,
             rate_delay_secs,
         } => {
-            next.throttled.insert(domain.clone(), *rate_delay_secs);
+            next.throttled
+                .insert(domain.clone(), route(rate_delay_secs.to_string()));
         }
         Request::Unthrottle { domain } => {
             next.throttled.remove(domain);
@@ -108,7 +127,8 @@ pub fn next(owned: &Owned, request: &Request) -> Owned {
             sender_domain,
             pool,
         } => {
-            next.pools.insert(sender_domain.clone(), pool.clone());
+            next.pools
+                .insert(sender_domain.clone(), route(pool.clone()));
         }
         Request::RestorePool { sender_domain } => {
             next.pools.remove(sender_domain);
@@ -132,8 +152,8 @@ pub fn tables(owned: &Owned) -> BTreeMap<&'static str, String> {
             TRANSPORT_TABLE,
             owned
                 .throttled
-                .keys()
-                .map(|d| format!("{d} {SLOW}:\n"))
+                .iter()
+                .map(|(d, r)| format!("{d} {SLOW}:{}\n", r.nexthop))
                 .collect(),
         );
     }
@@ -143,7 +163,7 @@ pub fn tables(owned: &Owned) -> BTreeMap<&'static str, String> {
             owned
                 .pools
                 .iter()
-                .map(|(d, pool)| format!("@{d} mailpulse_pool_{pool}:\n"))
+                .map(|(d, r)| format!("@{d} mailpulse_pool_{}:{}\n", r.via, r.nexthop))
                 .collect(),
         );
     }
@@ -172,7 +192,7 @@ fn pool_service(cfg: &ActionsConfig, name: &str) -> Option<String> {
         .as_ref()
         .map_or(String::new(), |h| format!(" -o smtp_helo_name={h}"));
     Some(format!(
-        "mailpulse_pool_{name}/unix=mailpulse_pool_{name} unix - - - - - smtp -o {bind}{helo}"
+        "mailpulse_pool_{name}/unix=mailpulse_pool_{name} unix - - - - - smtp -o {bind}{helo} -o syslog_name={SYSLOG_NAME}"
     ))
 }
 
@@ -234,10 +254,15 @@ pub fn postconf_commands(
     // The slow transport.
     match (before.throttled.is_empty(), owned.throttled.is_empty()) {
         (_, false) => {
-            let delay = owned.throttled.values().max().copied().unwrap_or(1);
+            let delay = owned
+                .throttled
+                .values()
+                .filter_map(|r| r.via.parse::<u32>().ok())
+                .max()
+                .unwrap_or(1);
             out.push(postconf(&[
                 "-M",
-                &format!("{SLOW}/unix={SLOW} unix - - - - - smtp"),
+                &format!("{SLOW}/unix={SLOW} unix - - - - - smtp -o syslog_name={SYSLOG_NAME}"),
             ]));
             out.push(postconf(&[
                 "-e",
@@ -256,8 +281,8 @@ pub fn postconf_commands(
         (true, true) => {}
     }
     // Pool transports: every pool in use has its service; pools no longer used lose theirs.
-    let used: BTreeSet<&String> = owned.pools.values().collect();
-    let was: BTreeSet<&String> = before.pools.values().collect();
+    let used: BTreeSet<&String> = owned.pools.values().map(|r| &r.via).collect();
+    let was: BTreeSet<&String> = before.pools.values().map(|r| &r.via).collect();
     for pool in &used {
         if let Some(service) = pool_service(cfg, pool) {
             out.push(postconf(&["-M", &service]));
@@ -267,6 +292,83 @@ pub fn postconf_commands(
         out.push(postconf(&["-MX", &format!("mailpulse_pool_{pool}/unix")]));
     }
     out
+}
+
+/// The next hop of a `transport:nexthop` value, if it is one mailpulse can keep (no space, no
+/// control character, no comma).
+pub fn nexthop_of(value: &str) -> Option<String> {
+    let nexthop = value.split_once(':').map_or("", |(_, n)| n);
+    let ok = nexthop.len() <= 255
+        && nexthop
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b',' && b != b'#');
+    ok.then(|| nexthop.to_owned())
+}
+
+/// The lookup keys of a destination in `transport_maps`, in Postfix's order: the domain, its
+/// parent domains with a leading dot, then `*`.
+pub fn route_keys(domain: &str) -> Vec<String> {
+    let mut keys = vec![domain.to_owned()];
+    let mut rest = domain;
+    while let Some((_, parent)) = rest.split_once('.') {
+        keys.push(format!(".{parent}"));
+        rest = parent;
+    }
+    keys.push("*".into());
+    keys
+}
+
+/// The next hop the administrator's `transport_maps` give `domain` (`postmap -q` on each of
+/// its tables, keys in Postfix's order); empty when none has a route.
+async fn current_route(
+    cfg: &ActionsConfig,
+    dir: &Path,
+    before: &Owned,
+    domain: &str,
+    report: &mut Report,
+) -> Result<String, String> {
+    let timeout = Duration::from_secs(cfg.timeout_secs);
+    let maps = match before.original.get("transport_maps") {
+        Some(original) => original.clone().unwrap_or_default(),
+        None => {
+            let value = run::run(
+                &Command::postfix(cfg, "postconf", dir, &["-h", "transport_maps"]),
+                timeout,
+                64 * 1024,
+            )
+            .await;
+            let ok = value.succeeded();
+            let text = value.stdout.trim().to_owned();
+            report.commands.push(value);
+            if !ok {
+                return Err("cannot read transport_maps".into());
+            }
+            text
+        }
+    };
+    let tables: Vec<&str> = maps
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| t.contains(':') && !t.contains("mailpulse_transport"))
+        .take(16)
+        .collect();
+    for key in route_keys(domain) {
+        for table in &tables {
+            let query = run::run(
+                &Command::postfix(cfg, "postmap", dir, &["-q", &key, table]),
+                timeout,
+                4096,
+            )
+            .await;
+            let found = query.succeeded();
+            let value = query.stdout.trim().to_owned();
+            report.commands.push(query);
+            if found {
+                return nexthop_of(&value)
+                    .ok_or_else(|| format!("cannot keep the route {value:?} of {domain}"));
+            }
+        }
+    }
+    Ok(String::new())
 }
 
 /// Applies a configuration request on the instance in `dir`.
@@ -286,13 +388,41 @@ pub async fn apply(
             return Status::Failed;
         }
     };
-    let mut owned = next(&before, &checked.request);
-    if owned == before {
-        report.error = String::new();
-        return if dry_run { Status::Planned } else { Status::Ok };
-    }
     let timeout = Duration::from_secs(cfg.timeout_secs);
     let read = |args: &[&str]| Command::postfix(cfg, "postconf", dir, args);
+    let nexthop = match &checked.request {
+        Request::Throttle { domain, .. } if !before.throttled.contains_key(domain) => {
+            match current_route(cfg, dir, &before, domain, report).await {
+                Ok(n) => n,
+                Err(e) => {
+                    report.error = e;
+                    return Status::Failed;
+                }
+            }
+        }
+        Request::SwitchPool { sender_domain, .. } => match before.pools.get(sender_domain) {
+            Some(route) => route.nexthop.clone(),
+            None => {
+                let value = run::run(&read(&["-h", "default_transport"]), timeout, 4096).await;
+                let ok = value.succeeded();
+                let text = value.stdout.trim().to_owned();
+                report.commands.push(value);
+                match (ok, nexthop_of(&text)) {
+                    (true, Some(n)) => n,
+                    _ => {
+                        report.error = format!("cannot keep default_transport's next hop {text:?}");
+                        return Status::Failed;
+                    }
+                }
+            }
+        },
+        Request::Throttle { domain, .. } => before.throttled[domain].nexthop.clone(),
+        _ => String::new(),
+    };
+    let mut owned = next(&before, &checked.request, &nexthop);
+    if owned == before {
+        return if dry_run { Status::Planned } else { Status::Ok };
+    }
     // The database type for the hashed tables.
     let db = run::run(&read(&["-h", "default_database_type"]), timeout, 256).await;
     let db_type = db.stdout.trim().to_owned();
@@ -453,6 +583,7 @@ mod tests {
                 domain: "gmail.com".into(),
                 rate_delay_secs: 20,
             },
+            "",
         );
         let argv: Vec<Vec<String>> = postconf_commands(&cfg(), dir, "hash", &before, &owned)
             .into_iter()
@@ -476,7 +607,7 @@ mod tests {
                 ]),
                 p(&[
                     "-M",
-                    "mailpulse_slow/unix=mailpulse_slow unix - - - - - smtp"
+                    "mailpulse_slow/unix=mailpulse_slow unix - - - - - smtp -o syslog_name=postfix/$service_name"
                 ]),
                 p(&[
                     "-e",
@@ -495,6 +626,7 @@ mod tests {
             &Request::Unthrottle {
                 domain: "gmail.com".into(),
             },
+            "",
         );
         let argv: Vec<Vec<String>> = postconf_commands(&cfg(), dir, "hash", &owned, &reverted)
             .into_iter()
@@ -511,6 +643,24 @@ mod tests {
                     "mailpulse_slow_destination_concurrency_limit"
                 ]),
             ]
+        );
+    }
+
+    #[test]
+    fn routes_are_kept_when_they_can_be() {
+        assert_eq!(
+            nexthop_of("smtp:[127.0.0.1]:2525").as_deref(),
+            Some("[127.0.0.1]:2525")
+        );
+        assert_eq!(nexthop_of("smtp").as_deref(), Some(""));
+        assert_eq!(
+            nexthop_of("relay:mx.example.net").as_deref(),
+            Some("mx.example.net")
+        );
+        assert_eq!(nexthop_of("smtp:[a] b"), None);
+        assert_eq!(
+            route_keys("mx.gmail.com"),
+            ["mx.gmail.com", ".gmail.com", ".com", "*"]
         );
     }
 
@@ -532,13 +682,18 @@ mod tests {
                     sender_domain: "shop.example".into(),
                     pool: "blue".into(),
                 },
+                "[127.0.0.1]:2525",
             ),
             &Request::Block {
                 net: ("198.51.100.0".parse().unwrap(), 24),
             },
+            "",
         );
         let t = tables(&owned);
-        assert_eq!(t[SENDER_TABLE], "@shop.example mailpulse_pool_blue:\n");
+        assert_eq!(
+            t[SENDER_TABLE],
+            "@shop.example mailpulse_pool_blue:[127.0.0.1]:2525\n"
+        );
         assert_eq!(t[CLIENT_TABLE], format!("198.51.100.0/24 {BLOCK_REPLY}\n"));
         let argv: Vec<String> = postconf_commands(&cfg(), dir, "lmdb", &before, &owned)
             .into_iter()
@@ -549,7 +704,7 @@ mod tests {
             [
                 "-e sender_dependent_default_transport_maps=lmdb:/etc/postfix/mailpulse_sender_transport",
                 "-e smtpd_client_restrictions=check_client_access cidr:/etc/postfix/mailpulse_client_access, permit_mynetworks",
-                "-M mailpulse_pool_blue/unix=mailpulse_pool_blue unix - - - - - smtp -o smtp_bind_address=127.0.0.2 -o smtp_helo_name=out-blue.example.net",
+                "-M mailpulse_pool_blue/unix=mailpulse_pool_blue unix - - - - - smtp -o smtp_bind_address=127.0.0.2 -o smtp_helo_name=out-blue.example.net -o syslog_name=postfix/$service_name",
             ]
         );
     }
