@@ -15,7 +15,6 @@
 //! - one action runs at a time; each answer (`ActionResult`) carries the exact argv, exit
 //!   statuses and output, which the collector audits.
 
-pub mod params;
 pub mod plan;
 pub mod postfix_config;
 pub mod request;
@@ -28,6 +27,7 @@ use std::path::{Path, PathBuf};
 use mailpulse_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
+pub use mailpulse_proto::actions::params;
 pub use request::{ActionKind, Checked, Request, Selector, check};
 
 /// One sending pool: the address mail of a switched sender domain leaves from.

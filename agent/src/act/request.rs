@@ -4,83 +4,10 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+pub use mailpulse_proto::actions::ActionKind;
+use mailpulse_proto::actions::params::{self, Refusal};
+
 use super::ActionsConfig;
-use super::params::{self, Refusal};
-
-/// The actions the agent can run on Postfix.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionKind {
-    Flush,
-    HoldDomain,
-    ReleaseDomain,
-    HoldSender,
-    ReleaseSender,
-    RequeueDomain,
-    ThrottleDestination,
-    UnthrottleDestination,
-    SwitchIpPool,
-    RestoreIpPool,
-    BlockClientNet,
-    UnblockClientNet,
-}
-
-impl ActionKind {
-    pub const ALL: [ActionKind; 12] = [
-        ActionKind::Flush,
-        ActionKind::HoldDomain,
-        ActionKind::ReleaseDomain,
-        ActionKind::HoldSender,
-        ActionKind::ReleaseSender,
-        ActionKind::RequeueDomain,
-        ActionKind::ThrottleDestination,
-        ActionKind::UnthrottleDestination,
-        ActionKind::SwitchIpPool,
-        ActionKind::RestoreIpPool,
-        ActionKind::BlockClientNet,
-        ActionKind::UnblockClientNet,
-    ];
-
-    /// The wire name (`hold_domain`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionKind::Flush => "flush",
-            ActionKind::HoldDomain => "hold_domain",
-            ActionKind::ReleaseDomain => "release_domain",
-            ActionKind::HoldSender => "hold_sender",
-            ActionKind::ReleaseSender => "release_sender",
-            ActionKind::RequeueDomain => "requeue_domain",
-            ActionKind::ThrottleDestination => "throttle_destination",
-            ActionKind::UnthrottleDestination => "unthrottle_destination",
-            ActionKind::SwitchIpPool => "switch_ip_pool",
-            ActionKind::RestoreIpPool => "restore_ip_pool",
-            ActionKind::BlockClientNet => "block_client_net",
-            ActionKind::UnblockClientNet => "unblock_client_net",
-        }
-    }
-
-    /// The kind named `name`.
-    pub fn parse(name: &str) -> Option<ActionKind> {
-        Self::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-
-    /// The parameters it requires, and those it may take (`instance` is always optional).
-    pub fn params(self) -> (&'static [&'static str], &'static [&'static str]) {
-        use ActionKind::*;
-        match self {
-            Flush => (&[], &["site", "queue_id"]),
-            HoldDomain | ReleaseDomain | RequeueDomain => (&["domain"], &[]),
-            HoldSender | ReleaseSender => (&["sender"], &[]),
-            ThrottleDestination => (&["domain"], &["rate_delay_secs"]),
-            UnthrottleDestination => (&["domain"], &[]),
-            SwitchIpPool => (&["sender_domain", "pool"], &[]),
-            RestoreIpPool => (&["sender_domain"], &[]),
-            BlockClientNet | UnblockClientNet => (&["client_net"], &[]),
-        }
-    }
-}
 
 /// Which messages a queue action selects.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -214,6 +214,23 @@ pub fn one_of<'a>(
     }
 }
 
+/// A name from a configuration (`pool`, `instance`): 1–32 of `[a-z0-9_-]`.
+pub fn name(name: &str, value: &str) -> Result<String, Refusal> {
+    let value = bounded(name, value)?;
+    if value.len() <= 32
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        Ok(value.to_owned())
+    } else {
+        Err(refuse(
+            name,
+            format!("{} is not 1–32 of [a-z0-9_-]", shown(value)),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +269,7 @@ mod tests {
             assert!(cidr("cidr", v, 16, 48).is_err(), "cidr {v:?}");
             assert!(seconds("s", v, 1..=3600).is_err(), "seconds {v:?}");
             assert!(one_of("pool", v, ["blue", "green"]).is_err(), "pool {v:?}");
+            assert!(name("pool", v).is_err(), "name {v:?}");
         }
         let long = format!("{}.com", "a".repeat(400));
         assert!(domain("domain", &long).unwrap_err().why.contains("bytes"));
