@@ -11,7 +11,21 @@ use mailpulse_collector::ingest::auth::TokenTable;
 pub fn load(path: &Path) -> Result<CollectorConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config: CollectorConfig = mailpulse_agent::config::parse_toml(path, &text)?;
+    let mut config: CollectorConfig = mailpulse_agent::config::parse_toml(path, &text)?;
+    // Files named in [remediation] are relative to the configuration's directory.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for file in [
+        &mut config.remediation.playbooks_file,
+        &mut config.remediation.audit_file,
+        &mut config.remediation.api_token_file,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if file.is_relative() {
+            *file = dir.join(&*file);
+        }
+    }
     config
         .validate()
         .with_context(|| format!("{}", path.display()))?;
@@ -31,6 +45,14 @@ pub fn load(path: &Path) -> Result<CollectorConfig> {
             path.display()
         )
     })?;
+    if let Some(playbooks) = &config.remediation.playbooks_file {
+        let views: Vec<(String, Vec<String>)> = views
+            .iter()
+            .map(|v| (v.name.clone(), v.by.clone()))
+            .collect();
+        mailpulse_collector::remediate::load_playbooks(playbooks, &views)
+            .map_err(|e| anyhow::anyhow!("[remediation] playbooks_file: {e}"))?;
+    }
     TokenTable::load(&config.auth).with_context(|| format!("{}: [auth]", path.display()))?;
     Ok(config)
 }

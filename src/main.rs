@@ -1,5 +1,6 @@
 //! `mailpulse`: command-line entry point.
 
+mod cli_actions;
 mod cli_agent;
 mod cli_alerts;
 mod cli_check;
@@ -154,8 +155,6 @@ enum Command {
         /// The suite file (YAML, several documents).
         file: PathBuf,
     },
-    /// Score one series offline, causally: `timestamp,value` CSV in (the Numenta Anomaly
-    /// Benchmark format), `timestamp,value,anomaly_score` out, one row per input row.
     /// The collector's alerts: firing first, with what was observed against what was
     /// expected, the evidence and the runbook (like `amtool alert`).
     #[command(
@@ -172,6 +171,44 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Remediation actions: those waiting for an approval (with the alert that asked for
+    /// them), those running, the scheduled reverts, the kill switch and the latest audit entries.
+    #[command(
+        after_help = "Examples:\n  mailpulse actions\n  mailpulse actions --collector http://collector.example.net:9470 --json"
+    )]
+    Actions {
+        /// The collector's HTTP address.
+        #[arg(long, default_value = "http://127.0.0.1:9470")]
+        collector: String,
+        /// Print as JSON (as /api/v1/actions returns it).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a remediation action waiting for an approval (its id from `mailpulse actions`).
+    #[command(
+        after_help = "Example:\n  mailpulse approve 1765141200000123 --token-file /etc/mailpulse/api.token"
+    )]
+    Approve {
+        id: u64,
+        #[arg(long, default_value = "http://127.0.0.1:9470")]
+        collector: String,
+        /// The collector's API token ([remediation] api_token_file).
+        #[arg(long, default_value = "/etc/mailpulse/api.token")]
+        token_file: PathBuf,
+    },
+    /// Reject a remediation action waiting for an approval.
+    #[command(
+        after_help = "Example:\n  mailpulse reject 1765141200000123 --token-file /etc/mailpulse/api.token"
+    )]
+    Reject {
+        id: u64,
+        #[arg(long, default_value = "http://127.0.0.1:9470")]
+        collector: String,
+        #[arg(long, default_value = "/etc/mailpulse/api.token")]
+        token_file: PathBuf,
+    },
+    /// Score one series offline, causally: `timestamp,value` CSV in (the Numenta Anomaly
+    /// Benchmark format), `timestamp,value,anomaly_score` out, one row per input row.
     #[command(
         after_help = "Examples:\n  mailpulse detect --input realKnownCause/machine_temperature_system_failure.csv --output scored.csv\n  mailpulse detect --kind count --input bounces.csv\n\nThe score of a row uses only the rows before it and itself: the collector's volume detector\nwith its default parameters (count test and band for counts, band for levels). Scores are\ncalibrated tail probabilities on one scale for every series, in [0, 1] (0.5: about one point\nin a thousand, 0.95: one in a million), reported once per episode. Without --output the\nresult goes to standard output."
     )]
@@ -350,6 +387,17 @@ fn run() -> Result<()> {
             json,
             all,
         } => cli_alerts::run(&collector, json, all),
+        Command::Actions { collector, json } => cli_actions::list(&collector, json),
+        Command::Approve {
+            id,
+            collector,
+            token_file,
+        } => cli_actions::decide(&collector, &token_file, id, true),
+        Command::Reject {
+            id,
+            collector,
+            token_file,
+        } => cli_actions::decide(&collector, &token_file, id, false),
         Command::Detect {
             input,
             output,

@@ -50,6 +50,8 @@ pub struct CollectorConfig {
     pub detect: AnalyzeConfig,
     /// What the alerts say, when they fire, whom they reach.
     pub alerting: AlertingConfig,
+    /// Playbooks, guards, audit (`[remediation]`).
+    pub remediation: crate::remediate::RemediationConfig,
 }
 
 impl Default for CollectorConfig {
@@ -68,6 +70,7 @@ impl Default for CollectorConfig {
             otlp: None,
             detect: AnalyzeConfig::default(),
             alerting: AlertingConfig::default(),
+            remediation: crate::remediate::RemediationConfig::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod expose;
 pub mod ingest;
 pub mod model;
 pub mod net;
+pub mod remediate;
 pub mod stats;
 pub mod store;
 
@@ -148,6 +149,44 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let bands = Arc::new(analyze::Bands::default());
 
+    // Remediation: playbooks (checked against the views), the action bus and its engine.
+    let remediation = match &config.remediation.playbooks_file {
+        Some(path) if config.detect.enabled => {
+            let views: Vec<(String, Vec<String>)> = config
+                .detect
+                .engine()
+                .views
+                .iter()
+                .map(|v| (v.name.clone(), v.by.clone()))
+                .collect();
+            let playbooks =
+                remediate::load_playbooks(path, &views).map_err(CollectorError::Config)?;
+            let token = match &config.remediation.api_token_file {
+                Some(file) => Some(Arc::<str>::from(
+                    std::fs::read_to_string(file)
+                        .map_err(|source| CollectorError::ReadFile {
+                            path: file.clone(),
+                            source,
+                        })?
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim(),
+                )),
+                None => None,
+            };
+            if token.as_ref().is_some_and(|t| t.len() < 16) {
+                return Err(CollectorError::Config(
+                    "[remediation] api_token_file: the token must have at least 16 bytes".into(),
+                ));
+            }
+            let (bus, results) = remediate::ActionBus::new();
+            Some((playbooks, token, bus, results))
+        }
+        _ => None,
+    };
+    let bus = remediation.as_ref().map(|(_, _, bus, _)| bus.clone());
+
     let ingest = Ingest::new(
         tokens,
         IngestPolicy {
@@ -155,6 +194,7 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
             grpc: config.grpc.clone(),
             client_certificates: ClientCertificates::of(config.tls.as_ref()),
             retention_secs: config.store.retention_days.saturating_mul(86_400),
+            actions: bus,
         },
         store.clone(),
         stats.clone(),
@@ -169,8 +209,23 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
         signalled(shutdown_rx.clone()),
     ));
 
+    let mut background = Vec::new();
+    let remediation = remediation.map(|(playbooks, token, bus, results)| {
+        // Handle and API token for the HTTP endpoints and the analyzer.
+        let (handle, task) = remediate::engine::start(
+            config.remediation.clone(),
+            playbooks,
+            store.clone(),
+            bus,
+            results,
+            shutdown_rx.clone(),
+        );
+        background.push(task);
+        (handle, token)
+    });
+
     let liveness_watch = liveness.clone();
-    let http_state = expose::HttpState::new(
+    let mut http_state = expose::HttpState::new(
         store.clone(),
         stats.clone(),
         liveness,
@@ -181,6 +236,13 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
         http_listener.clone(),
         config.http.clone(),
     );
+    http_state.actions = remediation
+        .as_ref()
+        .map(|(handle, token)| expose::actions::ActionsApi {
+            remediation: handle.clone(),
+            token: token.clone(),
+        });
+    let remediation_handle = remediation.map(|(handle, _)| handle);
     let http_shutdown = signalled(shutdown_rx.clone());
     let http_config = config.http.clone();
     let http_task = tokio::spawn(async move {
@@ -195,7 +257,6 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
         Ok(())
     });
 
-    let mut background = Vec::new();
     if config.detect.enabled {
         let notifier = alerting::notify::Notifier::new(
             &config.alerting.alertmanagers,
@@ -227,7 +288,10 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
             config.detect.clone(),
             bands.clone(),
             lifecycle,
-            rounds,
+            analyze::Outlets {
+                notifier: rounds,
+                remediation: remediation_handle.clone(),
+            },
             Some(analyze::AgentWatch {
                 liveness: liveness_watch,
                 down_after: Duration::from_secs(config.agent_down_after_secs.max(1)),
@@ -247,6 +311,7 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
 
     info!(grpc = %grpc_addr, http = %http_addr, store = %config.store.path.display(), "collector started");
     Ok(RunningCollector {
+        remediation: remediation_handle,
         grpc_addr,
         http_addr,
         store,
@@ -262,6 +327,7 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
 
 /// A started collector.
 pub struct RunningCollector {
+    remediation: Option<Arc<remediate::Remediation>>,
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     store: StoreHandle,
@@ -284,6 +350,11 @@ impl RunningCollector {
     /// Where `/metrics`, `/healthz` and `/api/v1/agents` are served.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The remediation engine, when playbooks are configured.
+    pub fn remediation(&self) -> Option<&Arc<remediate::Remediation>> {
+        self.remediation.as_ref()
     }
 
     /// The store (snapshot of totals, registry, health).

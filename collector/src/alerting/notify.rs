@@ -424,10 +424,12 @@ const MAX_OUTBOX: usize = 10_000;
 
 impl Outbox {
     fn load(store: &StoreHandle, notifier: &Notifier) -> Self {
-        let stored = store.outbox().unwrap_or_else(|e| {
-            warn!(error = %e, "reading the webhook outbox failed; starting empty");
-            Vec::new()
-        });
+        let stored = store
+            .records(crate::store::RecordTable::WebhookOutbox)
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "reading the webhook outbox failed; starting empty");
+                Vec::new()
+            });
         let entries: BTreeMap<u64, OutboxEntry> = stored
             .into_iter()
             .filter_map(|(id, bytes)| Some((id, serde_json::from_slice(&bytes).ok()?)))
@@ -462,7 +464,10 @@ impl Outbox {
                 removals.push(id);
             }
         }
-        if let Err(e) = store.save_outbox(upserts, removals).await {
+        if let Err(e) = store
+            .save_records(crate::store::RecordTable::WebhookOutbox, upserts, removals)
+            .await
+        {
             warn!(error = %e, "storing webhook notifications failed");
         }
     }
@@ -528,7 +533,10 @@ impl Outbox {
                 upserts.push((id, bytes));
             }
         }
-        if let Err(e) = store.save_outbox(upserts, removals).await {
+        if let Err(e) = store
+            .save_records(crate::store::RecordTable::WebhookOutbox, upserts, removals)
+            .await
+        {
             warn!(error = %e, "updating the webhook outbox failed");
         }
     }

@@ -274,6 +274,15 @@ fn feed(store: &StoreHandle, engine: &mut Engine, from_ms: i64, to_ms: i64) -> V
     anomalies
 }
 
+/// Where each round's alerts go besides the lifecycle.
+#[derive(Debug, Default)]
+pub struct Outlets {
+    /// The notifier (Alertmanagers, webhooks).
+    pub notifier: Option<tokio::sync::mpsc::Sender<crate::alerting::notify::Round>>,
+    /// The remediation engine (playbooks).
+    pub remediation: Option<Arc<crate::remediate::Remediation>>,
+}
+
 /// Runs rounds every `interval_secs` until `shutdown` turns true; after each round the
 /// analyzer's open alerts go through `lifecycle` (stored, published).
 pub async fn run_analyzer(
@@ -281,7 +290,7 @@ pub async fn run_analyzer(
     cfg: AnalyzeConfig,
     shared: Arc<Bands>,
     mut lifecycle: Lifecycle,
-    notifier: Option<tokio::sync::mpsc::Sender<crate::alerting::notify::Round>>,
+    outlets: Outlets,
     agents: Option<AgentWatch>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -356,7 +365,7 @@ pub async fn run_analyzer(
         {
             warn!(error = %e, "storing anomalies failed");
         }
-        if let Some(notifier) = &notifier {
+        if let Some(notifier) = &outlets.notifier {
             let (queued, stored) = tokio::sync::oneshot::channel();
             let round = crate::alerting::notify::Round {
                 firing: lifecycle.firing(),
@@ -366,6 +375,15 @@ pub async fn run_analyzer(
             if notifier.send(round).await.is_ok() {
                 let _ = stored.await;
             }
+        }
+        if let Some(remediation) = &outlets.remediation
+            && !update.transitions.is_empty()
+        {
+            remediation
+                .send(crate::remediate::Input::Transitions(
+                    update.transitions.clone(),
+                ))
+                .await;
         }
         crate::alerting::persist(&store, &update).await;
         shared.publish_alerts(&lifecycle);

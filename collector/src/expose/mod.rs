@@ -8,6 +8,7 @@
 //! once (others wait `metrics_queue_timeout_secs`, then get 503), and a request not answered
 //! within `request_timeout_secs` gets 503.
 
+pub mod actions;
 pub mod config;
 pub mod otlp;
 pub mod prometheus;
@@ -64,6 +65,8 @@ pub struct HttpState {
     pub metrics_renders: Arc<Semaphore>,
     /// Scrapes answered 503 because no render slot freed in time.
     pub metrics_busy: Arc<AtomicU64>,
+    /// Remediation (approvals, audit, kill switch); none when it is off.
+    pub actions: Option<actions::ActionsApi>,
 }
 
 impl HttpState {
@@ -93,6 +96,7 @@ impl HttpState {
             http,
             metrics_renders: Arc::new(Semaphore::new(renders)),
             metrics_busy: Arc::new(AtomicU64::new(0)),
+            actions: None,
         }
     }
 }
@@ -118,6 +122,16 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/anomalies", get(anomalies))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/{fingerprint}", get(alert))
+        .route("/api/v1/actions", get(actions::list))
+        .route(
+            "/api/v1/actions/{id}/{verb}",
+            axum::routing::post(actions::decide),
+        )
+        .route("/api/v1/audit", get(actions::audit))
+        .route(
+            "/api/v1/remediation/{verb}",
+            axum::routing::post(actions::kill_switch),
+        )
         .route("/runbooks/{name}", get(runbook))
         .layer(axum::middleware::from_fn_with_state(
             timeout,
@@ -315,7 +329,11 @@ fn capped_limit(asked: Option<usize>, max: usize) -> (usize, bool) {
 
 /// A JSON array of as many leading `items` as fit in `max_bytes`; marked truncated when some
 /// were left out (or `capped`: the request asked for more than the maximum).
-fn bounded_json_list<T: Serialize>(items: &[T], max_bytes: usize, capped: bool) -> Response {
+pub(crate) fn bounded_json_list<T: Serialize>(
+    items: &[T],
+    max_bytes: usize,
+    capped: bool,
+) -> Response {
     let mut body = Vec::with_capacity(4096.min(max_bytes));
     body.push(b'[');
     let mut truncated = capped;

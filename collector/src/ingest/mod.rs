@@ -79,6 +79,8 @@ pub struct IngestPolicy {
     pub client_certificates: ClientCertificates,
     /// The store's retention: windows older than this are refused.
     pub retention_secs: u64,
+    /// Actions to agents and their results (none: results are dropped).
+    pub actions: Option<Arc<crate::remediate::ActionBus>>,
 }
 
 /// Shared state of all agent streams.
@@ -96,6 +98,8 @@ pub struct Ingest {
     /// Open streams per agent (authenticated, Hello or not).
     pub(crate) streams: Mutex<HashMap<Arc<str>, usize>>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Where actions for agents come from and their results go (none: results are dropped).
+    pub(crate) actions: Option<Arc<crate::remediate::ActionBus>>,
 }
 
 impl Ingest {
@@ -136,6 +140,7 @@ impl Ingest {
             refused,
             streams: Mutex::new(HashMap::new()),
             shutdown,
+            actions: policy.actions,
         })
     }
 }

@@ -145,8 +145,10 @@ impl Ingest {
         let in_flight = self.limits.max_in_flight_batches.max(1);
         let (out_tx, out_rx) = mpsc::channel(in_flight + 1);
         let (pending_tx, pending_rx) = mpsc::channel(in_flight);
+        let (actions_tx, actions_rx) = mpsc::channel(crate::remediate::bus::MAX_QUEUED_ACTIONS);
         tokio::spawn(forward_acks(
             pending_rx,
+            actions_rx,
             out_tx,
             credentials.agent_id.clone(),
             self.refused.clone(),
@@ -155,7 +157,7 @@ impl Ingest {
             let _slot = slot;
             let shutdown = self.shutdown.clone();
             if let Err(status) = self
-                .read_stream(&credentials, inbound, &pending_tx, shutdown)
+                .read_stream(&credentials, inbound, &pending_tx, actions_tx, shutdown)
                 .await
             {
                 let _ = pending_tx.send(Pending::Fail(status)).await;
@@ -195,6 +197,7 @@ impl Ingest {
         credentials: &Credentials,
         mut inbound: Streaming<Bytes>,
         pending: &mpsc::Sender<Pending>,
+        actions: mpsc::Sender<mailpulse_proto::v1::Action>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), Status> {
         let hello_timeout = Duration::from_secs(self.grpc.hello_timeout_secs.max(1));
@@ -234,6 +237,9 @@ impl Ingest {
             .map_err(|e| Status::unavailable(format!("store: {e}")))?;
         let _connection = Connection::open(self, &agent_id);
         info!(agent = %agent_id, %host, "agent connected");
+        if let Some(bus) = &self.actions {
+            bus.register(&agent_id, actions);
+        }
 
         let mut decoder =
             BatchDecoder::new(self.store.registry(), self.limits.max_batch_samples, &host)
@@ -293,9 +299,16 @@ impl Ingest {
                         message: "Hello was already received on this stream".into(),
                     }));
                 }
-                AgentFrame::ActionResult(result) => {
-                    debug!(agent = %agent_id, action = %result.action_id, "action result ignored (no actions yet)");
-                }
+                AgentFrame::ActionResult(result) => match &self.actions {
+                    Some(bus) => {
+                        if !bus.result(&agent_id, result) {
+                            warn!(agent = %agent_id, "action result dropped: the remediation queue is full");
+                        }
+                    }
+                    None => {
+                        debug!(agent = %agent_id, action = %result.action_id, "action result ignored (remediation is off)");
+                    }
+                },
                 AgentFrame::Empty => {}
             }
         }
@@ -344,11 +357,27 @@ impl Ingest {
 /// counted the first time).
 async fn forward_acks(
     mut pending: mpsc::Receiver<Pending>,
+    mut actions: mpsc::Receiver<mailpulse_proto::v1::Action>,
     out: mpsc::Sender<Result<CollectorMessage, Status>>,
     agent_id: Arc<str>,
     refused: Arc<RefusedSamples>,
 ) {
-    while let Some(item) = pending.recv().await {
+    loop {
+        let item = tokio::select! {
+            item = pending.recv() => match item {
+                Some(item) => item,
+                None => break,
+            },
+            Some(action) = actions.recv() => {
+                let message = CollectorMessage {
+                    kind: Some(collector_message::Kind::Action(action)),
+                };
+                if out.send(Ok(message)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
         let message = match item {
             Pending::Batch {
                 seq,

@@ -154,8 +154,10 @@ pub(crate) enum WriterCommand {
         removals: Vec<String>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-    /// Webhook outbox entries (id → encoded entry) to store, and ids to delete.
-    Outbox {
+    /// Entries of a table of records keyed by number (id → encoded entry) to store, and ids
+    /// to delete.
+    Records {
+        table: RecordTable,
         upserts: Vec<(u64, Vec<u8>)>,
         removals: Vec<u64>,
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -171,6 +173,31 @@ pub(crate) enum WriterCommand {
     Shutdown,
     /// Stop at once without folding (tests: the on-disk state of a kill -9).
     Abandon,
+}
+
+/// The tables of records keyed by number that the collector's own modules keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordTable {
+    /// Webhook notifications not delivered yet.
+    WebhookOutbox,
+    /// Remediation audit log: every request, approval, refusal and result (append-only, the
+    /// newest [`MAX_AUDIT_ENTRIES`] kept).
+    AuditLog,
+    /// Remediation actions waiting (for an approval, a result, a scheduled revert).
+    Remediation,
+}
+
+/// Audit log entries kept; older ones are removed as new ones come.
+pub const MAX_AUDIT_ENTRIES: u64 = 100_000;
+
+impl RecordTable {
+    pub(crate) fn definition(self) -> redb::TableDefinition<'static, u64, &'static [u8]> {
+        match self {
+            RecordTable::WebhookOutbox => tables::WEBHOOK_OUTBOX,
+            RecordTable::AuditLog => tables::AUDIT_LOG,
+            RecordTable::Remediation => tables::REMEDIATION,
+        }
+    }
 }
 
 /// In-memory state the writer keeps in sync after each commit.
@@ -350,16 +377,18 @@ impl StoreHandle {
         .await
     }
 
-    /// Stores webhook outbox entries and deletes `removals`, in one commit.
-    pub async fn save_outbox(
+    /// Stores entries of `table` and deletes `removals`, in one commit.
+    pub async fn save_records(
         &self,
+        table: RecordTable,
         upserts: Vec<(u64, Vec<u8>)>,
         removals: Vec<u64>,
     ) -> Result<(), StoreError> {
         if upserts.is_empty() && removals.is_empty() {
             return Ok(());
         }
-        self.ask(|reply| WriterCommand::Outbox {
+        self.ask(|reply| WriterCommand::Records {
+            table,
             upserts,
             removals,
             reply,
@@ -367,9 +396,38 @@ impl StoreHandle {
         .await
     }
 
-    /// Every webhook outbox entry: (id, encoded entry), oldest first.
-    pub fn outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.read_all(tables::WEBHOOK_OUTBOX, |k| k)
+    /// Every entry of `table`: (id, encoded entry), oldest first.
+    pub fn records(&self, table: RecordTable) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.read_all(table.definition(), |k| k)
+    }
+
+    /// The newest `limit` entries of `table`, newest first.
+    pub fn newest(
+        &self,
+        table: RecordTable,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        use redb::{ReadableDatabase, ReadableTable};
+        let path = &self.shared.path;
+        let read = self
+            .shared
+            .db()?
+            .begin_read()
+            .map_err(|e| redb_error(path, e))?;
+        let table = match read.open_table(table.definition()) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(redb_error(path, e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| redb_error(path, e))?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, value) = entry.map_err(|e| redb_error(path, e))?;
+            out.push((k.value(), value.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Every stored alert lifecycle state: (fingerprint, encoded state).

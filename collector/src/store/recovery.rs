@@ -293,6 +293,7 @@ pub(super) fn create_tables(db: &Database, path: &Path, now: i64) -> Result<i64,
         txn.open_table(ALERT_STATE).at(path)?;
         txn.open_table(WEBHOOK_OUTBOX).at(path)?;
         txn.open_table(AUDIT_LOG).at(path)?;
+        txn.open_table(super::tables::REMEDIATION).at(path)?;
         txn.open_table(DNS_RECORDS).at(path)?;
         txn.open_table(DNS_RECORD_META).at(path)?;
         txn.open_table(DNS_CHANGES).at(path)?;

@@ -32,8 +32,10 @@ pub const APPLIED_BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("a
 pub const ALERT_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("alert_state");
 /// Webhook notifications not yet delivered: id → JSON entry (target, body, attempts).
 pub const WEBHOOK_OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_outbox");
-/// Reserved for the remediation audit log (sequence → entry).
+/// The remediation audit log (sequence → JSON entry).
 pub const AUDIT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_log");
+/// Remediation actions in progress: waiting for an approval, a result or a revert (id → JSON).
+pub const REMEDIATION: TableDefinition<u64, &[u8]> = TableDefinition::new("remediation");
 
 /// `kind \0 target \0 server` → JSON [`crate::model::DnsRecordState`]: latest probe answer.
 pub const DNS_RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("dns_records");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableTable};
+use redb::{Database, ReadableTable, ReadableTableMetadata};
 use tokio::sync::mpsc;
 use tracing::{debug, error};
 
@@ -19,7 +19,7 @@ use super::pending::{PendingPoints, merge_chunk};
 use super::series::NewSeries;
 use super::tables::{
     AGENTS, ALERT_STATE, ANOMALIES, APPLIED_BATCHES, CHUNK_SERIES, POINTS, SERIES,
-    SERIES_LAST_WRITTEN, StoredSeries, TOTALS, WEBHOOK_OUTBOX,
+    SERIES_LAST_WRITTEN, StoredSeries, TOTALS,
 };
 use super::{AtPath, BatchOutcome, StoreError, StoreShared, WriterCommand, agents, unix_ms};
 use crate::model::{AgentRecord, SeriesId};
@@ -167,7 +167,7 @@ impl Writer {
                         }
                         (WriterCommand::Anomalies { reply, .. }, _)
                         | (WriterCommand::AlertStates { reply, .. }, _)
-                        | (WriterCommand::Outbox { reply, .. }, _) => {
+                        | (WriterCommand::Records { reply, .. }, _) => {
                             let _ = reply.send(Ok(()));
                         }
                         _ => {}
@@ -342,15 +342,27 @@ impl Writer {
                         }
                         None
                     }
-                    WriterCommand::Outbox {
-                        upserts, removals, ..
+                    WriterCommand::Records {
+                        table: which,
+                        upserts,
+                        removals,
+                        ..
                     } => {
-                        let mut table = txn.open_table(WEBHOOK_OUTBOX).at(path)?;
+                        let mut table = txn.open_table(which.definition()).at(path)?;
                         for (id, entry) in upserts {
                             table.insert(*id, entry.as_slice()).at(path)?;
                         }
                         for id in removals {
                             table.remove(*id).at(path)?;
+                        }
+                        if *which == super::RecordTable::AuditLog {
+                            // Capped: the oldest entries go first.
+                            let len = table.len().at(path)?;
+                            for _ in super::MAX_AUDIT_ENTRIES..len {
+                                if table.pop_first().at(path)?.is_none() {
+                                    break;
+                                }
+                            }
                         }
                         None
                     }
@@ -682,7 +694,7 @@ fn reply_all(group: &mut Vec<WriterCommand>, message: &str) {
             }
             WriterCommand::Anomalies { reply, .. }
             | WriterCommand::AlertStates { reply, .. }
-            | WriterCommand::Outbox { reply, .. } => {
+            | WriterCommand::Records { reply, .. } => {
                 let _ = reply.send(Err(StoreError::CommitFailed(message.to_string())));
             }
             _ => {}

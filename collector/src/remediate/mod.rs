@@ -1,0 +1,88 @@
+//! Remediation: playbooks that turn firing alerts into typed actions run by agents — dry-run
+//! unless a playbook says otherwise, guarded (kill switch, hosts per run, cooldown, rate limit),
+//! audited, and undone after a while or when their alert resolves.
+//!
+//! - [`playbook`]: the playbooks file, its check (for `mailpulse config check`) and the
+//!   resolution of a step's parameters from an alert's labels (every value in its grammar);
+//! - [`engine`]: the task that runs them ([`engine::Remediation`] is its handle);
+//! - [`bus`]: actions to the agents' streams, results back;
+//! - [`audit`]: the audit log (store and JSON Lines).
+
+pub mod audit;
+pub mod bus;
+pub mod engine;
+pub mod playbook;
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use bus::ActionBus;
+pub use engine::{Input, Remediation};
+
+/// The `[remediation]` section of the collector configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemediationConfig {
+    /// false: the kill switch is on from the start (no playbook runs; reverts still do).
+    pub enabled: bool,
+    /// The playbooks (TOML, `[[playbooks]]`); none: remediation does nothing.
+    pub playbooks_file: Option<PathBuf>,
+    /// Also append every audit entry to this file as JSON Lines.
+    pub audit_file: Option<PathBuf>,
+    /// Bearer token (first line of the file) for approvals and the kill switch over HTTP;
+    /// none: those endpoints answer 403.
+    pub api_token_file: Option<PathBuf>,
+    /// The same action on the same target of the same agent is not sent again within this
+    /// (default 900 s).
+    pub cooldown_secs: u64,
+    /// Actions sent per minute at most, over all playbooks (default 30).
+    pub max_actions_per_minute: u32,
+    /// An alert whose host matches more agents than this is not acted on (default 3).
+    pub max_hosts_per_run: usize,
+    /// Seconds an approval waits before it expires (default 900).
+    pub approval_expiry_secs: u64,
+    /// Seconds to wait for an agent's result before the run stops (default 120).
+    pub result_timeout_secs: u64,
+}
+
+impl Default for RemediationConfig {
+    fn default() -> Self {
+        RemediationConfig {
+            enabled: true,
+            playbooks_file: None,
+            audit_file: None,
+            api_token_file: None,
+            cooldown_secs: 900,
+            max_actions_per_minute: 30,
+            max_hosts_per_run: 3,
+            approval_expiry_secs: 900,
+            result_timeout_secs: 120,
+        }
+    }
+}
+
+/// Loads the playbooks file and checks it against the views that exist; the error carries
+/// the file's path and the line and column.
+pub fn load_playbooks(
+    path: &std::path::Path,
+    views: &[(String, Vec<String>)],
+) -> Result<Vec<playbook::Playbook>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let at = |offset: usize| {
+        let before = &text[..offset.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    };
+    let file: playbook::PlaybookFile = toml::from_str(&text).map_err(|e| {
+        let (line, column) = e.span().map_or((0, 0), |s| at(s.start));
+        format!("{}:{line}:{column}: {}", path.display(), e.message())
+    })?;
+    playbook::check(&file, views).map_err(|e| {
+        let (line, column) = at(e.span.start);
+        format!("{}:{line}:{column}: {}", path.display(), e.message)
+    })?;
+    Ok(file.playbooks)
+}
