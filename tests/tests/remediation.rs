@@ -75,6 +75,16 @@ action = "hold_sender"
 params = { sender = "$sasl_user" }
 
 [[playbooks]]
+name = "send-it-later"
+mode = "auto"
+revert_after_secs = 2
+revert_on_resolve = false
+trigger = { alert = "messages_received" }
+[[playbooks.steps]]
+action = "hold_sender"
+params = { sender = "news@shop.test" }
+
+[[playbooks]]
 name = "two-steps"
 mode = "auto"
 trigger = { alert = "sasl_auth_failures" }
@@ -173,6 +183,7 @@ struct Setup {
     audit: PathBuf,
     instance: PostfixInstance,
     sink: SmtpSink,
+    _tempfail: SmtpSink,
     collector: mailpulse_collector::RunningCollector,
     stop_agent: Option<tokio::sync::oneshot::Sender<()>>,
     agent: Option<tokio::task::JoinHandle<Result<(), mailpulse_agent::runtime::AgentError>>>,
@@ -184,8 +195,12 @@ async fn setup() -> Setup {
         "needs root and the Debian postfix package"
     );
     let sink = SmtpSink::start(SinkMode::Accept).expect("sink");
+    let tempfail = SmtpSink::start(SinkMode::Tempfail).expect("tempfail sink");
     let postfix_config = PostfixConfig::default()
         .route("ok.test", &sink.nexthop())
+        .route("slow.test", &tempfail.nexthop())
+        .param("maximal_queue_lifetime", "1d")
+        .param("bounce_queue_lifetime", "1d")
         .without_catch_all()
         .param("relayhost", &format!("[127.0.0.1]:{}", sink.port()));
     let instance = PostfixInstance::start(&postfix_config).expect("postfix starts");
@@ -257,6 +272,7 @@ async fn setup() -> Setup {
         audit,
         instance,
         sink,
+        _tempfail: tempfail,
         collector,
         stop_agent: Some(stop),
         agent: Some(agent),
@@ -419,7 +435,55 @@ async fn throttle_approval_injection_burst_and_kill_switch() {
         reverted.as_secs_f64()
     );
 
-    // 2. Approval: waits, needs the token, runs once approved; an unanswered one expires.
+    // 2. "Send it later": a sender's deferred mail is held, and released by itself after
+    // the playbook's 2 s.
+    for i in 0..2 {
+        submit(
+            s.instance.smtpd_addr(),
+            &Envelope {
+                helo: "client.test",
+                from: "news@shop.test",
+                recipients: vec![format!("u{i}@slow.test")],
+            },
+            "Subject: later\n\nhello\n",
+        )
+        .expect("submission");
+    }
+    let queue_is = |name: &str| {
+        let queue = s.instance.queue().unwrap_or_default();
+        queue.len() == 2 && queue.iter().all(|m| m.queue_name == name)
+    };
+    let start = Instant::now();
+    while !queue_is("deferred") {
+        assert!(
+            start.elapsed() < WAIT,
+            "not deferred: {:?}",
+            s.instance.queue()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.fire(vec![alert("messages_received", "f-later", &[])])
+        .await;
+    let start = Instant::now();
+    while !queue_is("hold") {
+        assert!(start.elapsed() < WAIT, "not held: {:?}", s.instance.queue());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held = Instant::now();
+    while !queue_is("deferred") {
+        assert!(
+            start.elapsed() < WAIT,
+            "not released: {:?}",
+            s.instance.queue()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "held, then released {:.1} s later",
+        held.elapsed().as_secs_f64()
+    );
+
+    // 3. Approval: waits, needs the token, runs once approved; an unanswered one expires.
     s.fire(vec![alert(
         "messages_deferred",
         "f-approve",
@@ -472,7 +536,7 @@ async fn throttle_approval_injection_burst_and_kill_switch() {
     })
     .await;
 
-    // 3. Hostile label values: refused before anything is sent.
+    // 4. Hostile label values: refused before anything is sent.
     let hostile = [
         "ok.test; postsuper -d ALL",
         "$(reboot).test",
@@ -505,7 +569,7 @@ async fn throttle_approval_injection_burst_and_kill_switch() {
         "nothing sent"
     );
 
-    // 4. The kill switch stops a running playbook before its second step.
+    // 5. The kill switch stops a running playbook before its second step.
     let remediation = s.collector.remediation().expect("remediation");
     assert!(
         remediation
@@ -535,7 +599,7 @@ async fn throttle_approval_injection_burst_and_kill_switch() {
         200
     );
     assert!(!remediation.killed());
-    // 5. A burst of 1 000 alerts (dry runs, distinct senders): what the rate limit (30 a
+    // 6. A burst of 1 000 alerts (dry runs, distinct senders): what the rate limit (30 a
     // minute, all playbooks together) leaves is sent, the rest refused; then the same again:
     // the cooldown holds those sent, the rate limit the rest.
     let burst = |round: &str| {

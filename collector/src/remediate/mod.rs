@@ -86,3 +86,35 @@ pub fn load_playbooks(
     })?;
     Ok(file.playbooks)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sample_playbooks_pass_the_check() {
+        let views: Vec<(String, Vec<String>)> = crate::analyze::default_views()
+            .into_iter()
+            .map(|v| (v.name, v.by))
+            .collect();
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/playbooks.toml");
+        let playbooks = super::load_playbooks(&path, &views).expect("valid");
+        assert_eq!(playbooks.len(), 4);
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_column() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("playbooks.toml");
+        std::fs::write(
+            &path,
+            "[[playbooks]]\nname = \"x\"\ntrigger = { alert = \"bounce_ratio\" }\n[[playbooks.steps]]\naction = \"rm_rf\"\n",
+        )
+        .expect("write");
+        let err = super::load_playbooks(&path, &[("bounce_ratio".into(), vec!["domain".into()])])
+            .unwrap_err();
+        assert!(
+            err.contains("playbooks.toml:5:10: playbook \"x\": unknown action \"rm_rf\""),
+            "{err}"
+        );
+    }
+}
