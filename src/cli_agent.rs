@@ -60,6 +60,7 @@ pub fn options(config: &AgentConfig) -> Result<AgentRunOptions> {
     opts.capacity = Some(config.capacity.clone());
     opts.dns = Some(config.dns.clone());
     opts.actions = Some(config.actions.clone());
+    opts.complaints = Some(config.complaints.clone());
     Ok(opts)
 }
 

@@ -40,6 +40,9 @@ pub struct AgentConfig {
     /// Remediation actions this agent runs for the collector (default: none).
     #[serde(default)]
     pub actions: crate::act::ActionsConfig,
+    /// Feedback-loop complaints (ARF reports in a Maildir).
+    #[serde(default)]
+    pub complaints: crate::complaints::ComplaintsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -7,6 +7,7 @@ pub mod act;
 pub mod aggregate;
 pub mod capacity;
 pub mod classify;
+pub mod complaints;
 pub mod config;
 pub mod dns;
 pub mod labels;

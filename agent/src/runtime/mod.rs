@@ -38,7 +38,7 @@
 mod dns;
 mod error;
 mod options;
-mod periodic;
+pub mod periodic;
 mod reader;
 mod supervise;
 mod tracker_state;
@@ -217,31 +217,42 @@ where
     let stop_shipping = stop_all.child_token();
     let reader_stop = stop_reading.clone();
     let mut reader_task = tokio::task::spawn_blocking(move || reader.run(&reader_stop));
-    let probes = host_probes(&opts);
-    let probe_task = probes.map(|probes| {
-        let (stop, outbox, appended) = (stop_reading.clone(), outbox.clone(), appended.clone());
-        let (host, window_secs) = (opts.host.clone(), opts.window_secs.max(1));
-        let health = health.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut sources: Vec<Box<dyn PeriodicSource>> = vec![Box::new(probes)];
-            supervise_blocking(task::HOST_PROBES, &health, &stop, |backoff| {
-                let mut healthy = || {
-                    health.up(task::HOST_PROBES);
-                    backoff.reset();
-                };
-                periodic::run_periodic(
-                    &mut sources,
-                    &host,
-                    window_secs,
-                    &outbox,
-                    &appended,
-                    &stop,
-                    &mut healthy,
-                )
-            });
-            Ok::<(), AgentError>(())
-        })
-    });
+    let mut periodic_sources: Vec<Box<dyn PeriodicSource>> = Vec::new();
+    if let Some(probes) = host_probes(&opts) {
+        periodic_sources.push(Box::new(probes));
+    }
+    if let Some(reader) = opts
+        .complaints
+        .clone()
+        .and_then(crate::complaints::ComplaintsReader::new)
+    {
+        periodic_sources.push(Box::new(reader));
+    }
+    let probe_task = (!periodic_sources.is_empty())
+        .then_some(periodic_sources)
+        .map(|mut sources| {
+            let (stop, outbox, appended) = (stop_reading.clone(), outbox.clone(), appended.clone());
+            let (host, window_secs) = (opts.host.clone(), opts.window_secs.max(1));
+            let health = health.clone();
+            tokio::task::spawn_blocking(move || {
+                supervise_blocking(task::HOST_PROBES, &health, &stop, |backoff| {
+                    let mut healthy = || {
+                        health.up(task::HOST_PROBES);
+                        backoff.reset();
+                    };
+                    periodic::run_periodic(
+                        &mut sources,
+                        &host,
+                        window_secs,
+                        &outbox,
+                        &appended,
+                        &stop,
+                        &mut healthy,
+                    )
+                });
+                Ok::<(), AgentError>(())
+            })
+        });
     let dns_task = match opts.dns.as_ref().filter(|d| d.active()) {
         Some(cfg) => {
             let stop = stop_all.child_token();

@@ -72,6 +72,8 @@ pub struct AgentRunOptions {
     pub dns: Option<DnsConfig>,
     /// Remediation actions the collector may ask for (default none: all refused).
     pub actions: Option<crate::act::ActionsConfig>,
+    /// Feedback-loop complaints read from a Maildir (default none).
+    pub complaints: Option<crate::complaints::ComplaintsConfig>,
 }
 
 impl AgentRunOptions {
@@ -114,6 +116,7 @@ impl AgentRunOptions {
             capacity: None,
             dns: None,
             actions: None,
+            complaints: None,
         }
     }
 }

@@ -31,6 +31,9 @@ pub trait PeriodicSource: Send {
     fn interval(&self) -> Duration;
     /// One poll: samples stamped with the window of `now_unix_ms`.
     fn poll(&mut self, now_unix_ms: i64, host: &str, window_secs: u32) -> Vec<pb::Sample>;
+    /// The last poll's samples are in the outbox (a source that consumes its input — moves a
+    /// file — does it now, so a failed append loses nothing).
+    fn committed(&mut self) {}
 }
 
 /// How often the thread looks at its cancellation token while waiting.
@@ -68,6 +71,7 @@ pub(crate) fn run_periodic(
                 ..pb::Batch::default()
             };
             let seq = lock(outbox).append(batch, &[])?;
+            source.committed();
             tracing::debug!(seq, source = source.name(), "polled samples appended");
             appended.notify_one();
             healthy();

@@ -111,6 +111,17 @@ pub fn recommendation(alert: &Alert) -> String {
              lost once it is back.",
             alert.peak_detail
         ),
+        ("complaints", _) | ("complaint_ratio", _) => {
+            let who = alert
+                .label("sender")
+                .map_or("a sender".to_owned(), |s| format!("sender {s}"));
+            format!(
+                "Recipients mark mail from {who} on {host} as spam (feedback-loop reports): pause \
+                 its bulk mail (playbook pause-on-complaints holds it for approval, `postsuper -h`), \
+                 check what it sent and to whom (consent, list age, unsubscribe), and release it \
+                 (`postsuper -H`) or delete it once fixed."
+            )
+        }
         ("messages_received", _) => format!(
             "Inbound volume on {host} is unusual: a bulk send or a loop if above, a broken \
              submitter or MX routing if below; compare with the other MX hosts."

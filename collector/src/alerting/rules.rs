@@ -85,6 +85,8 @@ pub fn builtin_rule(view: &str) -> Decision {
         "messages_delivered" => (Critical, 300),
         // A blocklisted sending IP, an MX host failing, a destination's MX target failing.
         "dnsbl_listed" | "mx_host_failing" | "relay_failing" => (Warning, 0),
+        // Recipients call our mail spam: reputation is at stake.
+        "complaints" | "complaint_ratio" => (Warning, 0),
         // Routing that works but could be better.
         "mx_unbalanced" | "mx_ttl_long" => (Info, 0),
         // Mail is refused or delayed at destinations, or an account is abused.

@@ -92,6 +92,14 @@ pub const RUNBOOKS: &[(&str, &str)] = &[
         "relay_failing",
         include_str!("../../../docs/runbooks/relay_failing.md"),
     ),
+    (
+        "complaints",
+        include_str!("../../../docs/runbooks/complaints.md"),
+    ),
+    (
+        "complaint_ratio",
+        include_str!("../../../docs/runbooks/complaint_ratio.md"),
+    ),
 ];
 
 /// The runbook of `name` (`bounce_ratio`, `README`, …).

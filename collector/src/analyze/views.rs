@@ -505,6 +505,18 @@ pub fn default_views() -> Vec<View> {
             &[],
             Side::Above,
         ),
+        // Feedback-loop complaints (ARF): per envelope sender, the one a playbook can hold…
+        volume("complaints", "complaints", &["sender"], Side::Above),
+        // … and their share of what the host delivered, as a small-count ratio.
+        View {
+            name: "complaint_ratio".into(),
+            by: vec![],
+            kind: ViewKind::Ratio {
+                failures: vec![s("complaints")],
+                total: vec![s("messages_delivered")],
+                min_failures: DEFAULT_MIN_FAILURES,
+            },
+        },
         ratio("bounce_ratio", "messages_bounced", &["domain"]),
         ratio("deferral_ratio", "messages_deferred", &["domain"]),
         ratio("deferral_ratio", "messages_deferred", &["relay"]),

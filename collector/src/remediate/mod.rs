@@ -98,7 +98,7 @@ mod tests {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/playbooks.toml");
         let playbooks = super::load_playbooks(&path, &views).expect("valid");
-        assert_eq!(playbooks.len(), 4);
+        assert_eq!(playbooks.len(), 5);
     }
 
     #[test]
