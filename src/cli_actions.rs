@@ -8,29 +8,8 @@ use mailpulse_collector::alerting::content::rfc3339;
 use mailpulse_collector::alerting::http::Endpoint;
 use serde_json::Value;
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
 fn get(collector: &str, path: &str) -> Result<Value> {
-    let endpoint = Endpoint::new(collector, &Default::default(), Duration::from_secs(10))
-        .with_context(|| format!("collector URL {collector}"))?
-        .join(path);
-    let answer = runtime()?
-        .block_on(endpoint.get())
-        .with_context(|| format!("GET {}", endpoint.url()))?;
-    if answer.status != 200 {
-        bail!(
-            "GET {}: HTTP {}: {}",
-            endpoint.url(),
-            answer.status,
-            answer.body.trim()
-        );
-    }
-    serde_json::from_str(&answer.body).with_context(|| format!("GET {}: not JSON", endpoint.url()))
+    crate::cli_http::get_json(collector, path)
 }
 
 /// Lists what waits, runs and will be reverted, and the latest audit entries.
@@ -55,7 +34,11 @@ fn steps(run: &Value) -> String {
             steps
                 .iter()
                 .map(|s| {
-                    let params: Vec<String> = s[1]
+                    if let Some(message) = s["Notify"].as_str() {
+                        return format!("notify({message:?})");
+                    }
+                    let action = &s["Action"];
+                    let params: Vec<String> = action[1]
                         .as_object()
                         .map(|p| {
                             p.iter()
@@ -63,7 +46,11 @@ fn steps(run: &Value) -> String {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    format!("{}({})", s[0].as_str().unwrap_or("?"), params.join(", "))
+                    format!(
+                        "{}({})",
+                        action[0].as_str().unwrap_or("?"),
+                        params.join(", ")
+                    )
                 })
                 .collect::<Vec<_>>()
                 .join(", then ")
@@ -161,7 +148,7 @@ pub fn decide(collector: &str, token_file: &Path, id: u64, approve: bool) -> Res
     let endpoint = Endpoint::new(collector, &Default::default(), Duration::from_secs(10))
         .with_context(|| format!("collector URL {collector}"))?
         .join(&format!("/api/v1/actions/{id}/{verb}"));
-    let answer = runtime()?
+    let answer = crate::cli_http::runtime()?
         .block_on(endpoint.post_json(
             &[("authorization", format!("Bearer {token}"))],
             bytes::Bytes::from_static(b"{}"),

@@ -1,35 +1,13 @@
 //! `mailpulse alerts [--collector URL] [--json]`: the collector's alerts for a person, like
 //! `amtool alert` — firing first, with what was observed, the evidence and the runbook.
 
-use std::time::Duration;
-
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use mailpulse_collector::alerting::AlertState;
 use mailpulse_collector::alerting::content::rfc3339;
-use mailpulse_collector::alerting::http::Endpoint;
 
 /// Fetches `/api/v1/alerts` from `collector` and prints it (`json`: as the API returns it).
 pub fn run(collector: &str, json: bool, all: bool) -> Result<()> {
-    let endpoint = Endpoint::new(collector, &Default::default(), Duration::from_secs(10))
-        .with_context(|| format!("collector URL {collector}"))?
-        .join("/api/v1/alerts");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let answer = runtime
-        .block_on(endpoint.get())
-        .with_context(|| format!("GET {}", endpoint.url()))?;
-    if answer.status != 200 {
-        bail!(
-            "GET {}: HTTP {}: {}",
-            endpoint.url(),
-            answer.status,
-            answer.body.trim()
-        );
-    }
-    let alerts: Vec<AlertState> = serde_json::from_str(&answer.body)
-        .with_context(|| format!("GET {}: not a list of alerts", endpoint.url()))?;
+    let alerts: Vec<AlertState> = crate::cli_http::get_json(collector, "/api/v1/alerts")?;
     let shown: Vec<&AlertState> = alerts
         .iter()
         .filter(|a| all || a.state != mailpulse_collector::alerting::State::Resolved)

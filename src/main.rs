@@ -8,6 +8,7 @@ mod cli_collector;
 mod cli_detect;
 mod cli_eval;
 mod cli_events;
+mod cli_http;
 mod cli_simulate;
 mod cli_spf;
 mod input;

@@ -210,6 +210,11 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
     ));
 
     let mut background = Vec::new();
+    let hooks = match &remediation {
+        Some(_) => alerting::notify::hooks(&config.alerting.webhooks)
+            .map_err(|e| CollectorError::Alerting(e.to_string()))?,
+        None => Vec::new(),
+    };
     let remediation = remediation.map(|(playbooks, token, bus, results)| {
         // Handle and API token for the HTTP endpoints and the analyzer.
         let (handle, task) = remediate::engine::start(
@@ -217,6 +222,7 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
             playbooks,
             store.clone(),
             bus,
+            hooks,
             results,
             shutdown_rx.clone(),
         );

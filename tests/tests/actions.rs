@@ -95,21 +95,35 @@ fn held_of(queue: &[QueuedMessage], sender: &str) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queue_actions_move_real_messages_and_hostile_parameters_run_nothing() {
+/// A Postfix instance for `config`, the state directory and an executor with every action.
+fn start_with(config: &PostfixConfig) -> (PostfixInstance, tempfile::TempDir, Executor) {
     assert!(
         postfix::available(),
         "needs root and the Debian postfix package"
     );
-    let sink = SmtpSink::start(SinkMode::Tempfail).expect("sink");
-    let config = PostfixConfig::default()
-        .route("slow.test", &sink.nexthop())
-        .param("maximal_queue_lifetime", "1d")
-        .param("bounce_queue_lifetime", "1d");
-    let instance = PostfixInstance::start(&config).expect("postfix starts");
+    let instance = PostfixInstance::start(config).expect("postfix starts");
     let state = tempfile::tempdir().expect("tempdir");
-    let all: Vec<ActionKind> = ActionKind::ALL.to_vec();
-    let ex = executor(&instance, state.path(), &all);
+    let ex = executor(&instance, state.path(), &ActionKind::ALL);
+    (instance, state, ex)
+}
+
+/// Waits until the sink accepted `n` messages (bounded).
+fn wait_delivered(sink: &SmtpSink, n: usize, instance: &PostfixInstance) {
+    poll_until(WAIT, Duration::from_millis(200), || {
+        (sink.stats().messages == n).then_some(())
+    })
+    .unwrap_or_else(|_| panic!("not delivered:\n{}", instance.maillog()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_actions_move_real_messages_and_hostile_parameters_run_nothing() {
+    let sink = SmtpSink::start(SinkMode::Tempfail).expect("sink");
+    let (instance, state, ex) = start_with(
+        &PostfixConfig::default()
+            .route("slow.test", &sink.nexthop())
+            .param("maximal_queue_lifetime", "1d")
+            .param("bounce_queue_lifetime", "1d"),
+    );
     for i in 0..3 {
         send(&instance, "news@shop.test", &format!("u{i}@slow.test"));
     }
@@ -242,15 +256,9 @@ fn postconf(instance: &PostfixInstance, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttle_keeps_the_route_and_its_revert_restores_the_configuration_exactly() {
-    assert!(
-        postfix::available(),
-        "needs root and the Debian postfix package"
-    );
     let sink = SmtpSink::start(SinkMode::Accept).expect("sink");
-    let config = PostfixConfig::default().route("ok.test", &sink.nexthop());
-    let instance = PostfixInstance::start(&config).expect("postfix starts");
-    let state = tempfile::tempdir().expect("tempdir");
-    let ex = executor(&instance, state.path(), &ActionKind::ALL);
+    let (instance, _state, ex) =
+        start_with(&PostfixConfig::default().route("ok.test", &sink.nexthop()));
     let original = bytes(&instance);
 
     let started = Instant::now();
@@ -359,17 +367,12 @@ async fn a_throttle_keeps_the_route_and_its_revert_restores_the_configuration_ex
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_switch_sends_from_the_pool_address_and_a_block_refuses_at_rcpt() {
-    assert!(
-        postfix::available(),
-        "needs root and the Debian postfix package"
-    );
     let sink = SmtpSink::start(SinkMode::Accept).expect("sink");
-    let config = PostfixConfig::default()
-        .without_catch_all()
-        .param("relayhost", &format!("[127.0.0.1]:{}", sink.port()));
-    let instance = PostfixInstance::start(&config).expect("postfix starts");
-    let state = tempfile::tempdir().expect("tempdir");
-    let ex = executor(&instance, state.path(), &ActionKind::ALL);
+    let (instance, _state, ex) = start_with(
+        &PostfixConfig::default()
+            .without_catch_all()
+            .param("relayhost", &format!("[127.0.0.1]:{}", sink.port())),
+    );
     let original = bytes(&instance);
 
     let (status, out) = act(
@@ -381,15 +384,9 @@ async fn a_pool_switch_sends_from_the_pool_address_and_a_block_refuses_at_rcpt()
     .await;
     assert_eq!(status, "ok", "{out}");
     send(&instance, "news@shop.test", "a@far.test");
-    poll_until(WAIT, Duration::from_millis(200), || {
-        (sink.stats().messages == 1).then_some(())
-    })
-    .unwrap_or_else(|_| panic!("not delivered:\n{}", instance.maillog()));
+    wait_delivered(&sink, 1, &instance);
     send(&instance, "bob@other.test", "b@far.test");
-    poll_until(WAIT, Duration::from_millis(200), || {
-        (sink.stats().messages == 2).then_some(())
-    })
-    .unwrap_or_else(|_| panic!("not delivered:\n{}", instance.maillog()));
+    wait_delivered(&sink, 2, &instance);
     let stats = sink.stats();
     let from_of = |sender: &str| {
         let i = stats

@@ -4,6 +4,8 @@
 //! (prometheus-alertmanager, loopback) list with its labels, and that resolves there after the
 //! storm. The collector learned the ordinary level from ten minutes of history of the same host.
 
+#[path = "support/agent.rs"]
+mod agent;
 #[allow(dead_code)]
 #[path = "../../collector/tests/collector/support.rs"]
 mod support;
@@ -12,11 +14,10 @@ use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mailpulse_agent::parse::LogFormat;
-use mailpulse_agent::runtime::{AgentRunOptions, run_agent};
-use mailpulse_agent::secret::Secret;
 use mailpulse_tests::alertmanager::{self, AlertmanagerCluster};
 use serde_json::Value;
 
+use agent::InProcessAgent;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -96,21 +97,16 @@ async fn a_bounce_storm_in_a_tailed_log_reaches_both_alertmanagers() {
     // The agent tails the log from here on.
     let log = dir.path().join("mail.log");
     std::fs::write(&log, "").expect("log");
-    let mut opts = AgentRunOptions::new(
-        "mx1",
-        "mx1.example",
+    let agent = InProcessAgent::spawn(
+        collector.grpc_addr(),
+        ("mx1", "mx1.example", TOKEN_MX1),
         vec![log.clone()],
-        dir.path().join("agent"),
-        format!("http://{}", collector.grpc_addr()),
+        dir.path(),
+        |opts| {
+            opts.format = LogFormat::Rfc3339;
+            opts.window_secs = 1;
+        },
     );
-    opts.token = Some(Secret::new(TOKEN_MX1));
-    opts.format = LogFormat::Rfc3339;
-    opts.window_secs = 1;
-    opts.flush_interval_secs = 1;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(run_agent(opts, async {
-        let _ = stopped.await;
-    }));
 
     // Ordinary traffic for 8 s, a storm of 2 000 bounces a second for 3 s, then ordinary
     // traffic until both Alertmanagers have the alert and have seen it resolve (bounded).
@@ -155,8 +151,7 @@ async fn a_bounce_storm_in_a_tailed_log_reaches_both_alertmanagers() {
         }
         tokio::time::sleep(Duration::from_millis(1000)).await;
     }
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(WAIT, agent).await;
+    agent.stop().await;
     assert_eq!(seen, [true, true], "both Alertmanagers listed the alert");
     assert_eq!(resolved, [true, true], "and both saw it resolve");
     let labels = labels.expect("labels");

@@ -3,6 +3,8 @@
 //! sending domain, source IP and feedback type — and the refused files; every file ends in
 //! `cur/`, counted once.
 
+#[path = "support/agent.rs"]
+mod agent;
 #[allow(dead_code)]
 #[path = "../../collector/tests/collector/support.rs"]
 mod support;
@@ -10,9 +12,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use mailpulse_agent::complaints::ComplaintsConfig;
-use mailpulse_agent::runtime::{AgentRunOptions, run_agent};
-use mailpulse_agent::secret::Secret;
 
+use agent::{InProcessAgent, empty_log};
 use support::*;
 
 const RFC5965_B2: &str = include_str!("../../agent/tests/fixtures/arf/rfc5965-b2.eml");
@@ -49,26 +50,19 @@ async fn reports_in_a_maildir_are_counted_exactly_once() {
     std::fs::write(maildir.join("new").join("c1"), vec![0u8; 2 * 1024 * 1024]).expect("write");
 
     let collector = start(config(dir.path())).await;
-    let log = dir.path().join("empty.log");
-    std::fs::write(&log, "").expect("log");
-    let mut opts = AgentRunOptions::new(
-        "mx1",
-        "mx1.example",
-        vec![log],
-        dir.path().join("agent"),
-        format!("http://{}", collector.grpc_addr()),
+    let agent = InProcessAgent::spawn(
+        collector.grpc_addr(),
+        ("mx1", "mx1.example", TOKEN_MX1),
+        vec![empty_log(dir.path())],
+        dir.path(),
+        |opts| {
+            opts.complaints = Some(ComplaintsConfig {
+                maildir: Some(maildir.clone()),
+                interval_secs: 1,
+                ..ComplaintsConfig::default()
+            })
+        },
     );
-    opts.token = Some(Secret::new(TOKEN_MX1));
-    opts.flush_interval_secs = 1;
-    opts.complaints = Some(ComplaintsConfig {
-        maildir: Some(maildir.clone()),
-        interval_secs: 1,
-        ..ComplaintsConfig::default()
-    });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(run_agent(opts, async {
-        let _ = stopped.await;
-    }));
 
     let started = Instant::now();
     let text = loop {
@@ -124,7 +118,6 @@ async fn reports_in_a_maildir_are_counted_exactly_once() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let text = scrape(&collector).await;
     assert_eq!(sum(&text, "mailpulse_complaints_total", ""), 5.0);
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(30), agent).await;
+    agent.stop().await;
     collector.shutdown().await.expect("clean shutdown");
 }

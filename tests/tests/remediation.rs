@@ -13,17 +13,19 @@
 //!
 //! Needs root and the Debian `postfix` package. Takes about 40 s.
 
+#[path = "support/agent.rs"]
+mod agent;
 #[allow(dead_code)]
 #[path = "../../collector/tests/collector/support.rs"]
 mod support;
+#[path = "support/webhook.rs"]
+mod webhook;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mailpulse_agent::act::{ActionKind, ActionsConfig, PoolConfig};
-use mailpulse_agent::runtime::{AgentRunOptions, run_agent};
-use mailpulse_agent::secret::Secret;
 use mailpulse_collector::alerting::{AlertState, State, Transition};
 use mailpulse_collector::ingest::auth::TokenSpec;
 use mailpulse_collector::remediate::Input;
@@ -33,9 +35,11 @@ use mailpulse_tests::smtp_client::{Envelope, submit};
 use mailpulse_tests::smtp_sink::{SinkMode, SmtpSink};
 use serde_json::Value;
 
+use agent::{InProcessAgent, empty_log};
 use support::*;
 
 const API_TOKEN: &str = "api-token-0123456789abcdef";
+const WEBHOOK_SECRET: &str = "webhook-secret-0123456789abcdef";
 const PROBE_TOKEN: &str = "token-of-probe-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -83,6 +87,14 @@ trigger = { alert = "messages_received" }
 [[playbooks.steps]]
 action = "hold_sender"
 params = { sender = "news@shop.test" }
+
+[[playbooks]]
+name = "tell-the-team"
+mode = "auto"
+trigger = { alert = "postscreen_connections" }
+[[playbooks.steps]]
+action = "notify"
+params = { message = "Inbound pressure: postscreen sees more connections than usual" }
 
 [[playbooks]]
 name = "two-steps"
@@ -185,8 +197,9 @@ struct Setup {
     sink: SmtpSink,
     _tempfail: SmtpSink,
     collector: mailpulse_collector::RunningCollector,
-    stop_agent: Option<tokio::sync::oneshot::Sender<()>>,
-    agent: Option<tokio::task::JoinHandle<Result<(), mailpulse_agent::runtime::AgentError>>>,
+    agent: Option<InProcessAgent>,
+    /// What the webhook receiver took (verified payloads).
+    received: std::sync::Arc<std::sync::Mutex<webhook::Received>>,
 }
 
 async fn setup() -> Setup {
@@ -225,19 +238,28 @@ async fn setup() -> Setup {
     cfg.remediation.max_actions_per_minute = 30;
     cfg.remediation.cooldown_secs = 600;
     cfg.remediation.result_timeout_secs = 20;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let received = std::sync::Arc::new(std::sync::Mutex::new(webhook::Received::default()));
+    tokio::spawn(webhook::receiver(
+        listener,
+        WEBHOOK_SECRET.to_owned(),
+        received.clone(),
+    ));
+    let secret = dir.path().join("webhook.secret");
+    std::fs::write(&secret, format!("{WEBHOOK_SECRET}\n")).expect("secret");
+    cfg.alerting.webhooks = vec![mailpulse_collector::alerting::notify::WebhookTarget {
+        url: hook,
+        receiver: "ops".into(),
+        secret_file: secret,
+        tls: Default::default(),
+        timeout_secs: 2,
+        max_attempts: 5,
+    }];
     let collector = start(cfg).await;
 
-    let log = dir.path().join("empty.log");
-    std::fs::write(&log, "").expect("log");
-    let mut opts = AgentRunOptions::new(
-        "mx1",
-        "mx1.example",
-        vec![log],
-        dir.path().join("agent"),
-        format!("http://{}", collector.grpc_addr()),
-    );
-    opts.token = Some(Secret::new(TOKEN_MX1));
-    opts.flush_interval_secs = 1;
     let mut actions = ActionsConfig {
         enabled: ActionKind::ALL.to_vec(),
         instances: BTreeMap::from([("test".to_owned(), instance.config_dir().to_owned())]),
@@ -251,11 +273,13 @@ async fn setup() -> Setup {
             helo_name: None,
         },
     );
-    opts.actions = Some(actions);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(run_agent(opts, async {
-        let _ = stopped.await;
-    }));
+    let agent = InProcessAgent::spawn(
+        collector.grpc_addr(),
+        ("mx1", "mx1.example", TOKEN_MX1),
+        vec![empty_log(dir.path())],
+        dir.path(),
+        |opts| opts.actions = Some(actions),
+    );
     // The agent has said Hello with its `actions` capability.
     let start = Instant::now();
     while !collector
@@ -274,18 +298,15 @@ async fn setup() -> Setup {
         sink,
         _tempfail: tempfail,
         collector,
-        stop_agent: Some(stop),
         agent: Some(agent),
+        received,
     }
 }
 
 impl Setup {
     async fn stop(mut self) {
-        if let Some(stop) = self.stop_agent.take() {
-            let _ = stop.send(());
-        }
         if let Some(agent) = self.agent.take() {
-            let _ = tokio::time::timeout(WAIT, agent).await;
+            agent.stop().await;
         }
         self.collector.shutdown().await.expect("clean shutdown");
     }
@@ -569,7 +590,40 @@ async fn throttle_approval_injection_burst_and_kill_switch() {
         "nothing sent"
     );
 
-    // 5. The kill switch stops a running playbook before its second step.
+    // 5. A notify step: a signed message to the webhook receivers.
+    s.fire(vec![alert("postscreen_connections", "f-notify", &[])])
+        .await;
+    let start = Instant::now();
+    let message = loop {
+        let found = s
+            .received
+            .lock()
+            .expect("lock")
+            .payloads
+            .iter()
+            .find(|p| p["kind"] == "mailpulse.playbook.notify")
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(start.elapsed() < WAIT, "no notify message");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        message["message"],
+        "Inbound pressure: postscreen sees more connections than usual"
+    );
+    assert_eq!(message["playbook"], "tell-the-team");
+    assert_eq!(message["alert"]["fingerprint"], "f-notify");
+    assert_eq!(message["host"], "mx1.example");
+    wait_audit(&s.audit, "notified", |e| {
+        e.iter().any(|e| {
+            e["playbook"] == "tell-the-team" && e["event"] == "notified" && e["status"] == "200"
+        })
+    })
+    .await;
+
+    // 6. The kill switch stops a running playbook before its second step.
     let remediation = s.collector.remediation().expect("remediation");
     assert!(
         remediation
@@ -599,7 +653,7 @@ async fn throttle_approval_injection_burst_and_kill_switch() {
         200
     );
     assert!(!remediation.killed());
-    // 6. A burst of 1 000 alerts (dry runs, distinct senders): what the rate limit (30 a
+    // 7. A burst of 1 000 alerts (dry runs, distinct senders): what the rate limit (30 a
     // minute, all playbooks together) leaves is sent, the rest refused; then the same again:
     // the cooldown holds those sent, the rate limit the rest.
     let burst = |round: &str| {

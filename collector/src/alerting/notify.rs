@@ -131,11 +131,28 @@ struct Manager {
     headers: Vec<(&'static str, String)>,
 }
 
-struct Hook {
+pub struct Hook {
     endpoint: Endpoint,
     receiver: String,
     key: ring::hmac::Key,
     max_attempts: u32,
+}
+
+impl Hook {
+    /// POSTs `body` once, signed like every notification; the HTTP status, or why none came.
+    pub async fn post_signed(&self, body: Bytes) -> Result<u16, String> {
+        let signed = signature(&self.key, unix_ms().div_euclid(1000), &body);
+        self.endpoint
+            .post_json(&[("x-mailpulse-signature", signed)], body)
+            .await
+            .map(|a| a.status)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The receiver's URL.
+    pub fn url(&self) -> &str {
+        self.endpoint.url()
+    }
 }
 
 /// One stored webhook notification.
@@ -195,7 +212,8 @@ fn managers(targets: &[AlertmanagerTarget]) -> Result<Vec<Manager>, NotifyError>
         .collect()
 }
 
-fn hooks(targets: &[WebhookTarget]) -> Result<Vec<Hook>, NotifyError> {
+/// The webhook receivers of `targets`, checked (URL, secret of at least 16 bytes).
+pub fn hooks(targets: &[WebhookTarget]) -> Result<Vec<Hook>, NotifyError> {
     targets
         .iter()
         .map(|t| {

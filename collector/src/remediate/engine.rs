@@ -27,7 +27,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::RemediationConfig;
 use super::audit::{Audit, AuditEntry};
 use super::bus::ActionBus;
-use super::playbook::{Mode, Playbook, resolve};
+use super::playbook::{Mode, Playbook, Resolved, resolve_step};
+use crate::alerting::notify::Hook;
 use crate::alerting::{AlertState, Transition};
 use crate::store::{RecordTable, StoreHandle, unix_ms};
 
@@ -66,7 +67,7 @@ pub struct Run {
     pub agent: String,
     pub host: String,
     pub mode: Mode,
-    pub steps: Vec<(ActionKind, BTreeMap<String, String>)>,
+    pub steps: Vec<Resolved>,
     pub next_step: usize,
     /// Approve mode: when the approval expires (Unix ms); None once approved.
     pub approval_expires_ms: Option<i64>,
@@ -155,6 +156,8 @@ struct Engine {
     playbooks: Vec<Playbook>,
     store: StoreHandle,
     bus: Arc<ActionBus>,
+    /// The webhook receivers `notify` steps post to.
+    hooks: Vec<Hook>,
     audit: Arc<Audit>,
     killed: Arc<AtomicBool>,
     view: Arc<RwLock<Pending>>,
@@ -170,11 +173,13 @@ struct Engine {
 }
 
 /// Starts the engine; `playbooks` were checked by the caller.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     cfg: RemediationConfig,
     playbooks: Vec<Playbook>,
     store: StoreHandle,
     bus: Arc<ActionBus>,
+    hooks: Vec<Hook>,
     mut results: mpsc::Receiver<(Arc<str>, pb::ActionResult)>,
     mut shutdown: watch::Receiver<bool>,
 ) -> (Arc<Remediation>, tokio::task::JoinHandle<()>) {
@@ -193,6 +198,7 @@ pub fn start(
         playbooks,
         store,
         bus,
+        hooks,
         audit,
         killed,
         view,
@@ -360,8 +366,8 @@ impl Engine {
             };
             let mut steps = Vec::new();
             for step in &pb.steps {
-                match resolve(step, &state.labels) {
-                    Ok((kind, params)) => steps.push((kind, params)),
+                match resolve_step(step, &state.labels) {
+                    Ok(resolved) => steps.push(resolved),
                     Err(why) => {
                         base.event = "refused".into();
                         base.kind = step.action.get_ref().clone();
@@ -490,7 +496,7 @@ impl Engine {
             agent: revert.agent.clone(),
             host: revert.host.clone(),
             mode: Mode::Auto,
-            steps: vec![(revert.kind, revert.params.clone())],
+            steps: vec![Resolved::Action(revert.kind, revert.params.clone())],
             next_step: 0,
             approval_expires_ms: None,
             revert: true,
@@ -508,8 +514,15 @@ impl Engine {
     /// Sends the run's next step (after the guards), or finishes it.
     async fn step(&mut self, run: Run) {
         // Past the last step the run is done (its results are audited).
-        let Some((kind, params)) = run.steps.get(run.next_step).cloned() else {
-            return;
+        let (kind, params) = match run.steps.get(run.next_step).cloned() {
+            None => return,
+            Some(Resolved::Notify(message)) => {
+                self.notify(&run, &message).await;
+                let mut next = run;
+                next.next_step += 1;
+                return Box::pin(self.step(next)).await;
+            }
+            Some(Resolved::Action(kind, params)) => (kind, params),
         };
         let dry = run.mode == Mode::DryRun;
         let mut e = self.entry(&run, "");
@@ -579,6 +592,44 @@ impl Engine {
         self.running.insert(action_id, (run, deadline));
     }
 
+    /// Posts a `notify` step's message to every webhook receiver, signed; audited per receiver.
+    async fn notify(&mut self, run: &Run, message: &str) {
+        let mut e = self.entry(run, "notified");
+        e.kind = super::playbook::NOTIFY.into();
+        e.params = BTreeMap::from([("message".to_owned(), message.to_owned())]);
+        if self.hooks.is_empty() {
+            e.event = "undeliverable".into();
+            e.detail = "no [[alerting.webhooks]] receiver is configured".into();
+            self.audit.record(e).await;
+            return;
+        }
+        let body = serde_json::json!({
+            "kind": "mailpulse.playbook.notify",
+            "version": "1",
+            "playbook": run.playbook,
+            "mode": run.mode.as_str(),
+            "message": message,
+            "alert": run.alert,
+            "host": run.host,
+            "agent": run.agent,
+            "steps": describe(&run.steps),
+            "at": crate::alerting::content::rfc3339(unix_ms()),
+        });
+        let body = bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+        for hook in &self.hooks {
+            let mut entry = e.clone();
+            entry.detail = hook.url().to_owned();
+            match hook.post_signed(body.clone()).await {
+                Ok(status) => entry.status = status.to_string(),
+                Err(why) => {
+                    entry.event = "undeliverable".into();
+                    entry.detail = format!("{}: {why}", hook.url());
+                }
+            }
+            self.audit.record(entry).await;
+        }
+    }
+
     async fn result(&mut self, agent: &str, result: pb::ActionResult) {
         let Some((run, _)) = self
             .running
@@ -601,7 +652,9 @@ impl Engine {
                 .await;
             return;
         };
-        let (kind, params) = run.steps[run.next_step].clone();
+        let Some(Resolved::Action(kind, params)) = run.steps.get(run.next_step).cloned() else {
+            return;
+        };
         let mut e = self.entry(&run, "result");
         e.actor = format!("agent:{agent}");
         e.action_id = result.action_id.clone();
@@ -736,12 +789,15 @@ fn reverse_params(
         .collect()
 }
 
-fn describe(steps: &[(ActionKind, BTreeMap<String, String>)]) -> String {
+fn describe(steps: &[Resolved]) -> String {
     steps
         .iter()
-        .map(|(kind, params)| {
-            let p: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            format!("{}({})", kind.as_str(), p.join(", "))
+        .map(|step| match step {
+            Resolved::Action(kind, params) => {
+                let p: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{}({})", kind.as_str(), p.join(", "))
+            }
+            Resolved::Notify(message) => format!("notify({message:?})"),
         })
         .collect::<Vec<_>>()
         .join(", then ")

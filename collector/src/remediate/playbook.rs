@@ -186,12 +186,16 @@ pub fn check(file: &PlaybookFile, views: &[(String, Vec<String>)]) -> Result<(),
             return Err(at(pb.trigger.alert.span(), "no steps".into()));
         }
         for step in &pb.steps {
+            if step.action.get_ref() == NOTIFY {
+                check_notify(step).map_err(|(span, message)| at(span, message))?;
+                continue;
+            }
             let Some(kind) = ActionKind::parse(step.action.get_ref()) else {
                 let known: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
                 return Err(at(
                     step.action.span(),
                     format!(
-                        "unknown action {:?} (known: {})",
+                        "unknown action {:?} (known: {}, {NOTIFY})",
                         step.action.get_ref(),
                         known.join(", ")
                     ),
@@ -242,8 +246,63 @@ pub fn check(file: &PlaybookFile, views: &[(String, Vec<String>)]) -> Result<(),
     Ok(())
 }
 
-/// A step's parameters for `labels`: `$label` replaced by the label's value, each value checked
-/// against its grammar. An error names the parameter and why (the action is not sent).
+/// The step that tells people instead of acting: it posts a signed JSON message to every
+/// `[alerting.webhooks]` receiver (`params = { message = "…" }`).
+pub const NOTIFY: &str = "notify";
+
+/// Longest `notify` message (bytes).
+pub const MAX_MESSAGE_BYTES: usize = 1000;
+
+fn check_notify(step: &Step) -> Result<(), (std::ops::Range<usize>, String)> {
+    for (name, value) in &step.params {
+        if name != "message" {
+            return Err((
+                value.span(),
+                format!("notify takes only message, not {name}"),
+            ));
+        }
+        let text = value.get_ref();
+        if text.is_empty() || text.len() > MAX_MESSAGE_BYTES || text.chars().any(|c| c.is_control())
+        {
+            return Err((
+                value.span(),
+                format!(
+                    "the message must be 1–{MAX_MESSAGE_BYTES} bytes without control characters"
+                ),
+            ));
+        }
+    }
+    if !step.params.contains_key("message") {
+        return Err((step.action.span(), "notify needs parameter message".into()));
+    }
+    Ok(())
+}
+
+/// A step made ready for one alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resolved {
+    /// An action for an agent, its parameters checked.
+    Action(ActionKind, BTreeMap<String, String>),
+    /// A message to the webhook receivers.
+    Notify(String),
+}
+
+/// A step for `labels`: `$label` replaced by the label's value, each value checked against its
+/// grammar. An error names the parameter and why (nothing is sent).
+pub fn resolve_step(step: &Step, labels: &BTreeMap<String, String>) -> Result<Resolved, String> {
+    if step.action.get_ref() == NOTIFY {
+        let message = step
+            .params
+            .get("message")
+            .map(|m| m.get_ref().clone())
+            .ok_or("notify needs a message")?;
+        return Ok(Resolved::Notify(message));
+    }
+    resolve(step, labels).map(|(kind, params)| Resolved::Action(kind, params))
+}
+
+/// An action step's parameters for `labels`: `$label` replaced by the label's value, each value
+/// checked against its grammar. An error names the parameter and why (the action is not sent).
 pub fn resolve(
     step: &Step,
     labels: &BTreeMap<String, String>,
@@ -346,6 +405,26 @@ mod tests {
             action = "hold_domain"
             "#);
         assert!(e.contains("needs parameter domain"), "{e}");
+        let e = bad(r#"
+            [[playbooks]]
+            name = "x"
+            trigger = { alert = "deferral_ratio" }
+            [[playbooks.steps]]
+            action = "notify"
+            params = { message = "hello", url = "http://x/" }
+            "#);
+        assert!(e.contains("notify takes only message"), "{e}");
+        let ok = parse(
+            r#"
+            [[playbooks]]
+            name = "tell"
+            trigger = { alert = "deferral_ratio" }
+            [[playbooks.steps]]
+            action = "notify"
+            params = { message = "Mail to a destination is deferred" }
+            "#,
+        );
+        check(&ok, &views()).expect("valid");
     }
 
     #[test]

@@ -407,27 +407,7 @@ impl StoreHandle {
         table: RecordTable,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        use redb::{ReadableDatabase, ReadableTable};
-        let path = &self.shared.path;
-        let read = self
-            .shared
-            .db()?
-            .begin_read()
-            .map_err(|e| redb_error(path, e))?;
-        let table = match read.open_table(table.definition()) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(redb_error(path, e)),
-        };
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(|e| redb_error(path, e))?.rev() {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, value) = entry.map_err(|e| redb_error(path, e))?;
-            out.push((k.value(), value.value().to_vec()));
-        }
-        Ok(out)
+        self.scan(table.definition(), true, limit, |k| k)
     }
 
     /// Every stored alert lifecycle state: (fingerprint, encoded state).
@@ -439,6 +419,21 @@ impl StoreHandle {
     fn read_all<K, T>(
         &self,
         table: redb::TableDefinition<K, &[u8]>,
+        key: impl Fn(K::SelfType<'_>) -> T,
+    ) -> Result<Vec<(T, Vec<u8>)>, StoreError>
+    where
+        K: redb::Key + 'static,
+    {
+        self.scan(table, false, usize::MAX, key)
+    }
+
+    /// At most `limit` entries of a table of encoded values, in key order or (`newest_first`)
+    /// the other way; a table not created yet is empty.
+    fn scan<K, T>(
+        &self,
+        table: redb::TableDefinition<K, &[u8]>,
+        newest_first: bool,
+        limit: usize,
         key: impl Fn(K::SelfType<'_>) -> T,
     ) -> Result<Vec<(T, Vec<u8>)>, StoreError>
     where
@@ -456,8 +451,14 @@ impl StoreHandle {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(redb_error(path, e)),
         };
+        let entries = table.iter().map_err(|e| redb_error(path, e))?;
+        let entries: Box<dyn Iterator<Item = _>> = if newest_first {
+            Box::new(entries.rev())
+        } else {
+            Box::new(entries)
+        };
         let mut out = Vec::new();
-        for entry in table.iter().map_err(|e| redb_error(path, e))? {
+        for entry in entries.take(limit) {
             let (k, value) = entry.map_err(|e| redb_error(path, e))?;
             out.push((key(k.value()), value.value().to_vec()));
         }
