@@ -45,14 +45,12 @@ pub fn load(path: &Path) -> Result<CollectorConfig> {
             path.display()
         )
     })?;
-    if let Some(playbooks) = &config.remediation.playbooks_file {
-        let views: Vec<(String, Vec<String>)> = views
-            .iter()
-            .map(|v| (v.name.clone(), v.by.clone()))
-            .collect();
-        mailpulse_collector::remediate::load_playbooks(playbooks, &views)
-            .map_err(|e| anyhow::anyhow!("[remediation] playbooks_file: {e}"))?;
-    }
+    let views: Vec<(String, Vec<String>)> = views
+        .iter()
+        .map(|v| (v.name.clone(), v.by.clone()))
+        .collect();
+    mailpulse_collector::remediate::playbooks(&config.remediation, &views)
+        .map_err(|e| anyhow::anyhow!("[remediation]: {e}"))?;
     TokenTable::load(&config.auth).with_context(|| format!("{}: [auth]", path.display()))?;
     Ok(config)
 }

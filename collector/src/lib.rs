@@ -150,40 +150,39 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
     let bands = Arc::new(analyze::Bands::default());
 
     // Remediation: playbooks (checked against the views), the action bus and its engine.
-    let remediation = match &config.remediation.playbooks_file {
-        Some(path) if config.detect.enabled => {
-            let views: Vec<(String, Vec<String>)> = config
-                .detect
-                .engine()
-                .views
-                .iter()
-                .map(|v| (v.name.clone(), v.by.clone()))
-                .collect();
-            let playbooks =
-                remediate::load_playbooks(path, &views).map_err(CollectorError::Config)?;
-            let token = match &config.remediation.api_token_file {
-                Some(file) => Some(Arc::<str>::from(
-                    std::fs::read_to_string(file)
-                        .map_err(|source| CollectorError::ReadFile {
-                            path: file.clone(),
-                            source,
-                        })?
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                        .trim(),
-                )),
-                None => None,
-            };
-            if token.as_ref().is_some_and(|t| t.len() < 16) {
-                return Err(CollectorError::Config(
-                    "[remediation] api_token_file: the token must have at least 16 bytes".into(),
-                ));
-            }
-            let (bus, results) = remediate::ActionBus::new();
-            Some((playbooks, token, bus, results))
+    let remediation = if config.detect.enabled {
+        let views: Vec<(String, Vec<String>)> = config
+            .detect
+            .engine()
+            .views
+            .iter()
+            .map(|v| (v.name.clone(), v.by.clone()))
+            .collect();
+        let playbooks =
+            remediate::playbooks(&config.remediation, &views).map_err(CollectorError::Config)?;
+        let token = match &config.remediation.api_token_file {
+            Some(file) => Some(Arc::<str>::from(
+                std::fs::read_to_string(file)
+                    .map_err(|source| CollectorError::ReadFile {
+                        path: file.clone(),
+                        source,
+                    })?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim(),
+            )),
+            None => None,
+        };
+        if token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(CollectorError::Config(
+                "[remediation] api_token_file: the token must have at least 16 bytes".into(),
+            ));
         }
-        _ => None,
+        let (bus, results) = remediate::ActionBus::new();
+        (!playbooks.is_empty()).then_some((playbooks, token, bus, results))
+    } else {
+        None
     };
     let bus = remediation.as_ref().map(|(_, _, bus, _)| bus.clone());
 

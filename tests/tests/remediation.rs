@@ -623,7 +623,29 @@ async fn throttle_approval_injection_burst_and_kill_switch() {
     })
     .await;
 
-    // 6. The kill switch stops a running playbook before its second step.
+    // 6. The built-in playbook: complaints about a sender → its mail held, after approval.
+    s.fire(vec![alert(
+        "complaints",
+        "f-complaints",
+        &[("sender", "news@shop.test")],
+    )])
+    .await;
+    let entries = wait_audit(&s.audit, "pause-on-complaints waits", |e| {
+        has(e, "pause-on-complaints", "awaiting_approval") == 1
+    })
+    .await;
+    let waiting = entries
+        .iter()
+        .find(|e| e["playbook"] == "pause-on-complaints")
+        .expect("entry");
+    assert!(
+        waiting["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("hold_sender(sender=news@shop.test)")),
+        "{waiting}"
+    );
+
+    // 7. The kill switch stops a running playbook before its second step.
     let remediation = s.collector.remediation().expect("remediation");
     assert!(
         remediation
@@ -653,7 +675,7 @@ async fn throttle_approval_injection_burst_and_kill_switch() {
         200
     );
     assert!(!remediation.killed());
-    // 7. A burst of 1 000 alerts (dry runs, distinct senders): what the rate limit (30 a
+    // 8. A burst of 1 000 alerts (dry runs, distinct senders): what the rate limit (30 a
     // minute, all playbooks together) leaves is sent, the rest refused; then the same again:
     // the cooldown holds those sent, the rate limit the rest.
     let burst = |round: &str| {

@@ -26,8 +26,10 @@ pub use engine::{Input, Remediation};
 pub struct RemediationConfig {
     /// false: the kill switch is on from the start (no playbook runs; reverts still do).
     pub enabled: bool,
-    /// The playbooks (TOML, `[[playbooks]]`); none: remediation does nothing.
+    /// The playbooks (TOML, `[[playbooks]]`), besides the built-in ones.
     pub playbooks_file: Option<PathBuf>,
+    /// Run the built-in playbooks (default true): `pause-on-complaints`, in approve mode.
+    pub builtin_playbooks: bool,
     /// Also append every audit entry to this file as JSON Lines.
     pub audit_file: Option<PathBuf>,
     /// Bearer token (first line of the file) for approvals and the kill switch over HTTP;
@@ -51,6 +53,7 @@ impl Default for RemediationConfig {
         RemediationConfig {
             enabled: true,
             playbooks_file: None,
+            builtin_playbooks: true,
             audit_file: None,
             api_token_file: None,
             cooldown_secs: 900,
@@ -60,6 +63,31 @@ impl Default for RemediationConfig {
             result_timeout_secs: 120,
         }
     }
+}
+
+/// The built-in playbooks' text.
+pub const BUILTIN_PLAYBOOKS: &str = include_str!("builtin.toml");
+
+/// The playbooks `cfg` asks for: the built-in ones (unless off), replaced by name and extended
+/// by the playbooks file's. Errors carry the file and the line and column.
+pub fn playbooks(
+    cfg: &RemediationConfig,
+    views: &[(String, Vec<String>)],
+) -> Result<Vec<playbook::Playbook>, String> {
+    let mut out: Vec<playbook::Playbook> = Vec::new();
+    if cfg.builtin_playbooks {
+        let file: playbook::PlaybookFile =
+            toml::from_str(BUILTIN_PLAYBOOKS).map_err(|e| format!("built-in playbooks: {e}"))?;
+        playbook::check(&file, views).map_err(|e| format!("built-in playbooks: {e}"))?;
+        out = file.playbooks;
+    }
+    if let Some(path) = &cfg.playbooks_file {
+        for pb in load_playbooks(path, views)? {
+            out.retain(|b| b.name != pb.name);
+            out.push(pb);
+        }
+    }
+    Ok(out)
 }
 
 /// Loads the playbooks file and checks it against the views that exist; the error carries
@@ -98,7 +126,38 @@ mod tests {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/playbooks.toml");
         let playbooks = super::load_playbooks(&path, &views).expect("valid");
-        assert_eq!(playbooks.len(), 5);
+        assert_eq!(playbooks.len(), 4);
+    }
+
+    #[test]
+    fn builtins_are_checked_and_a_file_replaces_them_by_name() {
+        let views: Vec<(String, Vec<String>)> = crate::analyze::default_views()
+            .into_iter()
+            .map(|v| (v.name, v.by))
+            .collect();
+        let cfg = super::RemediationConfig::default();
+        let builtins = super::playbooks(&cfg, &views).expect("valid");
+        assert_eq!(builtins.len(), 1);
+        assert_eq!(builtins[0].mode, super::playbook::Mode::Approve);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("playbooks.toml");
+        std::fs::write(
+            &path,
+            "[[playbooks]]\nname = \"pause-on-complaints\"\nmode = \"dry_run\"\ntrigger = { alert = \"complaints\" }\n[[playbooks.steps]]\naction = \"hold_sender\"\nparams = { sender = \"$sender\" }\n",
+        )
+        .expect("write");
+        let cfg = super::RemediationConfig {
+            playbooks_file: Some(path),
+            ..super::RemediationConfig::default()
+        };
+        let replaced = super::playbooks(&cfg, &views).expect("valid");
+        assert_eq!(replaced.len(), 1);
+        assert_eq!(replaced[0].mode, super::playbook::Mode::DryRun);
+        let off = super::RemediationConfig {
+            builtin_playbooks: false,
+            ..super::RemediationConfig::default()
+        };
+        assert!(super::playbooks(&off, &views).expect("valid").is_empty());
     }
 
     #[test]
