@@ -4,6 +4,7 @@
 //! (prometheus-alertmanager, loopback) list with its labels, and that resolves there after the
 //! storm. The collector learned the ordinary level from ten minutes of history of the same host.
 
+#[allow(dead_code)]
 #[path = "support/agent.rs"]
 mod agent;
 #[allow(dead_code)]
@@ -19,8 +20,6 @@ use serde_json::Value;
 
 use agent::InProcessAgent;
 use support::*;
-
-const WAIT: Duration = Duration::from_secs(40);
 
 fn now() -> Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock")
