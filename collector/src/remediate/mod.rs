@@ -76,8 +76,11 @@ pub fn playbooks(
 ) -> Result<Vec<playbook::Playbook>, String> {
     let mut out: Vec<playbook::Playbook> = Vec::new();
     if cfg.builtin_playbooks {
-        let file: playbook::PlaybookFile =
+        let mut file: playbook::PlaybookFile =
             toml::from_str(BUILTIN_PLAYBOOKS).map_err(|e| format!("built-in playbooks: {e}"))?;
+        // A built-in playbook applies where its alert exists (custom views may leave it out).
+        file.playbooks
+            .retain(|p| playbook::alert_labels(p.trigger.alert.get_ref(), views).is_some());
         playbook::check(&file, views).map_err(|e| format!("built-in playbooks: {e}"))?;
         out = file.playbooks;
     }
@@ -158,6 +161,13 @@ mod tests {
             ..super::RemediationConfig::default()
         };
         assert!(super::playbooks(&off, &views).expect("valid").is_empty());
+        // Custom views without `complaints`: the built-in playbook does not apply, no error.
+        let custom = vec![("messages_bounced".to_owned(), vec!["domain".to_owned()])];
+        assert!(
+            super::playbooks(&super::RemediationConfig::default(), &custom)
+                .expect("valid")
+                .is_empty()
+        );
     }
 
     #[test]
