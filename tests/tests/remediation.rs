@@ -711,6 +711,22 @@ async fn throttle_approval_injection_burst_and_kill_switch() {
     })
     .await;
     assert_eq!(has(&entries, "burst", "sent"), sent, "no more sent");
+    let text = scrape(&s.collector).await;
+    let counted = |result: &str| {
+        value(
+            &text,
+            &format!(
+                "mailpulse_remediation_actions_total{{kind=\"hold_sender\",mode=\"dry_run\",result=\"{result}\"}}"
+            ),
+        )
+    };
+    assert_eq!(counted("planned"), Some(sent as f64), "{text}");
+    assert_eq!(
+        counted("rate_limited"),
+        Some(has(&entries, "burst", "rate_limited") as f64)
+    );
+    assert_eq!(counted("cooldown"), Some(sent as f64));
+    assert_eq!(value(&text, "mailpulse_remediation_kill_switch"), Some(0.0));
     assert_eq!(
         has(&entries, "burst", "cooldown"),
         sent,

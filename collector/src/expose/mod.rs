@@ -191,6 +191,26 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             ListenerLine::of("grpc", &state.grpc_listener),
             ListenerLine::of("http", &state.http_listener),
         ];
+        let mut alerts: std::collections::BTreeMap<(String, String, String), u64> =
+            Default::default();
+        for a in state.bands.alerts(usize::MAX) {
+            if a.state == crate::alerting::State::Resolved {
+                continue;
+            }
+            let label = |n: &str| a.labels.get(n).cloned().unwrap_or_default();
+            let state = serde_json::to_value(a.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            *alerts
+                .entry((label("alertname"), label("severity"), state))
+                .or_default() += 1;
+        }
+        let alerts: Vec<((String, String, String), u64)> = alerts.into_iter().collect();
+        let remediation = state
+            .actions
+            .as_ref()
+            .map(|api| (api.remediation.audit.counts(), api.remediation.killed()));
         prometheus::render(&Exposition {
             snapshot: &snapshot,
             agents: &agents,
@@ -200,6 +220,8 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             refused: &state.refused.snapshot(),
             listeners: &listeners,
             metrics_busy: state.metrics_busy.load(Ordering::Relaxed),
+            alerts: &alerts,
+            remediation: remediation.as_ref().map(|(c, k)| (c.as_slice(), *k)),
         })
     })
     .await;

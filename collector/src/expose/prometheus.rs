@@ -77,7 +77,14 @@ pub struct Exposition<'a> {
     pub listeners: &'a [ListenerLine],
     /// Scrapes answered 503 for want of a render slot.
     pub metrics_busy: u64,
+    /// Active alerts: ((alertname, severity, state), count).
+    pub alerts: &'a [Counted],
+    /// Remediation outcomes ((kind, mode, result), count) and the kill switch, when it runs.
+    pub remediation: Option<(&'a [Counted], bool)>,
 }
+
+/// A count under three label values.
+pub type Counted = ((String, String, String), u64);
 
 /// Content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -88,9 +95,48 @@ pub fn render(exposition: &Exposition<'_>) -> String {
     render_fleet(exposition.snapshot, &mut out);
     render_bands(exposition.bands, &mut out);
     render_agents(exposition.agents, &mut out);
+    render_alerts(exposition, &mut out);
     render_self(exposition, &mut out);
     render_store(exposition, &mut out);
     out
+}
+
+/// `mailpulse_alerts{alertname,severity,state}` and the remediation families.
+fn render_alerts(exposition: &Exposition<'_>, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP mailpulse_alerts Active alerts (pending, firing, silenced) by name, severity and state.\n# TYPE mailpulse_alerts gauge"
+    );
+    for ((name, severity, state), n) in exposition.alerts {
+        let _ = writeln!(
+            out,
+            "mailpulse_alerts{{alertname=\"{}\",severity=\"{}\",state=\"{}\"}} {n}",
+            escape(name),
+            escape(severity),
+            escape(state)
+        );
+    }
+    let Some((counts, killed)) = exposition.remediation else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "# HELP mailpulse_remediation_actions_total Remediation outcomes since start: agent results (ok, planned, failed, refused) and guard decisions (cooldown, rate_limited, killed, expired, …), by action kind and playbook mode.\n# TYPE mailpulse_remediation_actions_total counter"
+    );
+    for ((kind, mode, result), n) in counts {
+        let _ = writeln!(
+            out,
+            "mailpulse_remediation_actions_total{{kind=\"{}\",mode=\"{}\",result=\"{}\"}} {n}",
+            escape(kind),
+            escape(mode),
+            escape(result)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP mailpulse_remediation_kill_switch 1 while the kill switch stops every playbook.\n# TYPE mailpulse_remediation_kill_switch gauge\nmailpulse_remediation_kill_switch {}",
+        u8::from(killed)
+    );
 }
 
 fn render_fleet(snapshot: &Snapshot, out: &mut String) {
@@ -649,6 +695,8 @@ mod tests {
             stats: &stats,
             store_bytes: 1,
             bands: &[],
+            alerts: &[],
+            remediation: None,
             refused: &[("mx\"1".into(), SampleRefusal::LabelTooLong, 3)],
             listeners: &[ListenerLine::of("grpc", &ListenerStats::default())],
             metrics_busy: 2,

@@ -62,7 +62,27 @@ pub struct Audit {
     store: StoreHandle,
     file: Option<PathBuf>,
     next: Mutex<u64>,
+    /// Outcomes counted since start: (kind, mode, result) → entries.
+    counts: Mutex<BTreeMap<(String, String, String), u64>>,
 }
+
+/// The outcomes `mailpulse_remediation_actions_total` counts (`result` entries by the agent's
+/// status, the others by their event); any other status counts as `other`.
+const RESULTS: &[&str] = &[
+    "ok",
+    "planned",
+    "failed",
+    "refused",
+    "undeliverable",
+    "timeout",
+    "cooldown",
+    "rate_limited",
+    "too_many_hosts",
+    "killed",
+    "expired",
+    "rejected",
+    "notified",
+];
 
 impl Audit {
     pub fn new(store: StoreHandle, file: Option<PathBuf>) -> Self {
@@ -75,6 +95,7 @@ impl Audit {
             store,
             file,
             next: Mutex::new(next),
+            counts: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -95,6 +116,7 @@ impl Audit {
             entry.detail.truncate(cut);
             entry.detail.push_str(" …(cut)");
         }
+        self.count(&entry);
         let json = serde_json::to_vec(&entry).unwrap_or_default();
         if let Err(e) = self
             .store
@@ -120,6 +142,44 @@ impl Audit {
         }
         tracing::info!(seq = entry.seq, event = %entry.event, actor = %entry.actor, kind = %entry.kind, agent = %entry.agent, "audit");
         entry
+    }
+
+    fn count(&self, entry: &AuditEntry) {
+        let outcome = match entry.event.as_str() {
+            "result" => entry.status.as_str(),
+            "sent" | "awaiting_approval" | "approved" | "revert" | "revert_scheduled"
+            | "kill_switch" => return,
+            other => other,
+        };
+        let outcome = if RESULTS.contains(&outcome) {
+            outcome
+        } else {
+            "other"
+        };
+        let kind = mailpulse_proto::actions::ActionKind::parse(&entry.kind)
+            .map_or(if entry.kind == "notify" { "notify" } else { "" }, |k| {
+                k.as_str()
+            });
+        let mode = match entry.mode.as_str() {
+            m @ ("dry_run" | "approve" | "auto") => m,
+            _ => "",
+        };
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((kind.to_owned(), mode.to_owned(), outcome.to_owned()))
+            .or_default() += 1;
+    }
+
+    /// Outcomes counted since start: ((kind, mode, result), count), sorted.
+    pub fn counts(&self) -> Vec<((String, String, String), u64)> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 
     /// The newest `limit` entries, newest first.

@@ -150,6 +150,15 @@ async fn listings_and_mx_routing_are_advice_until_they_change() {
     );
     let ttl = find(&now, "mx_ttl_long").expect("ttl");
     assert_eq!(ttl["labels"]["severity"], "info", "{ttl}");
+    let text = scrape(&collector).await;
+    assert_eq!(
+        value(
+            &text,
+            "mailpulse_alerts{alertname=\"dnsbl_listed\",severity=\"warning\",state=\"firing\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
 
     // mx2 takes its share and the listing is gone: both resolve.
     let mut resolved = false;
