@@ -1,0 +1,269 @@
+//! The Grafana dashboards in `dashboards/` hold together: current schema (≥ 39), a
+//! `datasource` variable every panel and target uses, `host` and `instance` variables, a unit and
+//! a description on every panel, unique panel ids, panels inside the 24-column grid that do not
+//! overlap, and provisioning that points at them. (Whether their queries return data is checked
+//! against a real Prometheus in the dashboards' query test.)
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+fn dashboards() -> Vec<(PathBuf, Value)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    let mut out: Vec<(PathBuf, Value)> = std::fs::read_dir(&dir)
+        .expect("dashboards/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("read");
+            let json: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{}: not JSON: {e}", p.display()));
+            (p, json)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(!out.is_empty(), "no dashboards in {}", dir.display());
+    out
+}
+
+/// Panels, rows' nested panels included.
+fn panels(dashboard: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for p in dashboard["panels"].as_array().into_iter().flatten() {
+        out.push(p);
+        for inner in p["panels"].as_array().into_iter().flatten() {
+            out.push(inner);
+        }
+    }
+    out
+}
+
+#[test]
+fn every_dashboard_has_the_schema_variables_units_and_descriptions() {
+    let datasource = serde_json::json!({"type": "prometheus", "uid": "${datasource}"});
+    let mut uids = std::collections::BTreeSet::new();
+    for (path, d) in dashboards() {
+        let name = path.display().to_string();
+        assert!(
+            d["schemaVersion"].as_u64().is_some_and(|v| v >= 39),
+            "{name}: schemaVersion"
+        );
+        assert!(
+            d["uid"]
+                .as_str()
+                .is_some_and(|u| !u.is_empty() && u.len() <= 40),
+            "{name}: uid"
+        );
+        assert!(
+            uids.insert(d["uid"].as_str().unwrap_or("").to_owned()),
+            "{name}: uid twice"
+        );
+        let vars = d["templating"]["list"].as_array().expect("templating");
+        let var = |n: &str| vars.iter().find(|v| v["name"] == n);
+        let ds = var("datasource").unwrap_or_else(|| panic!("{name}: no datasource variable"));
+        assert_eq!(ds["type"], "datasource", "{name}");
+        assert_eq!(ds["query"], "prometheus", "{name}");
+        for v in ["host", "instance"] {
+            let v = var(v).unwrap_or_else(|| panic!("{name}: no {v} variable"));
+            assert_eq!(
+                v["datasource"], datasource,
+                "{name}: variable {}",
+                v["name"]
+            );
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for p in panels(&d) {
+            let title = p["title"].as_str().unwrap_or("?");
+            assert!(
+                ids.insert(p["id"].as_u64().expect("panel id")),
+                "{name}: id twice ({title})"
+            );
+            if p["type"] == "row" {
+                continue;
+            }
+            assert_eq!(p["datasource"], datasource, "{name}: {title}: datasource");
+            assert!(
+                p["fieldConfig"]["defaults"]["unit"]
+                    .as_str()
+                    .is_some_and(|u| !u.is_empty()),
+                "{name}: {title}: no unit"
+            );
+            assert!(
+                p["description"].as_str().is_some_and(|t| t.len() > 20),
+                "{name}: {title}: no description"
+            );
+            let targets = p["targets"].as_array().expect("targets");
+            assert!(!targets.is_empty(), "{name}: {title}: no target");
+            for t in targets {
+                assert_eq!(
+                    t["datasource"], datasource,
+                    "{name}: {title}: target datasource"
+                );
+                assert!(
+                    t["expr"].as_str().is_some_and(|e| !e.is_empty()),
+                    "{name}: {title}: expr"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn panels_stay_in_the_grid_and_do_not_overlap() {
+    for (path, d) in dashboards() {
+        let name = path.display().to_string();
+        let boxes: Vec<(String, u64, u64, u64, u64)> = panels(&d)
+            .into_iter()
+            .map(|p| {
+                let g = &p["gridPos"];
+                let (x, y, w, h) = (
+                    g["x"].as_u64().expect("x"),
+                    g["y"].as_u64().expect("y"),
+                    g["w"].as_u64().expect("w"),
+                    g["h"].as_u64().expect("h"),
+                );
+                assert!(
+                    w > 0 && h > 0 && x + w <= 24,
+                    "{name}: {} outside the grid",
+                    p["title"]
+                );
+                (p["title"].as_str().unwrap_or("?").to_owned(), x, y, w, h)
+            })
+            .collect();
+        for (i, a) in boxes.iter().enumerate() {
+            for b in &boxes[i + 1..] {
+                let apart =
+                    a.1 + a.3 <= b.1 || b.1 + b.3 <= a.1 || a.2 + a.4 <= b.2 || b.2 + b.4 <= a.2;
+                assert!(apart, "{name}: {:?} and {:?} overlap", a.0, b.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn provisioning_points_at_the_dashboards() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards/provisioning");
+    let text = std::fs::read_to_string(root.join("dashboards/mailpulse.yaml"))
+        .expect("dashboards/provisioning/dashboards/mailpulse.yaml");
+    assert!(
+        text.contains("apiVersion: 1") && text.contains("type: file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("path: /var/lib/grafana/dashboards/mailpulse"),
+        "{text}"
+    );
+    let ds = std::fs::read_to_string(root.join("datasources/mailpulse.yaml"))
+        .expect("dashboards/provisioning/datasources/mailpulse.yaml");
+    assert!(ds.contains("type: prometheus"), "{ds}");
+}
+
+/// `GET /api/v1/query` of a real Prometheus: the JSON answer.
+fn prometheus_query(port: u16, query: &str) -> Option<Value> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    let q: String = query
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    write!(
+        s,
+        "GET /api/v1/query?query={q} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    serde_json::from_str(body.split("\r\n\r\n").nth(1)?).ok()
+}
+
+/// A panel query with the dashboard variables as Grafana substitutes them for "All".
+fn substituted(expr: &str) -> String {
+    expr.replace("$__rate_interval", "1m")
+        .replace("$host", ".*")
+        .replace("$instance", ".*")
+}
+
+/// Every query of every panel (and every variable's) is valid PromQL for a real Prometheus
+/// once the variables are substituted: an error answer (bad_data) fails the test.
+#[test]
+fn every_query_is_valid_promql() {
+    use mailpulse_tests::net::{free_port, poll_until};
+    let prometheus = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("prometheus is installed by scripts/install-deps");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("prometheus.yml"),
+        "global:\n  scrape_interval: 15s\n",
+    )
+    .expect("config");
+    let port = free_port();
+    let mut prom = mailpulse_tests::stack::Proc(
+        std::process::Command::new(prometheus)
+            .arg(format!(
+                "--config.file={}",
+                d.join("prometheus.yml").display()
+            ))
+            .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::fs::File::create(d.join("prometheus.out")).expect("log"))
+            .stderr(std::fs::File::create(d.join("prometheus.err")).expect("log"))
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let ready = poll_until(
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(200),
+        || prometheus_query(port, "1").filter(|v| v["status"] == "success"),
+    );
+    assert!(
+        ready.is_ok(),
+        "prometheus did not answer; logs in {}",
+        d.display()
+    );
+    let mut checked = 0;
+    let mut errors = Vec::new();
+    for (path, dashboard) in dashboards() {
+        let mut queries: Vec<(String, String)> = Vec::new();
+        for p in panels(&dashboard) {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                if let Some(expr) = t["expr"].as_str() {
+                    queries.push((
+                        p["title"].as_str().unwrap_or("?").to_owned(),
+                        expr.to_owned(),
+                    ));
+                }
+            }
+        }
+        for v in dashboard["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(q) = v["definition"]
+                .as_str()
+                .filter(|q| !q.starts_with("label_values"))
+            {
+                queries.push((format!("variable {}", v["name"]), q.to_owned()));
+            }
+        }
+        for (title, expr) in queries {
+            let answer = prometheus_query(port, &substituted(&expr));
+            checked += 1;
+            if !answer.as_ref().is_some_and(|a| a["status"] == "success") {
+                errors.push(format!("{}: {title}: {expr}: {answer:?}", path.display()));
+            }
+        }
+    }
+    prom.kill9();
+    assert!(errors.is_empty(), "invalid queries:\n{}", errors.join("\n"));
+    assert!(checked >= 30, "only {checked} queries");
+    println!("{checked} dashboard queries are valid PromQL");
+}
