@@ -21,6 +21,7 @@ pub mod maillog;
 pub mod net;
 pub mod pflogsumm;
 pub mod postfix;
+pub mod prometheus;
 pub mod smtp_client;
 pub mod smtp_sink;
 pub mod stack;

@@ -158,29 +158,6 @@ fn provisioning_points_at_the_dashboards() {
     assert!(ds.contains("type: prometheus"), "{ds}");
 }
 
-/// `GET /api/v1/query` of a real Prometheus: the JSON answer.
-fn prometheus_query(port: u16, query: &str) -> Option<Value> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .ok()?;
-    let q: String = query
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    write!(
-        s,
-        "GET /api/v1/query?query={q} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    serde_json::from_str(body.split("\r\n\r\n").nth(1)?).ok()
-}
-
 /// A panel query with the dashboard variables as Grafana substitutes them for "All".
 fn substituted(expr: &str) -> String {
     expr.replace("$__rate_interval", "1m")
@@ -192,42 +169,8 @@ fn substituted(expr: &str) -> String {
 /// once the variables are substituted: an error answer (bad_data) fails the test.
 #[test]
 fn every_query_is_valid_promql() {
-    use mailpulse_tests::net::{free_port, poll_until};
-    let prometheus = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("prometheus is installed by scripts/install-deps");
     let dir = tempfile::tempdir().expect("temp dir");
-    let d = dir.path();
-    std::fs::write(
-        d.join("prometheus.yml"),
-        "global:\n  scrape_interval: 15s\n",
-    )
-    .expect("config");
-    let port = free_port();
-    let mut prom = mailpulse_tests::stack::Proc(
-        std::process::Command::new(prometheus)
-            .arg(format!(
-                "--config.file={}",
-                d.join("prometheus.yml").display()
-            ))
-            .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::fs::File::create(d.join("prometheus.out")).expect("log"))
-            .stderr(std::fs::File::create(d.join("prometheus.err")).expect("log"))
-            .spawn()
-            .expect("start prometheus"),
-    );
-    let ready = poll_until(
-        std::time::Duration::from_secs(30),
-        std::time::Duration::from_millis(200),
-        || prometheus_query(port, "1").filter(|v| v["status"] == "success"),
-    );
-    assert!(
-        ready.is_ok(),
-        "prometheus did not answer; logs in {}",
-        d.display()
-    );
+    let mut prom = mailpulse_tests::prometheus::Prometheus::start(dir.path(), &[]);
     let mut checked = 0;
     let mut errors = Vec::new();
     for (path, dashboard) in dashboards() {
@@ -255,14 +198,14 @@ fn every_query_is_valid_promql() {
             }
         }
         for (title, expr) in queries {
-            let answer = prometheus_query(port, &substituted(&expr));
+            let answer = prom.query(&substituted(&expr));
             checked += 1;
             if !answer.as_ref().is_some_and(|a| a["status"] == "success") {
                 errors.push(format!("{}: {title}: {expr}: {answer:?}", path.display()));
             }
         }
     }
-    prom.kill9();
+    prom.kill();
     assert!(errors.is_empty(), "invalid queries:\n{}", errors.join("\n"));
     assert!(checked >= 30, "only {checked} queries");
     println!("{checked} dashboard queries are valid PromQL");

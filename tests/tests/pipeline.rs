@@ -2,14 +2,12 @@
 //! agent is killed with SIGKILL, the collector is killed with SIGKILL and stays down for a while;
 //! afterwards the delivery counts at the collector's /metrics are exact (0 lost, 0 duplicated).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::Command;
+use std::io::Write;
 use std::time::Duration;
 
 use mailpulse_sim::synth::{SynthConfig, SynthLog};
-use mailpulse_tests::net::{free_port, poll_until};
+use mailpulse_tests::net::poll_until;
+use mailpulse_tests::prometheus::Prometheus;
 use mailpulse_tests::stack::{Proc, metric_sum, start_collector_and_agent, write_configs};
 
 #[test]
@@ -105,10 +103,6 @@ fn crashes_and_outages_lose_and_duplicate_nothing() {
 /// A real Prometheus (Debian package) scrapes the collector; PromQL returns the delivered count.
 #[test]
 fn prometheus_scrapes_the_collector() {
-    let prometheus = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("prometheus is installed by scripts/install-deps");
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     let http = write_configs(d, &d.join("mail.log"), "");
@@ -121,64 +115,20 @@ fn prometheus_scrapes_the_collector() {
     let truth = log.into_truth();
     std::fs::write(d.join("mail.log"), lines.join("\n") + "\n").expect("log");
     let (_collector, _agent) = start_collector_and_agent(d);
-    let prom_port = free_port();
-    // honor_labels keeps the samples' own `instance` (the Postfix instance) label.
-    std::fs::write(
-        d.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: mailpulse\n    honor_labels: true\n    static_configs:\n      - targets: ['127.0.0.1:{http}']\n"
-        ),
-    )
-    .expect("prometheus config");
-    let mut prom = Proc(
-        Command::new(prometheus)
-            .arg(format!(
-                "--config.file={}",
-                d.join("prometheus.yml").display()
-            ))
-            .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(std::fs::File::create(d.join("prometheus.out")).expect("log"))
-            .stderr(std::fs::File::create(d.join("prometheus.err")).expect("log"))
-            .spawn()
-            .expect("start prometheus"),
-    );
+    let mut prom = Prometheus::start(d, &[format!("127.0.0.1:{http}")]);
     let query = "sum(mailpulse_messages_delivered_total)";
     let got = poll_until(Duration::from_secs(60), Duration::from_millis(500), || {
-        let value = promql(prom_port, query)?;
+        let value = prom.value(query)?;
         (value == truth.delivered as f64).then_some(value)
     });
-    let last = promql(prom_port, query);
-    prom.kill9();
+    let last = prom.value(query);
+    prom.kill();
     assert!(
         got.is_ok(),
         "PromQL {query} never returned {} (last: {last:?}); logs in {}",
         truth.delivered,
         d.display()
     );
-}
-
-/// The value of a scalar-like instant query (first result), via Prometheus' HTTP API.
-fn promql(port: u16, query: &str) -> Option<f64> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let q: String = query
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    write!(
-        s,
-        "GET /api/v1/query?query={q} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let json = body.split("\r\n\r\n").nth(1)?;
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
 }
 
 /// 100 k deliveries streamed through real agent and collector processes: exact at /metrics.
