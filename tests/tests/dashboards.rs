@@ -1,7 +1,7 @@
 //! The Grafana dashboards in `dashboards/` hold together: current schema (≥ 39), a
 //! `datasource` variable every panel and target uses, `host` and `instance` variables, a unit and
 //! a description on every panel, unique panel ids, panels inside the 24-column grid that do not
-//! overlap, and provisioning that points at them. (Whether their queries return data is checked
+//! overlap, annotations on the same data source, and provisioning that points at them. (Whether their queries return data is checked
 //! against a real Prometheus in the dashboards' query test.)
 
 use std::path::{Path, PathBuf};
@@ -69,6 +69,17 @@ fn every_dashboard_has_the_schema_variables_units_and_descriptions() {
                 v["datasource"], datasource,
                 "{name}: variable {}",
                 v["name"]
+            );
+        }
+        for a in d["annotations"]["list"].as_array().into_iter().flatten() {
+            assert_eq!(
+                a["datasource"], datasource,
+                "{name}: annotation {}",
+                a["name"]
+            );
+            assert!(
+                a["expr"].as_str().is_some_and(|e| !e.is_empty()),
+                "{name}: annotation expr"
             );
         }
         let mut ids = std::collections::BTreeSet::new();
@@ -183,6 +194,15 @@ fn every_query_is_valid_promql() {
                         expr.to_owned(),
                     ));
                 }
+            }
+        }
+        for a in dashboard["annotations"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(expr) = a["expr"].as_str() {
+                queries.push((format!("annotation {}", a["name"]), expr.to_owned()));
             }
         }
         for v in dashboard["templating"]["list"]
