@@ -40,7 +40,7 @@ fn render(alerts: &[&AlertState]) -> String {
             .filter(|(n, _)| *n != "alertname" && *n != "severity")
             .map(|(n, v)| format!("{n}={v}"))
             .collect();
-        let state = format!("{:?}", a.state).to_lowercase();
+        let state = a.state.as_str();
         let _ = writeln!(
             out,
             "{state:<8} {severity:<8} {name} {{{}}} since {}",

@@ -53,6 +53,8 @@ pub struct Tally {
     pub complaints: BTreeMap<(String, String, String, String), u64>,
     /// reason → files refused.
     pub refused: BTreeMap<&'static str, u64>,
+    /// Senders named so far (at most `max_senders`; the others count as `other`).
+    senders: std::collections::BTreeSet<String>,
 }
 
 impl Tally {
@@ -61,15 +63,12 @@ impl Tally {
         match arf::parse(raw) {
             Ok(c) => {
                 let mut sender = c.sender.unwrap_or_else(|| UNKNOWN.to_owned());
-                let known = self.complaints.keys().any(|k| k.0 == sender);
-                let named = self
-                    .complaints
-                    .keys()
-                    .map(|k| &k.0)
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .len();
-                if !known && named >= max_senders {
-                    sender = crate::labels::OTHER.to_owned();
+                if !self.senders.contains(&sender) {
+                    if self.senders.len() < max_senders {
+                        self.senders.insert(sender.clone());
+                    } else {
+                        sender = crate::labels::OTHER.to_owned();
+                    }
                 }
                 let key = (
                     bounded(sender),

@@ -24,6 +24,18 @@ pub enum State {
     Resolved,
 }
 
+impl State {
+    /// Its name as the API and `/metrics` write it (`firing`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Firing => "firing",
+            State::Silenced => "silenced",
+            State::Resolved => "resolved",
+        }
+    }
+}
+
 /// One alert as the lifecycle keeps (and stores) it.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct AlertState {
@@ -227,6 +239,21 @@ mod tests {
     use super::*;
     use crate::alerting::rules::RuleSpec;
     use crate::analyze::AlertFigures;
+
+    #[test]
+    fn state_names_are_the_serialized_ones() {
+        for state in [
+            State::Pending,
+            State::Firing,
+            State::Silenced,
+            State::Resolved,
+        ] {
+            assert_eq!(
+                serde_json::to_value(state).unwrap(),
+                serde_json::Value::from(state.as_str())
+            );
+        }
+    }
 
     fn alert(name: &str, host: &str, first_ms: i64, last_ms: i64) -> Alert {
         Alert {

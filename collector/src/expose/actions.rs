@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::HttpState;
-use crate::remediate::{Input, Remediation};
+use crate::remediate::Remediation;
 
 /// What the remediation endpoints need.
 #[derive(Clone)]
@@ -133,21 +133,7 @@ pub async fn kill_switch(
         "resume" => false,
         _ => return (StatusCode::NOT_FOUND, "kill or resume\n").into_response(),
     };
-    if api
-        .remediation
-        .send(Input::Kill {
-            killed,
-            actor: "api".into(),
-        })
-        .await
-    {
-        // The switch is set once the engine took the message; wait for it (bounded).
-        for _ in 0..50 {
-            if api.remediation.killed() == killed {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+    if api.remediation.set_killed(killed, "api".into()).await {
         (
             StatusCode::OK,
             if killed { "killed\n" } else { "resumed\n" },

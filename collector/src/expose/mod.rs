@@ -198,12 +198,12 @@ async fn metrics(State(state): State<HttpState>) -> Response {
                 continue;
             }
             let label = |n: &str| a.labels.get(n).cloned().unwrap_or_default();
-            let state = serde_json::to_value(a.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
             *alerts
-                .entry((label("alertname"), label("severity"), state))
+                .entry((
+                    label("alertname"),
+                    label("severity"),
+                    a.state.as_str().to_owned(),
+                ))
                 .or_default() += 1;
         }
         let alerts: Vec<((String, String, String), u64)> = alerts.into_iter().collect();

@@ -46,8 +46,12 @@ pub enum Input {
         actor: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
-    /// The kill switch.
-    Kill { killed: bool, actor: String },
+    /// The kill switch; `reply` is answered once it is set (and audited).
+    Kill {
+        killed: bool,
+        actor: String,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// The trigger alert of a run.
@@ -120,6 +124,18 @@ impl Remediation {
     /// Sends `input` to the engine (false when it stopped).
     pub async fn send(&self, input: Input) -> bool {
         self.tx.send(input).await.is_ok()
+    }
+
+    /// Sets the kill switch and waits until the engine took it; false when it stopped.
+    pub async fn set_killed(&self, killed: bool, actor: String) -> bool {
+        let (reply, done) = oneshot::channel();
+        self.send(Input::Kill {
+            killed,
+            actor,
+            reply,
+        })
+        .await
+            && done.await.is_ok()
     }
 
     pub fn killed(&self) -> bool {
@@ -316,7 +332,11 @@ impl Engine {
                 let answer = self.decide(id, approve, actor).await;
                 let _ = reply.send(answer);
             }
-            Input::Kill { killed, actor } => {
+            Input::Kill {
+                killed,
+                actor,
+                reply,
+            } => {
                 self.killed.store(killed, Ordering::SeqCst);
                 self.audit
                     .record(AuditEntry {
@@ -326,6 +346,7 @@ impl Engine {
                         ..AuditEntry::default()
                     })
                     .await;
+                let _ = reply.send(());
             }
         }
     }
