@@ -104,8 +104,6 @@ pub struct MxSet {
 pub struct Facts {
     /// Now (Unix ms): the alerts' times.
     pub now_ms: i64,
-    /// Start of the lookback (Unix ms).
-    pub since_ms: i64,
     /// Current gauge levels (stale ones left out).
     pub gauges: Vec<(Arc<SeriesDef>, f64)>,
     /// Counter increases over the lookback.
@@ -206,7 +204,6 @@ pub fn read_facts(store: &StoreHandle, cfg: &AdviceConfig, now_ms: i64) -> Facts
     let def = |id: u32| defs.get(id as usize).cloned();
     let mut facts = Facts {
         now_ms,
-        since_ms,
         gauges,
         counts: counts
             .into_iter()
