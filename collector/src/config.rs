@@ -52,6 +52,9 @@ pub struct CollectorConfig {
     pub alerting: AlertingConfig,
     /// Playbooks, guards, audit (`[remediation]`).
     pub remediation: crate::remediate::RemediationConfig,
+    /// The analyzer's clock (not configurable: the wall clock, or a replay's simulated time).
+    #[serde(skip)]
+    pub clock: crate::analyze::Clock,
 }
 
 impl Default for CollectorConfig {
@@ -71,6 +74,7 @@ impl Default for CollectorConfig {
             detect: AnalyzeConfig::default(),
             alerting: AlertingConfig::default(),
             remediation: crate::remediate::RemediationConfig::default(),
+            clock: crate::analyze::Clock::Wall,
         }
     }
 }

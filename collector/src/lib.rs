@@ -291,6 +291,7 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
         background.push(tokio::spawn(analyze::run_analyzer(
             store.clone(),
             config.detect.clone(),
+            config.clock.clone(),
             bands.clone(),
             lifecycle,
             analyze::Outlets {

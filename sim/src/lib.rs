@@ -4,7 +4,8 @@
 //!   benchmarks);
 //! - [`fleet`]: a fleet simulator on top of it — scenarios (TOML), daily and weekly seasonality,
 //!   labelled incidents, per-host logs and probe gauges (`mailpulse simulate`), and the
-//!   fast-forward feed through the agent's pipeline;
+//!   fast-forward feed through the agent's pipeline, with the agent's queue watcher samples,
+//!   feedback-loop complaints and DNS and reputation probes;
 //! - [`postqueue`]: a deterministic `postqueue -j` output generator (queue tests, benchmarks);
 //! - [`eval`]: the detection evaluation — simulated fleets through the agent pipeline and the
 //!   collector's decoder and detectors, scored per incident kind (`mailpulse eval`).

@@ -171,7 +171,7 @@ fn synth_reason(rng: &mut Rng, domain: &str, address: &str) -> String {
     }
 }
 
-fn push_json_string(line: &mut String, s: &str) {
+pub(crate) fn push_json_string(line: &mut String, s: &str) {
     line.push('"');
     for c in s.chars() {
         match c {

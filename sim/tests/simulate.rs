@@ -280,6 +280,15 @@ fn small() -> &'static Fed {
                         }
                     }
                     "filesystem_free_bytes" => names.push(m.to_string()),
+                    // Kept as its complement: 1 in a window whose round found the servers
+                    // disagreeing.
+                    "dns_propagation_consistent" => {
+                        *series
+                            .entry((host.to_string(), "dns_inconsistent".to_string()))
+                            .or_default()
+                            .entry(window)
+                            .or_default() += 1.0 - value;
+                    }
                     "queue_messages" => {
                         if let Some(q) = label(&sample.labels, "queue") {
                             names.push(format!("{m}{{queue={q}}}"));
@@ -363,6 +372,8 @@ fn incident_signal(fed: &Fed, l: &IncidentLabel) -> Vec<(i64, f64)> {
             let free = one("filesystem_free_bytes".into());
             free.windows(2).map(|p| (p[1].0, p[0].1 - p[1].1)).collect()
         }
+        // Rounds whose authoritative servers answered differently.
+        IncidentKind::DnsChange => one("dns_inconsistent".into()),
     }
 }
 

@@ -10,12 +10,14 @@
 //! - [`knot`]: throw-away Knot DNS authoritative servers (zones from text, reload, DNSSEC signing);
 //! - [`unbound`]: a throw-away unbound recursive resolver (local data, stub zones to Knot);
 //! - [`alertmanager`]: throw-away Prometheus Alertmanager clusters (webhook receiver, restarts);
+//! - [`chromium`]: a headless Chromium over WebDriver (chromedriver) for tests of web pages;
 //! - [`mailpulse_bin`]: the path of the built `mailpulse` binary.
 //!
 //! Everything here talks to 127.0.0.1 only, and every wait is bounded in count and time.
 
 pub mod alertmanager;
 pub mod bsd_time;
+pub mod chromium;
 pub mod knot;
 pub mod maillog;
 pub mod net;

@@ -4,7 +4,15 @@
 //! overlap, annotations on the same data source, and provisioning that points at them. (Whether their queries return data is checked
 //! against a real Prometheus in the dashboards' query test.)
 
+#[allow(dead_code)]
+#[path = "support/fleet.rs"]
+mod fleet;
+#[allow(dead_code)]
+#[path = "../../collector/tests/collector/support.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -176,14 +184,11 @@ fn substituted(expr: &str) -> String {
         .replace("$instance", ".*")
 }
 
-/// Every query of every panel (and every variable's) is valid PromQL for a real Prometheus
-/// once the variables are substituted: an error answer (bad_data) fails the test.
-#[test]
-fn every_query_is_valid_promql() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut prom = mailpulse_tests::prometheus::Prometheus::start(dir.path(), &[]);
-    let mut checked = 0;
-    let mut errors = Vec::new();
+/// Every query of the dashboards as (dashboard file, what it belongs to, query): panel
+/// targets, annotations and query variables (`label_values(metric, label)` as the query that
+/// lists the label's values).
+fn queries() -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
     for (path, dashboard) in dashboards() {
         let mut queries: Vec<(String, String)> = Vec::new();
         for p in panels(&dashboard) {
@@ -210,23 +215,147 @@ fn every_query_is_valid_promql() {
             .into_iter()
             .flatten()
         {
-            if let Some(q) = v["definition"]
-                .as_str()
-                .filter(|q| !q.starts_with("label_values"))
+            let Some(q) = v["definition"].as_str() else {
+                continue;
+            };
+            let q = match q
+                .strip_prefix("label_values(")
+                .and_then(|r| r.strip_suffix(')'))
+                .and_then(|r| r.rsplit_once(','))
             {
-                queries.push((format!("variable {}", v["name"]), q.to_owned()));
-            }
+                Some((metric, label)) => format!("count by ({}) ({metric})", label.trim()),
+                None => q.to_owned(),
+            };
+            queries.push((format!("variable {}", v["name"]), q));
         }
-        for (title, expr) in queries {
-            let answer = prom.query(&substituted(&expr));
-            checked += 1;
-            if !answer.as_ref().is_some_and(|a| a["status"] == "success") {
-                errors.push(format!("{}: {title}: {expr}: {answer:?}", path.display()));
-            }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.extend(queries.into_iter().map(|(t, q)| (name.clone(), t, q)));
+    }
+    out
+}
+
+/// Every query of every panel (and every variable's) is valid PromQL for a real Prometheus
+/// once the variables are substituted: an error answer (bad_data) fails the test.
+#[test]
+fn every_query_is_valid_promql() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut prom = mailpulse_tests::prometheus::Prometheus::start(dir.path(), &[]);
+    let mut checked = 0;
+    let mut errors = Vec::new();
+    for (name, title, expr) in queries() {
+        let answer = prom.query(&substituted(&expr));
+        checked += 1;
+        if !answer.as_ref().is_some_and(|a| a["status"] == "success") {
+            errors.push(format!("{name}: {title}: {expr}: {answer:?}"));
         }
     }
     prom.kill();
     assert!(errors.is_empty(), "invalid queries:\n{}", errors.join("\n"));
     assert!(checked >= 30, "only {checked} queries");
     println!("{checked} dashboard queries are valid PromQL");
+}
+
+/// The dashboards show data: a collector holding two days of a simulated fleet with incidents
+/// (see `support/fleet.rs`), scraped by a real Prometheus; every query of every panel, every
+/// annotation and every variable, with the variables substituted as Grafana does for "All",
+/// returns at least one series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_panel_query_returns_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let seeded = fleet::seeded(dir.path()).await;
+    println!(
+        "fed {} samples and {} probes in {} batches",
+        seeded.fed.samples, seeded.fed.probes, seeded.fed.batches
+    );
+    let mut seeded = seeded;
+    let http = seeded.collector.http_addr();
+    let target = http.to_string();
+    let prom_dir = dir.path().join("prometheus");
+    std::fs::create_dir_all(&prom_dir).expect("prometheus dir");
+    let prom = tokio::task::spawn_blocking(move || {
+        let prom = mailpulse_tests::prometheus::Prometheus::start(&prom_dir, &[target]);
+        // Rates need two scrapes inside their range: wait for five.
+        let scraped = mailpulse_tests::net::poll_until(
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+            || prom.value("count_over_time(up[1m])").filter(|n| *n >= 5.0),
+        );
+        assert!(scraped.is_ok(), "Prometheus did not scrape the collector");
+        prom
+    })
+    .await
+    .expect("prometheus");
+
+    // While Prometheus watches, one authoritative server of mx1's domain gets a new zone
+    // serial (what the DNS annotations mark): mx1's agent ships the next probe round.
+    let (_, metrics) = support::http_get(http, "/metrics").await;
+    let serial = metrics
+        .lines()
+        .find(|l| l.starts_with("mailpulse_dns_soa_serial{") && l.contains(r#"host="mx1""#))
+        .unwrap_or_else(|| panic!("no SOA serial of mx1 at /metrics"));
+    let (labels, value) = serial.rsplit_once(' ').expect("a sample line");
+    let value: f64 = value.parse().expect("serial");
+    let labels: Vec<(&str, &str)> = labels
+        .trim_start_matches("mailpulse_dns_soa_serial{")
+        .trim_end_matches('}')
+        .split("\",")
+        .filter_map(|kv| kv.split_once("=\""))
+        .map(|(k, v)| (k, v.trim_end_matches('"')))
+        .collect();
+    let window = fleet::now_secs().div_euclid(i64::from(fleet::WINDOW_SECS))
+        * i64::from(fleet::WINDOW_SECS)
+        * 1000;
+    let mut sample = support::gauge("dns_soa_serial", &labels, window, value + 1.0);
+    sample.window_secs = fleet::WINDOW_SECS;
+    seeded.ship("mx1", vec![sample]).await;
+    let (checked, empty) = tokio::task::spawn_blocking(move || {
+        let mut prom = prom;
+        let seen = mailpulse_tests::net::poll_until(
+            Duration::from_secs(30),
+            Duration::from_millis(500),
+            || {
+                prom.value("max(changes(mailpulse_dns_soa_serial[5m]))")
+                    .filter(|n| *n >= 1.0)
+            },
+        );
+        assert!(seen.is_ok(), "the serial change never reached Prometheus");
+        // Every query in turn; one that is still empty is asked again (a playbook's action
+        // or an alert may reach /metrics a few scrapes after the first), for at most 30 s.
+        let queries = queries();
+        let checked = queries.len();
+        let mut empty = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        for (name, title, expr) in queries {
+            loop {
+                let answer = prom.query(&substituted(&expr));
+                let series = answer
+                    .as_ref()
+                    .and_then(|a| a["data"]["result"].as_array())
+                    .map_or(0, Vec::len);
+                if series > 0 {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    empty.push(format!("{name}: {title}: {expr}: {answer:?}"));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        prom.kill();
+        (checked, empty)
+    })
+    .await
+    .expect("queries");
+    assert!(
+        empty.is_empty(),
+        "{} of {checked} queries return nothing:\n{}",
+        empty.len(),
+        empty.join("\n")
+    );
+    println!("{checked} dashboard queries return data");
+    seeded.collector.shutdown().await.expect("clean shutdown");
 }

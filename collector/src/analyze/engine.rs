@@ -86,6 +86,77 @@ pub struct Band {
     pub judgement: Judgement,
 }
 
+/// Judgements of one view series kept for charts: the last [`TRACE_WINDOWS`] windows.
+/// Memory: 16 bytes a window, at most `max_series` × [`TRACE_WINDOWS`] of them.
+pub const TRACE_WINDOWS: usize = 96;
+
+/// The recent judgements of one view series: what it was and its band, window by window.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Trace {
+    /// Window length in seconds.
+    pub window_secs: u32,
+    /// Oldest first; consecutive windows.
+    pub points: Vec<TracePoint>,
+}
+
+/// One window of a [`Trace`]. NaN (no data, no model yet) is `null` in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct TracePoint {
+    pub window_start_unix_ms: i64,
+    pub observed: f64,
+    pub expected: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// A ring of the last [`TRACE_WINDOWS`] judgements (observed, expected, lower, upper) as f32.
+#[derive(Debug, Default)]
+struct TraceRing {
+    /// Start of the newest window.
+    last_ms: i64,
+    values: std::collections::VecDeque<[f32; 4]>,
+}
+
+impl TraceRing {
+    fn push(&mut self, window_ms: i64, step_ms: i64, j: &Judgement) {
+        // A gap (the series was not judged for a while) restarts the ring: points are
+        // consecutive windows.
+        if !self.values.is_empty() && window_ms != self.last_ms + step_ms {
+            self.values.clear();
+        }
+        if self.values.len() == TRACE_WINDOWS {
+            self.values.pop_front();
+        }
+        self.values.push_back([
+            j.observed as f32,
+            j.expected as f32,
+            j.lower as f32,
+            j.upper as f32,
+        ]);
+        self.last_ms = window_ms;
+    }
+
+    fn trace(&self, step_secs: u32) -> Trace {
+        let step_ms = i64::from(step_secs) * 1000;
+        let first_ms = self.last_ms - (self.values.len() as i64 - 1) * step_ms;
+        Trace {
+            window_secs: step_secs,
+            points: self
+                .values
+                .iter()
+                .zip(0..)
+                .map(|(v, i)| TracePoint {
+                    window_start_unix_ms: first_ms + i * step_ms,
+                    observed: f64::from(v[0]),
+                    expected: f64::from(v[1]),
+                    lower: f64::from(v[2]),
+                    upper: f64::from(v[3]),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// What one window produced.
 #[derive(Debug, Default)]
 pub struct WindowOutcome {
@@ -131,6 +202,8 @@ struct ViewSeries {
     /// `None` until data arrives: whether counters or gauges feed it is not known before.
     detector: Option<Detector>,
     band: Option<Band>,
+    /// The recent judgements, for charts.
+    trace: TraceRing,
     /// Residual of the current window for fleet comparison (NaN: no verdict).
     fleet_value: f64,
     /// Whether the current window already raised an anomaly (fleet adds none then).
@@ -199,6 +272,27 @@ impl Engine {
     /// The latest judgement of every view series.
     pub fn bands(&self) -> Vec<Band> {
         self.series.iter().filter_map(|s| s.band.clone()).collect()
+    }
+
+    /// The recent judgements of the series of view `view` whose key labels are `labels`
+    /// (`host` and the view's `by` labels; others are ignored), if it is judged.
+    /// Views may share a name (bounces per host, and per host and reason class): the one with
+    /// the most key labels, all of them in `labels`, is meant.
+    pub fn trace(&self, view: &str, labels: &[(&str, &str)]) -> Option<Trace> {
+        let value = |name: &str| labels.iter().find(|(n, _)| *n == name).map(|l| l.1);
+        let (v, _) = self
+            .config
+            .views
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| x.name == view && x.key_names().all(|n| value(n).is_some()))
+            .max_by_key(|(_, x)| x.by.len())?;
+        let key: Box<[Box<str>]> = self.config.views[v]
+            .key_names()
+            .map(|name| Box::from(value(name).unwrap_or("")))
+            .collect();
+        let &i = self.index.get(&(v as u32, key))?;
+        Some(self.series[i as usize].trace.trace(self.step_secs))
     }
 
     /// Alerts open now.
@@ -342,6 +436,7 @@ impl Engine {
                         acc: Accumulator::default(),
                         detector: None,
                         band: None,
+                        trace: TraceRing::default(),
                         fleet_value: f64::NAN,
                         flagged: false,
                     });
@@ -367,6 +462,8 @@ impl Engine {
         } = s.detector.as_mut()?.judge(at_secs, &s.acc);
         s.fleet_value = fleet_value.unwrap_or(f64::NAN);
         let anomaly = verdict.map(|v| anomaly(&s.def, window_ms, step_secs, &v, &judgement));
+        s.trace
+            .push(window_ms, i64::from(step_secs) * 1000, &judgement);
         s.band = Some(Band {
             series: s.def.clone(),
             window_start_unix_ms: window_ms,
@@ -560,5 +657,54 @@ fn anomaly(
         score: j.score,
         direction: verdict.direction.as_str().into(),
         detail: verdict.evidence.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod trace_tests {
+    use super::*;
+
+    fn judgement(v: f64) -> Judgement {
+        Judgement {
+            observed: v,
+            expected: 10.0,
+            lower: 5.0,
+            upper: 15.0,
+            score: 0.0,
+            eta_secs: None,
+        }
+    }
+
+    #[test]
+    fn a_trace_keeps_the_last_windows_in_order_and_restarts_after_a_gap() {
+        let mut ring = TraceRing::default();
+        for i in 0..(TRACE_WINDOWS as i64 + 10) {
+            ring.push(i * 60_000, 60_000, &judgement(i as f64));
+        }
+        let t = ring.trace(60);
+        assert_eq!(t.points.len(), TRACE_WINDOWS);
+        assert_eq!(t.points[0].observed, 10.0);
+        assert_eq!(t.points[0].window_start_unix_ms, 10 * 60_000);
+        let last = t.points.last().expect("points");
+        assert_eq!(
+            last.window_start_unix_ms,
+            (TRACE_WINDOWS as i64 + 9) * 60_000
+        );
+        assert_eq!((last.lower, last.upper), (5.0, 15.0));
+        // A window that does not follow the last one starts a new trace.
+        ring.push(
+            (TRACE_WINDOWS as i64 + 20) * 60_000,
+            60_000,
+            &judgement(1.0),
+        );
+        assert_eq!(ring.trace(60).points.len(), 1);
+        // No model yet: NaN, which JSON shows as null.
+        ring.push(
+            (TRACE_WINDOWS as i64 + 21) * 60_000,
+            60_000,
+            &judgement(f64::NAN),
+        );
+        let json = serde_json::to_string(&ring.trace(60)).expect("json");
+        assert!(json.contains(r#""observed":null"#), "{json}");
     }
 }

@@ -36,7 +36,7 @@ use crate::store::{Aggregate, StoreHandle, unix_ms};
 use crate::alerting::{AlertState, Lifecycle};
 pub use crate::detect::Judgement;
 pub use alerts::{Alert, AlertFigures, AlertTracker};
-pub use engine::{Band, Engine, EngineConfig, WindowOutcome};
+pub use engine::{Band, Engine, EngineConfig, Trace, TracePoint, WindowOutcome};
 pub use views::{Selector, Side, View, ViewKind, default_views};
 
 /// The `[detect]` section of the collector configuration.
@@ -117,6 +117,26 @@ impl AnalyzeConfig {
     }
 }
 
+/// Where the analyzer's "now" comes from: the wall clock, or a simulated time another task
+/// advances (a fleet replayed fast-forward judges its windows as its time passes).
+#[derive(Debug, Clone, Default)]
+pub enum Clock {
+    #[default]
+    Wall,
+    /// Unix ms, as the sender last set it.
+    Simulated(watch::Receiver<i64>),
+}
+
+impl Clock {
+    /// Now (Unix ms).
+    pub fn now_ms(&self) -> i64 {
+        match self {
+            Clock::Wall => unix_ms(),
+            Clock::Simulated(now) => *now.borrow(),
+        }
+    }
+}
+
 /// What the analyzer shares with the exposition: latest bands and alerts.
 #[derive(Debug, Default)]
 pub struct Bands {
@@ -128,7 +148,12 @@ struct Shared {
     bands: Vec<Band>,
     /// The lifecycle's alerts: active ones, then recently resolved ones.
     alerts: Vec<AlertState>,
+    /// The recent judgements of the first [`TRACED_ALERTS`] alerts' series, by fingerprint.
+    traces: std::collections::HashMap<String, Trace>,
 }
+
+/// Alerts whose series' recent judgements are published for charts.
+const TRACED_ALERTS: usize = 200;
 
 /// Alerts listed by `/api/v1/alerts` at most.
 const ALERTS_KEPT: usize = 10_000;
@@ -156,6 +181,35 @@ impl Bands {
             .iter()
             .find(|a| a.fingerprint == fingerprint)
             .cloned()
+    }
+
+    /// The recent judgements of the series behind the alert with `fingerprint` (a detector's
+    /// alert among the latest [`TRACED_ALERTS`]; advice and `agent_down` have none).
+    pub fn trace(&self, fingerprint: &str) -> Option<Trace> {
+        self.read().traces.get(fingerprint).cloned()
+    }
+
+    /// Keeps the traces of the lifecycle's alerts from `engine`.
+    fn publish_traces(&self, engine: &Engine, lifecycle: &Lifecycle) {
+        let mut traces = std::collections::HashMap::new();
+        for alert in lifecycle.alerts(TRACED_ALERTS) {
+            let Some(view) = alert.labels.get("alertname") else {
+                continue;
+            };
+            // The alert's labels carry the view key (a SASL user is `sasl_user` there).
+            let key: Vec<(&str, &str)> = alert
+                .labels
+                .iter()
+                .map(|(n, v)| {
+                    let n = if n == "sasl_user" { "user" } else { n.as_str() };
+                    (n, v.as_str())
+                })
+                .collect();
+            if let Some(trace) = engine.trace(view, &key) {
+                traces.insert(alert.fingerprint.clone(), trace);
+            }
+        }
+        self.inner.write().unwrap_or_else(|e| e.into_inner()).traces = traces;
     }
 
     fn publish_alerts(&self, lifecycle: &Lifecycle) {
@@ -284,10 +338,13 @@ pub struct Outlets {
 }
 
 /// Runs rounds every `interval_secs` until `shutdown` turns true; after each round the
-/// analyzer's open alerts go through `lifecycle` (stored, published).
+/// analyzer's open alerts go through `lifecycle` (stored, published). Windows are judged as
+/// `clock` passes them.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_analyzer(
     store: StoreHandle,
     cfg: AnalyzeConfig,
+    clock: Clock,
     shared: Arc<Bands>,
     mut lifecycle: Lifecycle,
     outlets: Outlets,
@@ -316,7 +373,7 @@ pub async fn run_analyzer(
             generation = current;
             e.forget_routes();
         }
-        let now = unix_ms();
+        let now = clock.now_ms();
         // Windows that ended at least `settle_secs` ago.
         let until = (now - settle_ms).div_euclid(resolution_ms) * resolution_ms;
         let from = next_ms.unwrap_or((until - history_ms).max(0));
@@ -359,6 +416,7 @@ pub async fn run_analyzer(
             }
         }
         let update = lifecycle.update(now, &open);
+        shared.publish_traces(&e, &lifecycle);
         engine = Some(e);
         if !anomalies.is_empty()
             && let Err(e) = store.record_anomalies(anomalies).await

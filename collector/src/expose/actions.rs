@@ -45,8 +45,15 @@ fn api(state: &HttpState) -> Result<&ActionsApi, Refused> {
     ))
 }
 
-/// Checks the bearer token (constant time).
+/// Checks the bearer token (constant time). A browser's request from a page of another
+/// origin (its `Origin` names another host than `Host`) is refused whatever it carries.
 fn authorized(api: &ActionsApi, headers: &HeaderMap) -> Result<(), Refused> {
+    if !same_origin(headers) {
+        return Err(Refused(
+            StatusCode::FORBIDDEN,
+            "a request from another origin is refused\n",
+        ));
+    }
     let Some(token) = &api.token else {
         return Err(Refused(
             StatusCode::FORBIDDEN,
@@ -67,6 +74,23 @@ fn authorized(api: &ActionsApi, headers: &HeaderMap) -> Result<(), Refused> {
             "a valid bearer token is required\n",
         ))
     }
+}
+
+/// No `Origin` (not a browser, or a same-origin GET), or one whose host and port are `Host`.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let origin = origin.to_str().unwrap_or("");
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    !authority.is_empty() && authority.eq_ignore_ascii_case(host)
 }
 
 pub async fn list(State(state): State<HttpState>) -> Response {
@@ -141,5 +165,41 @@ pub async fn kill_switch(
             .into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "remediation stopped\n").into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.insert(n.clone(), v.parse().expect("header value"));
+        }
+        h
+    }
+
+    #[test]
+    fn only_same_origin_browsers_may_post() {
+        assert!(same_origin(&headers(&[(header::HOST, "127.0.0.1:9100")])));
+        assert!(same_origin(&headers(&[
+            (header::HOST, "127.0.0.1:9100"),
+            (header::ORIGIN, "http://127.0.0.1:9100"),
+        ])));
+        for origin in [
+            "http://evil.example",
+            "http://127.0.0.1:9101",
+            "null",
+            "http://127.0.0.1:9100.evil.example",
+        ] {
+            assert!(
+                !same_origin(&headers(&[
+                    (header::HOST, "127.0.0.1:9100"),
+                    (header::ORIGIN, origin),
+                ])),
+                "{origin}"
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! What the collector shows: `GET /metrics` (Prometheus text), `GET /healthz`,
 //! `GET /api/v1/agents` (JSON registry), `/api/v1/dns/changes`, `/api/v1/anomalies`,
-//! `/api/v1/alerts`, and the periodic OTLP export.
+//! `/api/v1/alerts` (and an alert's series: `/api/v1/alerts/{fingerprint}/series`), the web
+//! console (`/console/`), and the periodic OTLP export.
 //!
 //! Every answer is bounded: list endpoints return at most `max_list_items` entries (fewer for
 //! DNS changes) and `max_response_bytes` of JSON — a cut list says so in
@@ -10,6 +11,7 @@
 
 pub mod actions;
 pub mod config;
+pub mod console;
 pub mod otlp;
 pub mod prometheus;
 pub mod server;
@@ -122,6 +124,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/anomalies", get(anomalies))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/{fingerprint}", get(alert))
+        .route("/api/v1/alerts/{fingerprint}/series", get(alert_series))
         .route("/api/v1/actions", get(actions::list))
         .route(
             "/api/v1/actions/{id}/{verb}",
@@ -133,6 +136,11 @@ pub fn router(state: HttpState) -> Router {
             axum::routing::post(actions::kill_switch),
         )
         .route("/runbooks/{name}", get(runbook))
+        .route("/", get(console::home))
+        .route("/console", get(console::home))
+        .route("/console/", get(console::index))
+        .route("/console/console.js", get(console::script))
+        .route("/console/console.css", get(console::style))
         .layer(axum::middleware::from_fn_with_state(
             timeout,
             request_timeout,
@@ -299,6 +307,18 @@ async fn alert(
     match state.bands.alert(&fingerprint) {
         Some(alert) => axum::Json(alert).into_response(),
         None => (StatusCode::NOT_FOUND, "no such alert\n").into_response(),
+    }
+}
+
+/// `GET /api/v1/alerts/{fingerprint}/series`: the recent judgements of the alert's series
+/// (observed, expected, lower, upper per window), for its chart.
+async fn alert_series(
+    State(state): State<HttpState>,
+    axum::extract::Path(fingerprint): axum::extract::Path<String>,
+) -> Response {
+    match state.bands.trace(&fingerprint) {
+        Some(trace) => axum::Json(trace).into_response(),
+        None => (StatusCode::NOT_FOUND, "no series for this alert\n").into_response(),
     }
 }
 

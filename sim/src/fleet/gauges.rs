@@ -9,6 +9,10 @@
 //! growth since the incident started. When the incident ends the space is freed (the operator
 //! removed the culprit). Used bytes never exceed the filesystem's size. Postfix's reaction to a
 //! full disk (`queue_minfree` rejects) is not simulated.
+//!
+//! Inodes: one per 16 KiB of the filesystem (the ext4 default), 2 % used by the base, one per
+//! queued message (its queue file) and one more per deferred message (its defer log). A spool
+//! filling incident writes large files: the inodes stay flat.
 
 use mailpulse_proto::v1::{self as pb, sample};
 
@@ -23,6 +27,10 @@ const RESERVED_SHARE: f64 = 0.05;
 const DAILY_GROWTH_SHARE: f64 = 0.005;
 /// Queue files take a little more than the message (envelope records, block rounding).
 const QUEUE_FILE_OVERHEAD: f64 = 1.08;
+/// Bytes of filesystem per inode.
+const BYTES_PER_INODE: u64 = 16 * 1024;
+/// Share of the inodes in use without queued mail.
+const BASE_INODE_SHARE: f64 = 0.02;
 
 const DAY_US: i64 = 86_400 * 1_000_000;
 
@@ -51,6 +59,10 @@ pub struct HostGauges {
     pub spool_free_bytes: u64,
     /// Bytes available to non-root processes such as Postfix (`f_bavail`).
     pub spool_avail_bytes: u64,
+    /// Inodes of the filesystem (`f_files`).
+    pub spool_inodes: u64,
+    /// Inodes available to non-root processes (`f_favail`).
+    pub spool_avail_inodes: u64,
 }
 
 impl HostGauges {
@@ -61,8 +73,9 @@ impl HostGauges {
 
     /// The gauges as the agent ships them: `queue_messages` and `queue_bytes` (labels `host`,
     /// `instance`, `queue` = `active` | `deferred`), and `filesystem_size_bytes`,
-    /// `filesystem_free_bytes`, `filesystem_avail_bytes`, `filesystem_up` (labels `host`,
-    /// `path`), all in the window starting at `window_start_unix_secs`.
+    /// `filesystem_free_bytes`, `filesystem_avail_bytes`, `filesystem_inodes`,
+    /// `filesystem_avail_inodes`, `filesystem_up` (labels `host`, `path`), all in the window
+    /// starting at `window_start_unix_secs`.
     pub fn to_samples(
         &self,
         host: &str,
@@ -82,7 +95,7 @@ impl HostGauges {
             window_secs,
             value: Some(sample::Value::Gauge(value)),
         };
-        let mut out = Vec::with_capacity(12);
+        let mut out = Vec::with_capacity(14);
         for q in &self.queues {
             for (queue, messages, bytes) in [
                 ("active", q.active_messages, q.active_bytes),
@@ -108,6 +121,16 @@ impl HostGauges {
             "filesystem_avail_bytes",
             &labels,
             self.spool_avail_bytes as f64,
+        ));
+        out.push(gauge(
+            "filesystem_inodes",
+            &labels,
+            self.spool_inodes as f64,
+        ));
+        out.push(gauge(
+            "filesystem_avail_inodes",
+            &labels,
+            self.spool_avail_inodes as f64,
         ));
         out.push(gauge("filesystem_up", &labels, 1.0));
         out
@@ -150,6 +173,12 @@ impl SpoolModel {
         let used = used.clamp(0.0, size) as u64;
         let free = self.size_bytes - used;
         let reserved = (size * RESERVED_SHARE) as u64;
+        let inodes = (self.size_bytes / BYTES_PER_INODE).max(1);
+        let queue_files: u64 = queues
+            .iter()
+            .map(|q| q.messages + q.deferred_messages)
+            .sum();
+        let used_inodes = ((inodes as f64 * BASE_INODE_SHARE) as u64 + queue_files).min(inodes);
         let queue = |instance, q: &QueueLoad| QueueGauge {
             instance,
             active_messages: q.messages - q.deferred_messages.min(q.messages),
@@ -166,6 +195,8 @@ impl SpoolModel {
             spool_size_bytes: self.size_bytes,
             spool_free_bytes: free,
             spool_avail_bytes: free.saturating_sub(reserved),
+            spool_inodes: inodes,
+            spool_avail_inodes: inodes - used_inodes,
         }
     }
 }
@@ -191,6 +222,37 @@ mod tests {
             after > during && before - after < 100_000_000,
             "freed after the end"
         );
+    }
+
+    #[test]
+    fn inodes_follow_the_queue_not_the_fill() {
+        let hour = 3_600_000_000;
+        let model = SpoolModel::new(16 * 1024 * 100_000, 0.3, vec![(0, 2 * hour, 1e9)]);
+        let queued = QueueLoad {
+            messages: 50,
+            bytes: 5_000_000,
+            deferred_messages: 20,
+            deferred_bytes: 2_000_000,
+        };
+        let idle = model.gauges(3 * hour, [QueueLoad::default(); 2]);
+        let filling = model.gauges(hour, [QueueLoad::default(); 2]);
+        let busy = model.gauges(3 * hour, [queued, QueueLoad::default()]);
+        assert_eq!(idle.spool_inodes, 100_000);
+        assert_eq!(idle.spool_avail_inodes, 98_000);
+        assert_eq!(filling.spool_avail_inodes, idle.spool_avail_inodes);
+        assert_eq!(busy.spool_avail_inodes, 98_000 - 70);
+        let samples = busy.to_samples("mx1", 0, 60);
+        let value = |metric: &str| {
+            samples
+                .iter()
+                .find(|s| s.metric == metric)
+                .and_then(|s| match s.value {
+                    Some(sample::Value::Gauge(v)) => Some(v),
+                    _ => None,
+                })
+        };
+        assert_eq!(value("filesystem_inodes"), Some(100_000.0));
+        assert_eq!(value("filesystem_avail_inodes"), Some(97_930.0));
     }
 
     #[test]

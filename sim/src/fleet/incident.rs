@@ -6,7 +6,8 @@
 //! and guessing passwords) as Poisson processes independent of normal traffic, and decides remote
 //! delivery attempts that an active incident affects (bounce storm, greylisting, blocklisted IP,
 //! DNS failure, dead relay). The spool-filling incident has no log lines; [`super::gauges`]
-//! models it.
+//! models it. Neither has the DNS change; [`super::dns`] models it (and the blocklisted IP's
+//! listing and Sender Score).
 //!
 //! Effects start and stop with the window, but their consequences may outlast it: deferred mail
 //! is retried with Postfix's back-off (up to about 70 minutes) after a DNS failure or a dead relay
@@ -45,11 +46,14 @@ pub enum IncidentKind {
     RelayDown,
     /// The spool filesystem fills up (gauges only; logs have no disk lines).
     SpoolFilling,
+    /// A record change of a monitored domain reaches one authoritative server before the other
+    /// (DNS probes only; logs have no DNS lines).
+    DnsChange,
 }
 
 impl IncidentKind {
     /// Every kind, in declaration order.
-    pub const ALL: [IncidentKind; 8] = [
+    pub const ALL: [IncidentKind; 9] = [
         Self::BounceStorm,
         Self::GreylistingWave,
         Self::IpBlocklisted,
@@ -58,6 +62,7 @@ impl IncidentKind {
         Self::ConnectionFlood,
         Self::RelayDown,
         Self::SpoolFilling,
+        Self::DnsChange,
     ];
 
     /// The name used in scenario and label files (`bounce_storm`, …).
@@ -71,6 +76,7 @@ impl IncidentKind {
             Self::ConnectionFlood => "connection_flood",
             Self::RelayDown => "relay_down",
             Self::SpoolFilling => "spool_filling",
+            Self::DnsChange => "dns_change",
         }
     }
 }
@@ -85,7 +91,8 @@ impl fmt::Display for IncidentKind {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AffectedKeys {
-    /// The recipient domain (bounce storm, DNS failure).
+    /// The recipient domain (bounce storm, DNS failure), or the monitored domain whose records
+    /// change (DNS change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
     /// Recipient domains (greylisting wave; the domains a dead relay serves).
@@ -138,6 +145,8 @@ pub(crate) enum Effect {
         client_ip: Ip,
         messages_per_hour: f64,
         recipients_per_message: u32,
+        /// Share of its spam delivered at feedback-loop providers that recipients report.
+        complaint_rate: f64,
     },
     ConnectionFlood {
         /// The first three octets of the /24.
@@ -152,6 +161,10 @@ pub(crate) enum Effect {
     SpoolFilling {
         fill_bytes_per_hour: f64,
     },
+    /// `domain`: the monitored domain that changes; `None`: each host's sending domain.
+    DnsChange {
+        domain: Option<String>,
+    },
 }
 
 impl Effect {
@@ -165,6 +178,7 @@ impl Effect {
             Self::ConnectionFlood { .. } => IncidentKind::ConnectionFlood,
             Self::RelayDown { .. } => IncidentKind::RelayDown,
             Self::SpoolFilling { .. } => IncidentKind::SpoolFilling,
+            Self::DnsChange { .. } => IncidentKind::DnsChange,
         }
     }
 

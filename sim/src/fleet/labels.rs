@@ -5,7 +5,8 @@
 //! ```
 //!
 //! `start`/`end` are when the cause is active; consequences may outlast `end` (see
-//! [`super::incident`]). An incident that affects several hosts gives one line per host with
+//! [`super::incident`]). A DNS change's `end` is when the last authoritative server serves the
+//! new records ([`super::dns`]); the change itself stays. An incident that affects several hosts gives one line per host with
 //! the same `id`.
 
 use std::io::{self, Write};
@@ -90,6 +91,10 @@ impl Scenario {
                     },
                     Effect::SpoolFilling { .. } => AffectedKeys {
                         path: Some(SPOOL_PATH.to_string()),
+                        ..AffectedKeys::default()
+                    },
+                    Effect::DnsChange { domain } => AffectedKeys {
+                        domain: Some(self.changed_domain(domain.as_ref(), h)),
                         ..AffectedKeys::default()
                     },
                 };

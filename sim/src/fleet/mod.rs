@@ -12,11 +12,15 @@
 //!
 //! - [`HostSimulation`]: one host's Postfix log as an iterator of [`SimLine`]s, in time order,
 //!   ending at the scenario's end, plus the probe gauges (queue sizes, spool filesystem) at any
-//!   moment of the stream ([`gauges`]);
+//!   moment of the stream ([`gauges`]) and the queues as the agent's `postqueue -j` snapshot
+//!   summarises them ([`queue`]);
 //! - [`Scenario::labels`] and [`write_labels`]: the labels file ([`labels`]);
 //! - [`simulate_samples`]: the fast-forward feed, every host's lines through [`LineProcessor`]
 //!   and [`Aggregator`] (traffic signals on), cut per window like the agent ships them, plus the
-//!   probe gauges of the window.
+//!   probe gauges of the window, the agent's queue watcher samples ([`queue`]), the
+//!   feedback-loop complaints read in the window (module `complaints`) and the samples of the
+//!   agent's DNS and reputation rounds in it ([`dns`]); [`simulate_feed`] also hands over those
+//!   rounds' answers ([`pb::Probe`]), which the collector versions into its DNS change history.
 //!
 //! Invariants:
 //! - Deterministic: the same scenario (seed included) gives byte-identical logs, labels and
@@ -25,31 +29,38 @@
 //!   work (messages in the queue, sessions under way) and the aggregator's open windows, which
 //!   depend on the traffic rate and the queue lifetime, not on the length of the period.
 //! - Spool filling has no log lines (the log says nothing about disks): it exists only in the
-//!   gauges.
+//!   gauges. A DNS change has none either: it exists only in the DNS rounds. Complaints are
+//!   drawn from the log's deliveries with a random stream of their own: they add no lines.
+//!
+//! [`pb::Probe`]: mailpulse_proto::v1::Probe
 //!
 //! [`LineProcessor`]: mailpulse_agent::pipeline::LineProcessor
 //! [`Aggregator`]: mailpulse_agent::aggregate::Aggregator
 
+mod complaints;
+pub mod dns;
 mod feed;
 pub mod gauges;
 pub mod incident;
 pub mod labels;
+pub mod queue;
 pub mod scenario;
 mod seasonal;
 mod write;
 
 use std::path::PathBuf;
 
-pub use feed::{FeedSummary, HostFeedSummary, simulate_samples};
+pub use feed::{FeedSummary, HostFeedSummary, simulate_feed, simulate_samples};
 pub use gauges::{HostGauges, QueueGauge, SPOOL_PATH};
 pub use incident::{AffectedKeys, IncidentKind};
 pub use labels::{IncidentLabel, LabelsError, parse_labels, write_labels};
+pub use queue::{HostQueues, InstanceQueues, QueueSamples};
 pub use scenario::Scenario;
 pub use write::{FleetOutput, HostReport, WriteError, dir_name, summary, write_fleet};
 
 use mailpulse_agent::config::ConfigError;
 
-use crate::synth::hooks::HostSetup;
+use crate::synth::hooks::{Delivery, HostSetup};
 use crate::synth::rng::Rng;
 use crate::synth::{SynthConfig, SynthLog, SynthTruth};
 use gauges::SpoolModel;
@@ -198,6 +209,34 @@ impl HostSimulation {
     pub fn gauges_at(&self, unix_secs: i64) -> HostGauges {
         self.spool
             .gauges(unix_secs.saturating_mul(1_000_000), self.log.queue_loads())
+    }
+
+    /// The queues of both instances as of the last line returned, summarised as the agent's
+    /// `postqueue -j` snapshot at `unix_secs` would summarise them ([`queue`]).
+    pub fn queues_at(&self, unix_secs: i64) -> HostQueues {
+        let max_domains = mailpulse_agent::queue::QueueConfig::default().max_domains;
+        queue::summarise(&self.log, unix_secs, max_domains)
+    }
+
+    /// Writes what `postqueue -j` of the main instance (`instance` 0) or of `postfix-out` (1,
+    /// as [`queue::INSTANCES`]; another index writes nothing) would print now: the messages
+    /// [`HostSimulation::queues_at`] summarises, with their `delay_reason`s.
+    pub fn write_postqueue(
+        &self,
+        instance: usize,
+        out: &mut impl std::io::Write,
+    ) -> std::io::Result<()> {
+        queue::write_postqueue(&self.log, instance, out)
+    }
+
+    /// From now on, keeps the remote deliveries for [`HostSimulation::take_deliveries`].
+    pub(crate) fn record_deliveries(&mut self) {
+        self.log.record_deliveries();
+    }
+
+    /// Appends the remote deliveries made since the last call to `out`.
+    pub(crate) fn take_deliveries(&mut self, out: &mut Vec<Delivery>) {
+        self.log.take_deliveries(out);
     }
 
     /// What has been generated so far (`received` counts accepted messages).

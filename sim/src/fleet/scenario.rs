@@ -35,13 +35,18 @@
 //! | `greylisting_wave` | `domains`, `share` (0.9, of first attempts) |
 //! | `ip_blocklisted` | `blocklist` ("zen.spamhaus.org"), `share` (0.9, at domains that use it) |
 //! | `dns_failure` | `domain` |
-//! | `compromised_account` | `sasl_user`, `client_ip` (derived), `messages_per_hour` (120), `recipients_per_message` (20) |
+//! | `compromised_account` | `sasl_user`, `client_ip` (derived), `messages_per_hour` (120), `recipients_per_message` (20), `complaint_rate` (0.25, of its spam delivered at feedback-loop providers) |
 //! | `connection_flood` | `client_net` (`a.b.c.0/24`), `sessions_per_hour` (1800), `auth_failure_share` (0.6) |
 //! | `relay_down` | `relay` (an MX host name), `failure` ("refused" or "timeout") |
 //! | `spool_filling` | `fill_bytes_per_hour` |
+//! | `dns_change` | `domain` (the host's sending domain) |
 //!
 //! Domains and relays must exist in the generator's world table (a typo would make an invisible
-//! incident); every incident also takes an optional `id` (default `<kind>-<n>`).
+//! incident), except a `dns_change`'s `domain`: one of the fleet's own domains, which the hosts
+//! the incident names monitor besides their sending domain (see [`super::dns`]). Every incident
+//! also takes an optional `id` (default `<kind>-<n>`). `end` is required, except for
+//! `dns_change`: there it is when the lagging authoritative server catches up, by default 10
+//! minutes after `start` (within the scenario's period).
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -52,6 +57,7 @@ use toml::Spanned;
 use toml::value::{Datetime, Offset};
 
 use super::SimError;
+use super::dns::DNS_CHANGE_LAG_SECS;
 use super::incident::{Effect, Incident, IncidentKind, RelayFailure};
 use crate::synth::TimestampStyle;
 use crate::synth::format::Ip;
@@ -152,6 +158,9 @@ traffic_keys! {
     spool_size_bytes: u64 = 20 * 1024 * 1024 * 1024,
     /// Share of the spool filesystem in use without queued mail.
     spool_used_share: f64 = 0.3,
+    /// Share of the recipients delivered at mailbox providers with a feedback loop (Microsoft,
+    /// Yahoo and AOL, GMX and WEB.DE, Comcast, Mail.ru) who report the message as spam.
+    complaint_rate: f64 = 0.001,
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,7 +209,7 @@ struct IncidentSpec {
     id: Option<String>,
     hosts: Vec<String>,
     start: Spanned<Datetime>,
-    end: Spanned<Datetime>,
+    end: Option<Spanned<Datetime>>,
     domain: Option<String>,
     domains: Option<Vec<String>>,
     share: Option<f64>,
@@ -215,6 +224,7 @@ struct IncidentSpec {
     relay: Option<String>,
     failure: Option<FailureName>,
     fill_bytes_per_hour: Option<f64>,
+    complaint_rate: Option<f64>,
 }
 
 impl IncidentSpec {
@@ -238,6 +248,7 @@ impl IncidentSpec {
             ("relay", self.relay.is_some()),
             ("failure", self.failure.is_some()),
             ("fill_bytes_per_hour", self.fill_bytes_per_hour.is_some()),
+            ("complaint_rate", self.complaint_rate.is_some()),
         ];
         keys.into_iter()
             .filter(|(_, p)| *p)
@@ -258,10 +269,12 @@ fn allowed_keys(kind: IncidentKind) -> &'static [&'static str] {
             "client_ip",
             "messages_per_hour",
             "recipients_per_message",
+            "complaint_rate",
         ],
         IncidentKind::ConnectionFlood => &["client_net", "sessions_per_hour", "auth_failure_share"],
         IncidentKind::RelayDown => &["relay", "failure"],
         IncidentKind::SpoolFilling => &["fill_bytes_per_hour"],
+        IncidentKind::DnsChange => &["domain"],
     }
 }
 
@@ -486,7 +499,7 @@ impl Validator<'_> {
     fn check_traffic(&self, t: &Traffic, at: usize) -> Result<(), SimError> {
         let unit = |v: f64| (0.0..=1.0).contains(&v);
         // Every check is a range, so NaN fails it too.
-        let checks: [(&str, bool); 16] = [
+        let checks: [(&str, bool); 17] = [
             (
                 "messages_per_day must be in (0, 10000000]",
                 t.messages_per_day > 0.0 && t.messages_per_day <= 1e7,
@@ -539,6 +552,7 @@ impl Validator<'_> {
                 "spool_used_share must be in [0, 1]",
                 unit(t.spool_used_share),
             ),
+            ("complaint_rate must be in [0, 1]", unit(t.complaint_rate)),
         ];
         match checks.into_iter().find(|(_, ok)| !ok) {
             Some((message, _)) => Err(self.error(at, message)),
@@ -650,7 +664,13 @@ impl Validator<'_> {
             ));
         }
         let start_us = self.instant(&s.start)?;
-        let end_us = self.instant(&s.end)?;
+        let end_us = match (&s.end, kind) {
+            (Some(end), _) => self.instant(end)?,
+            (None, IncidentKind::DnsChange) => {
+                (start_us + DNS_CHANGE_LAG_SECS * SECOND).min(scenario_end)
+            }
+            (None, _) => return Err(self.error(at, format!("{kind}: `end` is required"))),
+        };
         if !(scenario_start <= start_us && start_us < end_us && end_us <= scenario_end) {
             return Err(self.error(
                 at,
@@ -730,14 +750,16 @@ impl Validator<'_> {
                 };
                 let messages_per_hour = s.messages_per_hour.unwrap_or(120.0);
                 let recipients_per_message = s.recipients_per_message.unwrap_or(20);
+                let complaint_rate = s.complaint_rate.unwrap_or(0.25);
                 let valid = messages_per_hour > 0.0
                     && messages_per_hour <= 100_000.0
-                    && (1..=500).contains(&recipients_per_message);
+                    && (1..=500).contains(&recipients_per_message)
+                    && (0.0..=1.0).contains(&complaint_rate);
                 if !valid {
                     return Err(self.error(
                         at,
                         format!(
-                            "{kind}: messages_per_hour must be in (0, 100000] and recipients_per_message in [1, 500]"
+                            "{kind}: messages_per_hour must be in (0, 100000], recipients_per_message in [1, 500] and complaint_rate in [0, 1]"
                         ),
                     ));
                 }
@@ -746,6 +768,7 @@ impl Validator<'_> {
                     client_ip,
                     messages_per_hour,
                     recipients_per_message,
+                    complaint_rate,
                 }
             }
             IncidentKind::ConnectionFlood => {
@@ -815,6 +838,29 @@ impl Validator<'_> {
                 Effect::SpoolFilling {
                     fill_bytes_per_hour: rate,
                 }
+            }
+            IncidentKind::DnsChange => {
+                let domain = match &s.domain {
+                    Some(d) => {
+                        let name = d.trim_end_matches('.').to_ascii_lowercase();
+                        let valid = name.contains('.')
+                            && name.len() <= 253
+                            && name.split('.').all(|l| {
+                                !l.is_empty()
+                                    && l.len() <= 63
+                                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                            });
+                        if !valid {
+                            return Err(self.error(
+                                at,
+                                format!("{kind}: domain must be a domain name like example.org, got {d:?}"),
+                            ));
+                        }
+                        Some(name)
+                    }
+                    None => None,
+                };
+                Effect::DnsChange { domain }
             }
         };
         Ok(Incident {

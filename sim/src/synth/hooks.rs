@@ -114,3 +114,21 @@ pub(crate) struct QueueLoad {
     pub(crate) deferred_messages: u64,
     pub(crate) deferred_bytes: u64,
 }
+
+/// One recipient delivered to a remote domain (`status=sent` over SMTP), as recorded for the
+/// fleet's feedback-loop model when [`super::SynthLog::record_deliveries`] asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Delivery {
+    /// Time of the `status=sent` line (Unix microseconds).
+    pub(crate) at: i64,
+    /// When the message was queued (Unix microseconds).
+    pub(crate) queued_at: i64,
+    /// Sent by the `postfix-out` instance (from its address) rather than the main one.
+    pub(crate) outbound_instance: bool,
+    /// Envelope sender (empty for a notification).
+    pub(crate) sender: String,
+    /// The recipient's address.
+    pub(crate) rcpt: String,
+    /// The `Message-ID` header, angle brackets included.
+    pub(crate) message_id: String,
+}

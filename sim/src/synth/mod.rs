@@ -22,6 +22,8 @@ pub(crate) mod world;
 
 use std::collections::BTreeMap;
 
+pub(crate) use engine::QueuedMessage;
+
 use serde::Serialize;
 
 /// Timestamp format of generated lines.
@@ -214,6 +216,21 @@ impl SynthLog {
     /// Messages queued in the main and the `postfix-out` instance, as of the last line returned.
     pub(crate) fn queue_loads(&self) -> [hooks::QueueLoad; 2] {
         self.engine.queue_loads()
+    }
+
+    /// Every queued message, as of the last line returned.
+    pub(crate) fn for_each_queued(&self, f: impl FnMut(QueuedMessage<'_>)) {
+        self.engine.for_each_queued(f);
+    }
+
+    /// From now on, keeps every remote delivery until [`SynthLog::take_deliveries`] takes it.
+    pub(crate) fn record_deliveries(&mut self) {
+        self.engine.record_deliveries();
+    }
+
+    /// Appends the remote deliveries recorded since the last call to `out`.
+    pub(crate) fn take_deliveries(&mut self, out: &mut Vec<hooks::Delivery>) {
+        self.engine.take_deliveries(out);
     }
 
     /// Counts of what has been generated so far.

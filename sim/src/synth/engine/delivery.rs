@@ -6,10 +6,12 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use mailpulse_agent::classify::classify;
+
 use super::model::{Dest, Fate, Instance, Msg, Outcome, Rcpt, Service, Task};
 use super::{Engine, MAXIMAL_BACKOFF, MINIMAL_BACKOFF, SECOND, compact_time};
 use crate::synth::format::{Delay, Ip};
-use crate::synth::hooks::{Forced, RemoteAttempt};
+use crate::synth::hooks::{Delivery, Forced, RemoteAttempt};
 use crate::synth::profile::TrafficProfile;
 use crate::synth::rng::Rng;
 use crate::synth::world::{self, Domain, Health, Mx, Reply, ReplyContext};
@@ -460,6 +462,16 @@ impl Engine {
                 Delay(status_at - start - conn_setup),
                 reply.dsn,
             );
+            match outcome {
+                // What `postqueue -j` would show as the recipient's `delay_reason`, classified
+                // as the agent's queue snapshot classifies it.
+                Outcome::Deferred => {
+                    let class = classify(None, &reply.text);
+                    msg.rcpts[i].delay_reason = Some((class, Box::from(reply.text.as_str())));
+                }
+                Outcome::Sent => self.record_delivery(msg, i, status_at),
+                Outcome::Bounced => {}
+            }
             body.push_str(&std::mem::take(&mut reply.text));
             body.push(')');
             lines.push((status_at, body));
@@ -467,6 +479,26 @@ impl Engine {
             at = status_at + self.ms(0, 20);
         }
         bounced
+    }
+
+    /// Keeps a remote delivery of recipient `i` for [`Engine::take_deliveries`] when they are
+    /// recorded.
+    fn record_delivery(&mut self, msg: &Msg, i: usize, at: i64) {
+        let Some(deliveries) = self.deliveries.as_mut() else {
+            return;
+        };
+        let rcpt = &msg.rcpts[i];
+        if !matches!(rcpt.dest, Dest::Remote(_)) {
+            return;
+        }
+        deliveries.push(Delivery {
+            at,
+            queued_at: msg.created,
+            outbound_instance: msg.instance == Instance::Out,
+            sender: msg.sender.clone(),
+            rcpt: rcpt.addr.clone(),
+            message_id: msg.message_id.clone(),
+        });
     }
 
     /// Counts one status line and marks the recipient done, or the message as deferred once.
@@ -522,6 +554,7 @@ impl Engine {
             dest: msg.sender_dest,
             fate: Fate::Sent,
             done: false,
+            delay_reason: None,
         };
         let ndr = Msg {
             message_id: format!("<{}.{qid}@{}>", compact_time(t), self.fqdn),

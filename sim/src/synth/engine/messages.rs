@@ -134,6 +134,7 @@ impl Engine {
             dest,
             fate: self.fate(dest),
             done: false,
+            delay_reason: None,
         }
     }
 
@@ -157,6 +158,7 @@ impl Engine {
             dest,
             fate: self.fate(dest),
             done: false,
+            delay_reason: None,
         }
     }
 

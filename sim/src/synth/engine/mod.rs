@@ -24,9 +24,11 @@ use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use self::model::{Entry, Instance, Msg, Pids, Service, Task};
+use mailpulse_agent::classify::ReasonClass;
+
+use self::model::{Entry, Instance, Msg, Pids, Rcpt, Service, Task};
 use super::format::{Clock, Ip};
-use super::hooks::{ExtraSession, Hooks, HostSetup, QueueLoad};
+use super::hooks::{Delivery, ExtraSession, Hooks, HostSetup, QueueLoad};
 use super::profile::TrafficProfile;
 use super::queue_id::QueueIdGen;
 use super::rng::Rng;
@@ -97,6 +99,8 @@ pub(crate) struct Engine {
     hooks: Option<Box<dyn Hooks>>,
     /// Scratch buffer for [`Hooks::extra_sessions`].
     extras: Vec<ExtraSession>,
+    /// Remote deliveries since the last [`Engine::take_deliveries`]; `None`: not recorded.
+    deliveries: Option<Vec<Delivery>>,
 }
 
 impl Engine {
@@ -165,6 +169,7 @@ impl Engine {
             queue: [QueueLoad::default(); 2],
             hooks,
             extras: Vec::new(),
+            deliveries: None,
             cfg,
             profile: TrafficProfile::default(),
         };
@@ -191,6 +196,35 @@ impl Engine {
     /// Messages queued in the main and the `postfix-out` instance, as of the last line returned.
     pub(crate) fn queue_loads(&self) -> [QueueLoad; 2] {
         self.queue
+    }
+
+    /// Every queued message (both instances), in slot order, as of the last line returned.
+    pub(crate) fn for_each_queued(&self, mut f: impl FnMut(QueuedMessage<'_>)) {
+        for msg in self.msgs.iter().flatten() {
+            f(QueuedMessage {
+                queue_id: &msg.qid,
+                sender: &msg.sender,
+                outbound_instance: msg.instance == Instance::Out,
+                queued_at: msg.created,
+                size_bytes: msg.size_bytes,
+                deferred: msg.deferred_once,
+                rcpts: &msg.rcpts,
+            });
+        }
+    }
+
+    /// From now on, keeps every remote delivery until [`Engine::take_deliveries`] takes it (the
+    /// caller must take them regularly: they are held until then).
+    pub(crate) fn record_deliveries(&mut self) {
+        self.deliveries.get_or_insert_with(Vec::new);
+    }
+
+    /// Appends the remote deliveries recorded since the last call to `out`, in the order their
+    /// delivery rounds ran.
+    pub(crate) fn take_deliveries(&mut self, out: &mut Vec<Delivery>) {
+        if let Some(deliveries) = self.deliveries.as_mut() {
+            out.append(deliveries);
+        }
     }
 
     /// The next line, or `None` once every message has left the queue.
@@ -304,6 +338,42 @@ impl Engine {
             self.truth.short_queue_id_messages += 1;
         }
         self.ids.next(&mut self.rng, at, long)
+    }
+}
+
+/// A message in the queue, as `postqueue -j` would list it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueuedMessage<'a> {
+    pub(crate) queue_id: &'a str,
+    /// Envelope sender (empty for a notification).
+    pub(crate) sender: &'a str,
+    /// In the `postfix-out` instance's queue rather than the main one's.
+    pub(crate) outbound_instance: bool,
+    /// When cleanup queued it (Unix microseconds; `postqueue`'s `arrival_time` in seconds).
+    pub(crate) queued_at: i64,
+    /// `message_size`.
+    pub(crate) size_bytes: u64,
+    /// Deferred at least once: in the `deferred` queue (else `incoming`/`active`).
+    pub(crate) deferred: bool,
+    rcpts: &'a [Rcpt],
+}
+
+impl<'a> QueuedMessage<'a> {
+    /// The recipients still to be delivered (those `postqueue -j` lists) with the class of
+    /// their `delay_reason` (`None`: not deferred yet).
+    pub(crate) fn pending(self) -> impl Iterator<Item = (&'a str, Option<ReasonClass>)> {
+        self.pending_reasons()
+            .map(|(addr, reason)| (addr, reason.map(|(class, _)| class)))
+    }
+
+    /// [`QueuedMessage::pending`] with the text of each `delay_reason`.
+    pub(crate) fn pending_reasons(
+        self,
+    ) -> impl Iterator<Item = (&'a str, Option<(ReasonClass, &'a str)>)> {
+        self.rcpts.iter().filter(|r| !r.done).map(|r| {
+            let reason = r.delay_reason.as_ref().map(|(c, text)| (*c, &**text));
+            (r.addr.as_str(), reason)
+        })
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::cmp::Ordering;
 
+use mailpulse_agent::classify::ReasonClass;
+
 use crate::synth::rng::Rng;
 
 /// A Postfix instance (its `syslog_name` prefix).
@@ -250,6 +252,9 @@ pub(super) struct Rcpt {
     pub(super) fate: Fate,
     /// Delivered or bounced: no further attempts.
     pub(super) done: bool,
+    /// The reply of its last deferral (what `postqueue -j` shows as its `delay_reason`) with
+    /// its class as the agent classifies it; `None` before any deferral.
+    pub(super) delay_reason: Option<(ReasonClass, Box<str>)>,
 }
 
 impl Rcpt {

@@ -375,6 +375,7 @@ impl Engine {
                 dest: Dest::Mailbox,
                 fate: self.fate(Dest::Mailbox),
                 done: false,
+                delay_reason: None,
             }
         } else {
             self.remote_rcpt()
