@@ -5,6 +5,7 @@ mod cli_agent;
 mod cli_alerts;
 mod cli_check;
 mod cli_collector;
+mod cli_demo;
 mod cli_detect;
 mod cli_eval;
 mod cli_events;
@@ -248,6 +249,32 @@ enum Command {
         #[arg(long)]
         trace_out: Option<PathBuf>,
     },
+    /// A small fleet's day, fast-forwarded, through an embedded collector: incidents, the alerts
+    /// they raise with their evidence, the playbooks' dry runs, the web console; no
+    /// configuration, no server.
+    #[command(
+        after_help = "Examples:\n  mailpulse demo\n  mailpulse demo --hosts 6 --seed 3 --speed 3000 --linger 600\n\nThe console and /metrics are served during the run (the URL is printed) and --linger seconds\nafter it. The day of the incidents is yesterday (UTC); the day before it teaches the detectors."
+    )]
+    Demo {
+        /// Seed of the simulated fleet.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Mail hosts (3 to 12).
+        #[arg(long, default_value_t = 4)]
+        hosts: usize,
+        /// Simulated seconds per second during the day of the incidents.
+        #[arg(long, default_value_t = 1800.0)]
+        speed: f64,
+        /// Seconds the console stays up after the day.
+        #[arg(long, default_value_t = 30)]
+        linger: u64,
+        /// Address of the console and /metrics (if taken, any free port).
+        #[arg(long, default_value = "127.0.0.1:9470")]
+        listen: std::net::SocketAddr,
+        /// Exit with status 1 when fewer incidents were detected (CI).
+        #[arg(long, default_value_t = 0)]
+        min_detected: usize,
+    },
     /// Simulate a mail fleet from a scenario file: one Postfix log per host and the labels of the
     /// injected incidents.
     #[command(
@@ -383,6 +410,21 @@ fn run() -> Result<()> {
             files,
         } => parse(format.into(), summary, utc_offset_secs, &files),
         Command::Agent { config } => cli_agent::run(&config),
+        Command::Demo {
+            seed,
+            hosts,
+            speed,
+            linger,
+            listen,
+            min_detected,
+        } => cli_demo::run(cli_demo::DemoArgs {
+            seed,
+            hosts,
+            speed,
+            linger,
+            listen,
+            min_detected,
+        }),
         Command::Alerts {
             collector,
             json,

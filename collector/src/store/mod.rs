@@ -169,6 +169,11 @@ pub(crate) enum WriterCommand {
         now_ms: i64,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Commit what came before and fold now (a replay advancing its clock: every window it
+    /// shipped must be readable before it is judged).
+    Fold {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Commit what came before, fold, stop.
     Shutdown,
     /// Stop at once without folding (tests: the on-disk state of a kill -9).
@@ -471,6 +476,12 @@ impl StoreHandle {
     pub async fn prune_as_of(&self, now_ms: i64) -> Result<(), StoreError> {
         self.ask(|reply| WriterCommand::PruneAsOf { now_ms, reply })
             .await
+    }
+
+    /// Commits every batch acknowledged so far and folds them into the windows the detectors
+    /// read, then answers (a replay driving the analyzer's clock calls it before each step).
+    pub async fn fold_now(&self) -> Result<(), StoreError> {
+        self.ask(|reply| WriterCommand::Fold { reply }).await
     }
 
     /// The newest anomalies first, at most `limit`.

@@ -103,8 +103,19 @@ impl Writer {
             }
             let stop = group.iter().any(|c| matches!(c, WriterCommand::Shutdown));
             let prunes = take_prunes(&mut group);
+            let folds = take_folds(&mut group);
             self.try_reopen();
             self.commit_group(&mut group);
+            for reply in folds {
+                let result = match self.broken_since {
+                    Some(_) => Err(StoreError::Unavailable),
+                    None => self.fold(),
+                };
+                if let Err(e) = &result {
+                    self.failed("folding", e);
+                }
+                let _ = reply.send(result);
+            }
             for (now_ms, reply) in prunes {
                 let result = match self.broken_since {
                     Some(_) => Err(StoreError::Unavailable),
@@ -369,7 +380,8 @@ impl Writer {
                     WriterCommand::Tick
                     | WriterCommand::Shutdown
                     | WriterCommand::Abandon
-                    | WriterCommand::PruneAsOf { .. } => None,
+                    | WriterCommand::PruneAsOf { .. }
+                    | WriterCommand::Fold { .. } => None,
                 };
                 decisions.push(decision);
             }
@@ -680,6 +692,22 @@ fn take_prunes(
     }
     *group = rest;
     prunes
+}
+
+/// Takes the fold requests out of `group`.
+fn take_folds(
+    group: &mut Vec<WriterCommand>,
+) -> Vec<tokio::sync::oneshot::Sender<Result<(), StoreError>>> {
+    let mut folds = Vec::new();
+    let mut rest = Vec::with_capacity(group.len());
+    for cmd in group.drain(..) {
+        match cmd {
+            WriterCommand::Fold { reply } => folds.push(reply),
+            other => rest.push(other),
+        }
+    }
+    *group = rest;
+    folds
 }
 
 /// Fails every command waiting for a reply.
