@@ -102,6 +102,7 @@ messages_per_hour = 300
 kind = "dns_change"
 hosts = ["mx1"]
 start = {dns}
+end = {dns_end}
 
 [[incidents]]
 kind = "spool_filling"
@@ -117,6 +118,7 @@ fill_bytes_per_hour = 4000000000
         stolen = at(15.0),
         stolen_end = at(16.5),
         dns = at(17.0),
+        dns_end = at(18.0),
         spool = at(19.0),
         spool_end = at(22.0),
     ));
@@ -151,11 +153,11 @@ fn token(host: &str) -> String {
     format!("demo-token-of-{host}-0123456789")
 }
 
-fn config(dir: &Path, args: &DemoArgs, clock: watch::Receiver<i64>) -> Result<CollectorConfig> {
+fn config(dir: &Path, args: &DemoArgs, clock: Clock) -> Result<CollectorConfig> {
     let mut cfg = CollectorConfig {
         grpc_listen_addr: "127.0.0.1:0".parse()?,
         http_listen_addr: args.listen,
-        clock: Clock::Simulated(clock),
+        clock,
         ..CollectorConfig::default()
     };
     for i in 1..=args.hosts {
@@ -409,16 +411,26 @@ async fn demo(args: DemoArgs) -> Result<()> {
     let live_start = unix_ms().div_euclid(1000).div_euclid(DAY) * DAY - DAY;
     let scenario = scenario(args.seed, args.hosts, live_start)?;
     let (clock, clock_rx) = watch::channel((live_start - WARMUP_DAYS * DAY) * 1000);
-    let collector =
-        match mailpulse_collector::start(config(dir.path(), &args, clock_rx.clone())?).await {
-            Ok(c) => c,
-            Err(_) => {
-                // The address is taken: any free port.
-                let mut any = args.clone();
-                any.listen.set_port(0);
-                mailpulse_collector::start(config(dir.path(), &any, clock_rx)?).await?
-            }
-        };
+    let (judged_tx, mut judged) = watch::channel(i64::MIN);
+    let analyzer_clock = Clock::Simulated {
+        now: clock_rx,
+        judged: std::sync::Arc::new(judged_tx),
+    };
+    let collector = match mailpulse_collector::start(config(
+        dir.path(),
+        &args,
+        analyzer_clock.clone(),
+    )?)
+    .await
+    {
+        Ok(c) => c,
+        Err(_) => {
+            // The address is taken: any free port.
+            let mut any = args.clone();
+            any.listen.set_port(0);
+            mailpulse_collector::start(config(dir.path(), &any, analyzer_clock)?).await?
+        }
+    };
     let http_addr = collector.http_addr();
     let mut out = std::io::stdout();
     writeln!(
@@ -474,8 +486,17 @@ async fn demo(args: DemoArgs) -> Result<()> {
         let now_ms =
             (live_start - WARMUP_DAYS * DAY) * 1000 + window as i64 * i64::from(WINDOW_SECS) * 1000;
         // The window is readable before the analyzer's clock passes it.
+        // The week of history is judged a day at a time; the day of the incidents window by
+        // window, each judged before the next (no alert opens and closes unseen).
+        if window < live_window && !window.is_multiple_of(288) {
+            continue;
+        }
         collector.store().fold_now().await?;
         let _ = clock.send(now_ms);
+        tokio::time::timeout(Duration::from_secs(60), judged.wait_for(|j| *j >= now_ms))
+            .await
+            .context("the analyzer did not judge the step within 60 s")?
+            .context("the analyzer stopped")?;
         if window >= live_window {
             if progress {
                 let done = (window - live_window) as f64 / (windows - live_window) as f64;

@@ -46,6 +46,8 @@ pub struct CollectorConfig {
     pub store: StoreConfig,
     /// Periodic OTLP export of the fleet totals; absent = off.
     pub otlp: Option<OtlpConfig>,
+    /// Prometheus remote write of what `/metrics` shows; absent = off.
+    pub remote_write: Option<crate::expose::remote_write::RemoteWriteConfig>,
     /// Anomaly detection over the stored series.
     pub detect: AnalyzeConfig,
     /// What the alerts say, when they fire, whom they reach.
@@ -71,6 +73,7 @@ impl Default for CollectorConfig {
             http: HttpConfig::default(),
             store: StoreConfig::default(),
             otlp: None,
+            remote_write: None,
             detect: AnalyzeConfig::default(),
             alerting: AlertingConfig::default(),
             remediation: crate::remediate::RemediationConfig::default(),

@@ -248,6 +248,15 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, Collecto
             token: token.clone(),
         });
     let remediation_handle = remediation.map(|(handle, _)| handle);
+    if let Some(rw) = config.remote_write.clone() {
+        let state = http_state.clone();
+        background.push(tokio::spawn(expose::remote_write::run(
+            rw,
+            move || expose::render_metrics(&state),
+            stats.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
     let http_shutdown = signalled(shutdown_rx.clone());
     let http_config = config.http.clone();
     let http_task = tokio::spawn(async move {

@@ -89,6 +89,9 @@ pub struct CollectorStats {
     pub webhook_deliveries: AtomicU64,
     pub webhook_delivery_failures: AtomicU64,
     pub webhook_dead_letters: AtomicU64,
+    /// Remote-write requests the receiver accepted, and those that failed.
+    pub remote_write_requests: AtomicU64,
+    pub remote_write_failures: AtomicU64,
     /// DNS probes of new records refused past an agent's record cap.
     pub dns_probes_refused: AtomicU64,
     /// Series expired (not written within the retention).

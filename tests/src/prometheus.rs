@@ -51,6 +51,7 @@ impl Prometheus {
                     dir.join("tsdb").display()
                 ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--web.enable-remote-write-receiver")
                 .stdout(std::fs::File::create(dir.join("prometheus.out")).expect("log"))
                 .stderr(std::fs::File::create(dir.join("prometheus.err")).expect("log"))
                 .spawn()
@@ -66,6 +67,11 @@ impl Prometheus {
             dir.display()
         );
         prometheus
+    }
+
+    /// Where remote-write clients send (the receiver is on: `--web.enable-remote-write-receiver`).
+    pub fn write_url(&self) -> String {
+        format!("http://127.0.0.1:{}/api/v1/write", self.port)
     }
 
     /// `GET /api/v1/query?query=…`: Prometheus' whole JSON answer (errors included).

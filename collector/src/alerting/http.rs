@@ -140,36 +140,55 @@ impl Endpoint {
         headers: &[(&str, String)],
         body: Bytes,
     ) -> Result<Answer, HttpError> {
-        tokio::time::timeout(self.timeout, self.send(true, headers, body))
+        tokio::time::timeout(self.timeout, self.send(true, headers, body, true))
+            .await
+            .map_err(|_| HttpError::Timeout(self.timeout))?
+    }
+
+    /// POSTs `body` as `content_type` with `headers`; the whole exchange within the timeout.
+    pub async fn post(
+        &self,
+        content_type: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> Result<Answer, HttpError> {
+        let mut all = vec![("Content-Type", content_type.to_owned())];
+        all.extend(headers.iter().cloned());
+        tokio::time::timeout(self.timeout, self.send(false, &all, body, true))
             .await
             .map_err(|_| HttpError::Timeout(self.timeout))?
     }
 
     /// GETs the endpoint; the whole exchange within the timeout.
     pub async fn get(&self) -> Result<Answer, HttpError> {
-        tokio::time::timeout(self.timeout, self.send(false, &[], Bytes::new()))
+        tokio::time::timeout(self.timeout, self.send(false, &[], Bytes::new(), false))
             .await
             .map_err(|_| HttpError::Timeout(self.timeout))?
     }
 
+    /// `json`: a JSON body (Content-Type set here); `post`: POST rather than GET.
     async fn send(
         &self,
-        post: bool,
+        json: bool,
         headers: &[(&str, String)],
         body: Bytes,
+        post: bool,
     ) -> Result<Answer, HttpError> {
         let address = format!("{}:{}", self.host, self.port);
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| HttpError::Connect(address.clone(), e.to_string()))?;
         match &self.tls {
-            None => self.exchange(TokioIo::new(tcp), post, headers, body).await,
+            None => {
+                self.exchange(TokioIo::new(tcp), post, json, headers, body)
+                    .await
+            }
             Some((tls, name)) => {
                 let stream = tls
                     .connect(name.clone(), tcp)
                     .await
                     .map_err(|e| HttpError::Tls(address.clone(), e.to_string()))?;
-                self.exchange(TokioIo::new(stream), post, headers, body)
+                self.exchange(TokioIo::new(stream), post, json, headers, body)
                     .await
             }
         }
@@ -179,6 +198,7 @@ impl Endpoint {
         &self,
         io: TokioIo<T>,
         post: bool,
+        json: bool,
         headers: &[(&str, String)],
         body: Bytes,
     ) -> Result<Answer, HttpError>
@@ -208,7 +228,7 @@ impl Endpoint {
             .header(HOST, host)
             .header(USER_AGENT, concat!("mailpulse/", env!("CARGO_PKG_VERSION")))
             .header(CONNECTION, "close");
-        if post {
+        if json {
             request = request.header(CONTENT_TYPE, "application/json");
         }
         for (name, value) in headers {

@@ -84,7 +84,7 @@ pub fn builtin_rule(view: &str) -> Decision {
         }
         "messages_delivered" => (Critical, 300),
         // A blocklisted sending IP, an MX host failing, a destination's MX target failing.
-        "dnsbl_listed" | "mx_host_failing" | "relay_failing" => (Warning, 0),
+        "dnsbl_listed" | "mx_host_failing" | "relay_failing" | "dns_propagation" => (Warning, 0),
         // Recipients call our mail spam: reputation is at stake.
         "complaints" | "complaint_ratio" => (Warning, 0),
         // Routing that works but could be better.

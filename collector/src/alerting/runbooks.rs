@@ -89,6 +89,10 @@ pub const RUNBOOKS: &[(&str, &str)] = &[
         include_str!("../../../docs/runbooks/mx_unbalanced.md"),
     ),
     (
+        "dns_propagation",
+        include_str!("../../../docs/runbooks/dns_propagation.md"),
+    ),
+    (
         "relay_failing",
         include_str!("../../../docs/runbooks/relay_failing.md"),
     ),

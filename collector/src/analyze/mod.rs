@@ -117,14 +117,20 @@ impl AnalyzeConfig {
     }
 }
 
-/// Where the analyzer's "now" comes from: the wall clock, or a simulated time another task
-/// advances (a fleet replayed fast-forward judges its windows as its time passes).
+/// Where the analyzer's "now" comes from: the wall clock (a round every `interval_secs`), or a
+/// simulated time another task advances (a fleet replayed fast-forward): a round each time it
+/// moves, and `judged` set to the time a round judged up to, so the replay can wait for it —
+/// every step is judged and every alert seen, however fast the replay runs.
 #[derive(Debug, Clone, Default)]
 pub enum Clock {
     #[default]
     Wall,
-    /// Unix ms, as the sender last set it.
-    Simulated(watch::Receiver<i64>),
+    Simulated {
+        /// Unix ms, as the replay last set it.
+        now: watch::Receiver<i64>,
+        /// The `now` of the latest finished round.
+        judged: Arc<watch::Sender<i64>>,
+    },
 }
 
 impl Clock {
@@ -132,7 +138,7 @@ impl Clock {
     pub fn now_ms(&self) -> i64 {
         match self {
             Clock::Wall => unix_ms(),
-            Clock::Simulated(now) => *now.borrow(),
+            Clock::Simulated { now, .. } => *now.borrow(),
         }
     }
 }
@@ -361,10 +367,20 @@ pub async fn run_analyzer(
     let mut generation = store.registry().generation();
     let mut tick = tokio::time::interval(Duration::from_secs(cfg.interval_secs.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut simulated = match &clock {
+        Clock::Simulated { now, .. } => Some(now.clone()),
+        Clock::Wall => None,
+    };
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
+        match simulated.as_mut() {
+            Some(now) => tokio::select! {
+                changed = now.changed() => if changed.is_err() { return },
+                _ = shutdown.changed() => return,
+            },
+            None => tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            },
         }
         let Some(mut e) = engine.take() else { return };
         // Series expired since the last round: their ids may name other series now.
@@ -445,5 +461,8 @@ pub async fn run_analyzer(
         }
         crate::alerting::persist(&store, &update).await;
         shared.publish_alerts(&lifecycle);
+        if let Clock::Simulated { judged, .. } = &clock {
+            judged.send_replace(now);
+        }
     }
 }

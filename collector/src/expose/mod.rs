@@ -14,6 +14,7 @@ pub mod config;
 pub mod console;
 pub mod otlp;
 pub mod prometheus;
+pub mod remote_write;
 pub mod server;
 
 use std::sync::Arc;
@@ -178,6 +179,18 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     // Copying the totals takes the writer's lock briefly; formatting runs off the runtime.
     let rendered = tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        render_metrics(&state)
+    })
+    .await;
+    match rendered {
+        Ok(text) => ([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], text).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// What `/metrics` shows (and remote write sends). Synchronous: run it off the runtime.
+pub fn render_metrics(state: &HttpState) -> String {
+    {
         let snapshot = state.store.snapshot();
         let agents: Vec<AgentLine> = snapshot
             .agents
@@ -231,11 +244,6 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             alerts: &alerts,
             remediation: remediation.as_ref().map(|(c, k)| (c.as_slice(), *k)),
         })
-    })
-    .await;
-    match rendered {
-        Ok(text) => ([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], text).into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 

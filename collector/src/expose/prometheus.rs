@@ -338,6 +338,16 @@ fn render_self(exposition: &Exposition<'_>, out: &mut String) {
             "Webhook notifications given up after their last attempt.",
             &stats.webhook_dead_letters,
         ),
+        (
+            "mailpulse_collector_remote_write_requests_total",
+            "Remote-write requests the receiver accepted.",
+            &stats.remote_write_requests,
+        ),
+        (
+            "mailpulse_collector_remote_write_failures_total",
+            "Remote-write requests that failed or were refused (not retried: the next one sends the current values).",
+            &stats.remote_write_failures,
+        ),
     ];
     for (name, help, counter) in counters {
         header(out, name, "counter", help);

@@ -116,6 +116,7 @@ pub fn alert_labels(alert: &str, views: &[(String, Vec<String>)]) -> Option<Vec<
         "mx_host_failing" => &["host", "domain", "mx"],
         "mx_unbalanced" => &["host", "domain", "preference"],
         "mx_ttl_long" => &["domain"],
+        "dns_propagation" => &["host", "domain"],
         "relay_failing" => &["host", "domain", "relay"],
         _ => &[],
     };

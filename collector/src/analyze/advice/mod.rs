@@ -12,6 +12,7 @@
 //! Architecture invariant: [`advise`] is pure (no I/O, no clock); [`read_facts`] does the
 //! reading, bounded by the store's own caps (series, DNS records per agent).
 
+mod dns;
 mod dnsbl;
 mod mx;
 mod relay;
@@ -28,6 +29,7 @@ use crate::store::{Aggregate, StoreHandle};
 /// The alert names advice raises, besides the detection views (rules may name them).
 pub const NAMES: &[&str] = &[
     dnsbl::NAME,
+    dns::NAME,
     mx::FAILING,
     mx::UNBALANCED,
     mx::TTL_LONG,
@@ -135,6 +137,7 @@ pub fn advise(cfg: &AdviceConfig, facts: &Facts) -> Vec<Alert> {
         return Vec::new();
     }
     let mut out = dnsbl::listings(facts);
+    out.extend(dns::inconsistent(facts));
     out.extend(mx::advice(cfg, facts));
     out.extend(relay::failing(cfg, facts));
     out
@@ -173,12 +176,18 @@ fn alert(
 pub fn read_facts(store: &StoreHandle, cfg: &AdviceConfig, now_ms: i64) -> Facts {
     let since_ms = now_ms - (cfg.lookback_secs.max(1) * 1000) as i64;
     let snapshot = store.snapshot();
-    let gauges = snapshot
-        .series
+    // A gauge's latest level as of `now_ms`: from the lookback's windows, else its latest
+    // value if that is not newer than `now_ms` (an agent ahead of the analyzer's clock, as a
+    // replay is, must not show the future).
+    let mut levels: HashMap<u32, f64> = snapshot
+        .totals
         .iter()
-        .zip(&snapshot.totals)
-        .filter_map(|(def, total)| match total {
-            Aggregate::Gauge { value, .. } => Some((def.clone(), *value)),
+        .enumerate()
+        .filter_map(|(id, total)| match total {
+            Aggregate::Gauge {
+                value,
+                window_start_ms,
+            } if *window_start_ms <= now_ms => Some((id as u32, *value)),
             _ => None,
         })
         .collect();
@@ -188,6 +197,9 @@ pub fn read_facts(store: &StoreHandle, cfg: &AdviceConfig, now_ms: i64) -> Facts
     let read = store.for_each_window(since_ms, now_ms, |_, entries| {
         for (id, aggregate) in entries {
             match aggregate {
+                Aggregate::Gauge { value, .. } => {
+                    levels.insert(*id, *value);
+                }
                 Aggregate::Counter(v) => *counts.entry(*id).or_default() += v,
                 Aggregate::Histogram { sum, counts: c } => {
                     let slot = histograms.entry(*id).or_default();
@@ -202,9 +214,14 @@ pub fn read_facts(store: &StoreHandle, cfg: &AdviceConfig, now_ms: i64) -> Facts
         tracing::warn!(error = %e, "reading recent windows for advice failed");
     }
     let def = |id: u32| defs.get(id as usize).cloned();
+    let mut levels: Vec<(u32, f64)> = levels.into_iter().collect();
+    levels.sort_by_key(|(id, _)| *id);
     let mut facts = Facts {
         now_ms,
-        gauges,
+        gauges: levels
+            .into_iter()
+            .filter_map(|(id, v)| Some((def(id)?, v)))
+            .collect(),
         counts: counts
             .into_iter()
             .filter_map(|(id, v)| Some((def(id)?, v)))
