@@ -1,12 +1,15 @@
-//! The packaged systemd unit of the agent can run `postqueue -j` without the `postdrop` group:
+//! The packaged systemd unit of the agent runs `postqueue -j` through the `postdrop` group:
 //! `postqueue` reaches the queue through the `showq` service, whose socket lives in `public/`
-//! (mode 2710, group `postdrop`), and `postqueue` itself is set-group-ID `postdrop` for exactly
-//! that. The agent therefore needs no `postdrop` group of its own (which would let it drop mail
-//! into `maildrop/`), but the unit must let the set-group-ID bit work: no `NoNewPrivileges`.
+//! (mode 2710, group `postdrop`). The unit is hardened (system call filter, kernel protections,
+//! restricted address families), which implies `NoNewPrivileges`, so `postqueue`'s own
+//! set-group-ID bit does not work there; the unit gives the agent `postdrop` as a supplementary
+//! group instead (the cost: the group may also write into `maildrop/`, as local users can through
+//! `postdrop`).
 //!
 //! Runs the unit's credentials for real against a throw-away Postfix: an unprivileged user
-//! (`nobody`, standing in for `mailpulse`), the unit's group, no supplementary groups, and
-//! `no_new_privs` exactly when the unit sets it. Needs root and the Debian `postfix` package.
+//! (`nobody`, standing in for `mailpulse`, and `nogroup` for its group), the unit's supplementary
+//! groups and `no_new_privs` as the unit sets it; and the control: without `postdrop`, it
+//! fails. Needs root and the Debian `postfix` package.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -42,14 +45,19 @@ fn yes(value: Option<&str>) -> bool {
     matches!(value, Some("yes" | "true" | "on" | "1"))
 }
 
-/// `postqueue -j` of `instance` as `nobody` with primary group `group`, no supplementary
-/// groups, with or without `no_new_privs`: (exit success, output).
+/// `postqueue -j` of `instance` as `nobody` with primary group `group`, supplementary
+/// `groups`, with or without `no_new_privs`: (exit success, output).
 ///
 /// A set-group-ID Postfix command run by another user than root honours `-c DIR` only when
 /// the default `main.cf` lists DIR in `alternate_config_directories` (as a multi-instance host
 /// lists its instances). The test gives it such a `/etc/postfix` in a private mount namespace,
 /// so the host's own `/etc/postfix` is never touched.
-fn postqueue_as(instance: &PostfixInstance, group: &str, no_new_privs: bool) -> (bool, String) {
+fn postqueue_as(
+    instance: &PostfixInstance,
+    group: &str,
+    groups: &[&str],
+    no_new_privs: bool,
+) -> (bool, String) {
     let etc = tempfile::tempdir().expect("temp dir");
     std::fs::set_permissions(etc.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     std::fs::write(
@@ -64,7 +72,11 @@ fn postqueue_as(instance: &PostfixInstance, group: &str, no_new_privs: bool) -> 
         "setpriv".to_owned(),
         "--reuid=nobody".to_owned(),
         format!("--regid={group}"),
-        "--clear-groups".to_owned(),
+        if groups.is_empty() {
+            "--clear-groups".to_owned()
+        } else {
+            format!("--groups={}", groups.join(","))
+        },
     ];
     if no_new_privs {
         setpriv.push("--no-new-privs".to_owned());
@@ -88,54 +100,40 @@ fn postqueue_as(instance: &PostfixInstance, group: &str, no_new_privs: bool) -> 
 }
 
 #[test]
-fn packaged_unit_runs_postqueue_without_the_postdrop_group() {
+fn packaged_unit_runs_postqueue_through_the_postdrop_group() {
     let settings = service_settings();
-    let groups = setting(&settings, "SupplementaryGroups").unwrap_or("");
+    let groups: Vec<&str> = setting(&settings, "SupplementaryGroups")
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     assert!(
-        !groups.split_whitespace().any(|g| g == "postdrop"),
-        "the agent's unit asks for the postdrop group: {groups}"
+        groups.contains(&"postdrop"),
+        "the agent's unit does not give the postdrop group: {groups:?}"
     );
-    for implies_no_new_privs in [
-        "SystemCallFilter",
-        "RestrictSUIDSGID",
-        "MemoryDenyWriteExecute",
-        "LockPersonality",
-        "RestrictNamespaces",
-        "ProtectKernelTunables",
-        "ProtectKernelModules",
-        "ProtectKernelLogs",
-        "ProtectClock",
-        "PrivateDevices",
-        "RestrictRealtime",
-        "RestrictAddressFamilies",
-        "SystemCallArchitectures",
-    ] {
-        let value = setting(&settings, implies_no_new_privs);
-        assert!(
-            value.is_none() || matches!(value, Some("no" | "false" | "")),
-            "{implies_no_new_privs}= implies NoNewPrivileges=yes, which disables postqueue's \
-             set-group-ID bit"
-        );
-    }
-    let group = setting(&settings, "Group").unwrap_or("nogroup");
-    let no_new_privs = yes(setting(&settings, "NoNewPrivileges"));
-
+    assert!(
+        yes(setting(&settings, "NoNewPrivileges")),
+        "the hardened unit sets NoNewPrivileges"
+    );
     assert!(
         postfix::available(),
         "needs root and postfix (scripts/install-deps)"
     );
     let instance = PostfixInstance::start(&PostfixConfig::default()).expect("postfix starts");
-    let (ok, text) = postqueue_as(&instance, group, no_new_privs);
+    let (ok, text) = postqueue_as(&instance, "nogroup", &groups, true);
     assert!(
         ok,
-        "postqueue -j with the unit's credentials (group {group}, no supplementary groups, \
-         no_new_privs {no_new_privs}) failed: {text}"
+        "postqueue -j with the unit's credentials (groups {groups:?}, no_new_privs) failed: {text}"
     );
-    // The control: without its set-group-ID bit postqueue cannot reach showq.
-    let (ok, text) = postqueue_as(&instance, group, true);
+    // The control: under no_new_privs, without postdrop, postqueue cannot reach showq.
+    let others: Vec<&str> = groups
+        .iter()
+        .copied()
+        .filter(|g| *g != "postdrop")
+        .collect();
+    let (ok, text) = postqueue_as(&instance, "nogroup", &others, true);
     assert!(
         !ok,
-        "postqueue -j worked under no_new_privs, so its set-group-ID bit is not what grants \
+        "postqueue -j worked without the postdrop group, so the group is not what grants \
          access: {text}"
     );
 }
