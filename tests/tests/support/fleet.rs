@@ -66,26 +66,9 @@ pub fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
-/// RFC 3339 (UTC) of Unix seconds `t`.
+/// RFC 3339 (UTC) of Unix seconds `t`, as the collector writes times.
 fn rfc3339(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    mailpulse_collector::alerting::content::rfc3339(t * 1000)
 }
 
 /// Two days of three hosts ending at `end` (Unix seconds, on a window boundary), with a bounce
